@@ -1,0 +1,271 @@
+"""Face detection: every face in a photo, with a box, a confidence and landmarks.
+
+Detectors are a registry (name -> factory). ``dlib`` (HOG) and ``mtcnn`` run offline from
+weights shipped in PyPI packages; the other DeepFace backends download their weights on
+first use. Instances are cached per (name, weights folder) and guarded by a lock, since
+Streamlit sessions share them across threads and neither TensorFlow graphs nor dlib
+objects promise re-entrancy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, FaceSearchError, UnknownDetectorError, WeightsMissingError
+from .settings import Settings, get_settings
+from . import weights as _weights
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the coordinates of the image it was found in."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h (pixels, clipped to the image)
+    confidence: float
+    # Named points in image coordinates; keys drawn from left_eye, right_eye, nose,
+    # mouth_left, mouth_right ("left" is the subject's left, i.e. image right).
+    landmarks: dict[str, Point] = field(default_factory=dict)
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+    def to_dict(self) -> dict:
+        return {
+            "box": list(self.box),
+            "confidence": float(self.confidence),
+            "landmarks": {k: [float(v[0]), float(v[1])] for k, v in self.landmarks.items()},
+        }
+
+
+def _clip_box(x: float, y: float, w: float, h: float, width: int, height: int) -> tuple[int, int, int, int] | None:
+    x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+    x1, y1 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class Detector:
+    """Base class. ``detect(rgb (h, w, 3) uint8) -> list[Face]``, largest face first."""
+
+    name: str = ""
+    offline: bool = False  # True when the weights ship in an installed package
+    # Photos are shrunk so their long side is at most this before detection: detection
+    # cost grows with pixels, and faces in a 4000-px phone photo are far above the
+    # detectors' minimum size anyway.
+    max_side: int = 1024
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
+        raise NotImplementedError
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ConfigError(f"detect() expects an (h, w, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = rgb
+        if scale < 1.0:
+            import cv2
+
+            small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        with self._lock:
+            faces = self._detect(np.ascontiguousarray(small))
+        if scale < 1.0:
+            inv = 1.0 / scale
+            scaled = []
+            for f in faces:
+                b = _clip_box(f.box[0] * inv, f.box[1] * inv, f.box[2] * inv, f.box[3] * inv, w, h)
+                if b:
+                    lm = {k: (p[0] * inv, p[1] * inv) for k, p in f.landmarks.items()}
+                    scaled.append(Face(b, f.confidence, lm))
+            faces = scaled
+        return sorted(faces, key=lambda f: -f.area)
+
+
+class DlibHogDetector(Detector):
+    """dlib's HOG + linear SVM frontal detector; landmarks from the 5-point shape model."""
+
+    name = "dlib"
+    offline = True
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        import dlib
+
+        self._det = dlib.get_frontal_face_detector()
+        self._shape = dlib.shape_predictor(str(_weights.ensure_dlib_file(settings, _weights.DLIB_SHAPE5)))
+        self._dlib = dlib
+
+    def _detect(self, rgb):
+        h, w = rgb.shape[:2]
+        # HOG's smallest face is 80 px; upsampling small photos finds the 40-px faces
+        # of group shots at a 4x cost, which only pays off below ~800 px.
+        upsample = 1 if max(h, w) <= 800 else 0
+        rects, scores, _ = self._det.run(rgb, upsample, 0.0)
+        faces = []
+        for r, s in zip(rects, scores):
+            b = _clip_box(r.left(), r.top(), r.width(), r.height(), w, h)
+            if not b:
+                continue
+            shp = self._shape(rgb, r)
+            pts = [(float(shp.part(i).x), float(shp.part(i).y)) for i in range(5)]
+            eye_a = ((pts[0][0] + pts[1][0]) / 2, (pts[0][1] + pts[1][1]) / 2)
+            eye_b = ((pts[2][0] + pts[3][0]) / 2, (pts[2][1] + pts[3][1]) / 2)
+            # The subject's left eye is the one on the image's right.
+            left, right = (eye_a, eye_b) if eye_a[0] > eye_b[0] else (eye_b, eye_a)
+            # Map HOG's unbounded SVM score to (0, 1) so all detectors share one scale.
+            conf = float(1.0 / (1.0 + np.exp(-2.0 * s)))
+            faces.append(Face(b, conf, {"left_eye": left, "right_eye": right, "nose": pts[4]}))
+        return faces
+
+
+class MtcnnDetector(Detector):
+    """MTCNN (the ``mtcnn`` package ships its weights), with 5 landmarks."""
+
+    name = "mtcnn"
+    offline = True
+    # The last stage's default 0.8 drops real faces that are tilted or cut by the frame;
+    # 0.7 found 5 of the 7 faces in the selfie group photo without false positives on
+    # the other group photos (docs/BENCHMARKS.md).
+    onet_threshold = 0.7
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from mtcnn import MTCNN
+
+        self._m = MTCNN()
+
+    def _detect(self, rgb):
+        h, w = rgb.shape[:2]
+        found = self._m.detect_faces(rgb, threshold_onet=self.onet_threshold)
+        faces = []
+        for d in found:
+            b = _clip_box(*d["box"], w, h)
+            if not b:
+                continue
+            kp = d.get("keypoints") or {}
+            # mtcnn names points from the viewer's side; ours follow the subject.
+            lm = {}
+            names = {"left_eye": "right_eye", "right_eye": "left_eye", "nose": "nose",
+                     "mouth_left": "mouth_right", "mouth_right": "mouth_left"}
+            for src, dst in names.items():
+                if src in kp:
+                    lm[dst] = (float(kp[src][0]), float(kp[src][1]))
+            faces.append(Face(b, float(d["confidence"]), lm))
+        return faces
+
+
+class DeepFaceDetector(Detector):
+    """Any DeepFace detector backend (opencv, ssd, retinaface, yunet, yolov8n, ...)."""
+
+    offline = False
+
+    def __init__(self, settings: Settings, backend: str):
+        super().__init__(settings)
+        self.name = backend
+        _weights.configure_deepface(settings)
+        from deepface.modules import modeling
+
+        try:
+            self._m = modeling.build_model(task="face_detector", model_name=backend)
+        except FaceSearchError:
+            raise
+        except Exception as exc:  # DeepFace raises ValueError/ImportError for downloads and missing deps
+            raise _weights.as_missing(f"detector {backend!r}", exc, settings) from None
+
+    def _detect(self, rgb):
+        h, w = rgb.shape[:2]
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        faces = []
+        for r in self._m.detect_faces(bgr):
+            b = _clip_box(r.x, r.y, r.w, r.h, w, h)
+            if not b:
+                continue
+            lm = {}
+            # DeepFace's left_eye is the subject's left eye, as ours.
+            if getattr(r, "left_eye", None) is not None:
+                lm["left_eye"] = (float(r.left_eye[0]), float(r.left_eye[1]))
+            if getattr(r, "right_eye", None) is not None:
+                lm["right_eye"] = (float(r.right_eye[0]), float(r.right_eye[1]))
+            conf = float(r.confidence) if r.confidence is not None else 1.0
+            faces.append(Face(b, conf, lm))
+        return faces
+
+
+# DeepFace backends we expose, with the weights file each needs (None: ships with a package).
+DEEPFACE_DETECTORS: dict[str, str | None] = {
+    "opencv": None,
+    "ssd": "res10_300x300_ssd_iter_140000.caffemodel",
+    "retinaface": "retinaface.h5",
+    "yunet": "face_detection_yunet_2023mar.onnx",
+    "centerface": "centerface.onnx",
+    "yolov8n": "yolov8n-face.pt",
+    "mediapipe": None,
+}
+
+DETECTORS: tuple[str, ...] = ("mtcnn", "dlib", *DEEPFACE_DETECTORS)
+
+_cache: dict[tuple[str, str], Detector] = {}
+_cache_lock = threading.Lock()
+
+
+def check_detector_name(name: str) -> str:
+    if name not in DETECTORS:
+        raise UnknownDetectorError(name, list(DETECTORS))
+    return name
+
+
+def get_detector(name: str | None = None, settings: Settings | None = None) -> Detector:
+    """The shared, lazily built detector called ``name``."""
+    settings = settings or get_settings()
+    name = check_detector_name(name or settings.detector)
+    key = (name, str(settings.home))
+    with _cache_lock:
+        det = _cache.get(key)
+        if det is None:
+            if name == "dlib":
+                det = DlibHogDetector(settings)
+            elif name == "mtcnn":
+                det = MtcnnDetector(settings)
+            else:
+                det = DeepFaceDetector(settings, name)
+            _cache[key] = det
+        return det
+
+
+def detector_status(name: str, settings: Settings | None = None) -> tuple[bool, str]:
+    """(ready, where) without loading anything: ``ready`` means it will work offline."""
+    settings = settings or get_settings()
+    check_detector_name(name)
+    if name == "mtcnn":
+        return True, "weights ship with the mtcnn package"
+    if name == "dlib":
+        return True, "weights ship with face-recognition-models"
+    if name == "opencv":
+        import cv2
+
+        data = getattr(cv2, "data", None)
+        folder = Path(getattr(data, "haarcascades", "") or "")
+        ok = (folder / "haarcascade_frontalface_default.xml").is_file()
+        return ok, str(folder) if ok else "OpenCV 5 wheels ship no Haar cascades"
+    if name == "mediapipe":
+        import importlib.util
+
+        ok = importlib.util.find_spec("mediapipe") is not None
+        return ok, "mediapipe package" if ok else "pip install mediapipe"
+    fname = DEEPFACE_DETECTORS[name]
+    path = settings.weights_path / fname
+    return path.is_file(), str(path)

@@ -1,0 +1,90 @@
+"""One exception tree for everything a user can get wrong or the machine can refuse.
+
+The core raises these; pages show them with ``st.error`` and the CLI prints them to stderr
+and exits non-zero. Anything that is *not* a ``FaceSearchError`` is a bug and may show a
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class FaceSearchError(Exception):
+    """Base class: a message meant for the user, no traceback needed."""
+
+    exit_code = 1
+
+
+class ConfigError(FaceSearchError):
+    """A setting or argument is invalid."""
+
+    exit_code = 2
+
+
+class UnknownModelError(ConfigError):
+    """A model name that is not in the registry."""
+
+    def __init__(self, name: str, valid: list[str]):
+        self.name, self.valid = name, list(valid)
+        super().__init__(f"Unknown model {name!r}. Valid models: {', '.join(self.valid)}")
+
+
+class UnknownDetectorError(ConfigError):
+    """A detector name that is not in the registry."""
+
+    def __init__(self, name: str, valid: list[str]):
+        self.name, self.valid = name, list(valid)
+        super().__init__(f"Unknown detector {name!r}. Valid detectors: {', '.join(self.valid)}")
+
+
+class WeightsMissingError(FaceSearchError):
+    """Model weights are not on disk and cannot be downloaded (no network)."""
+
+    def __init__(self, what: str, filename: str, folder: str, detail: str = ""):
+        self.what, self.filename, self.folder = what, filename, folder
+        msg = (
+            f"{what}: weights file {filename!r} is missing and could not be downloaded. "
+            f"Put it in {folder}"
+        )
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class ImageError(FaceSearchError):
+    """A file that cannot be read as an image (not an image, truncated, unsupported)."""
+
+    def __init__(self, source: str, reason: str):
+        self.source, self.reason = source, reason
+        super().__init__(f"{source}: {reason}")
+
+
+class NoFaceError(FaceSearchError):
+    """An image in which no face was detected where one was required."""
+
+    def __init__(self, source: str):
+        self.source = source
+        super().__init__(f"{source}: no face detected")
+
+
+class DatasetError(FaceSearchError):
+    """A dataset folder or pairs file that does not have the expected layout."""
+
+
+class StoreError(FaceSearchError):
+    """Gallery (ChromaDB) problems."""
+
+
+class GalleryMismatchError(StoreError):
+    """Writing or querying a collection with another model, dimension or metric."""
+
+
+class GalleryBusyError(StoreError):
+    """Another process holds the gallery's write lock."""
+
+
+class StorageFullError(StoreError):
+    """The disk is full; nothing was half-written."""
+
+
+class EmptyGalleryError(StoreError):
+    """A query against a gallery with no faces."""

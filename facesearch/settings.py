@@ -1,0 +1,85 @@
+"""Settings: one frozen dataclass read from environment variables, with defaults.
+
+Everything the project writes at run time lives under ``home`` (``FACESEARCH_HOME``,
+default ``./data``): the Chroma database, thumbnails, model weights and caches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path("data"))
+    model: str = "dlib"
+    detector: str = "mtcnn"
+    chroma_url: str | None = None  # e.g. http://127.0.0.1:8000 -> HttpClient instead of PersistentClient
+    top_k: int = 5
+    batch_size: int = 64
+    workers: int = 1
+    thumb_size: int = 112
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def thumbs_path(self) -> Path:
+        return self.home / "thumbs"
+
+    @property
+    def deepface_home(self) -> Path:
+        # DeepFace keeps weights in $DEEPFACE_HOME/.deepface/weights
+        return self.home / "models"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.deepface_home / ".deepface" / "weights"
+
+    @property
+    def keras_home(self) -> Path:
+        return self.home / "models" / "keras"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def thresholds_file(self) -> Path:
+        return self.home / "thresholds.json"
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        return cls(
+            home=Path(env.get("FACESEARCH_HOME") or "data").expanduser(),
+            model=env.get("FACESEARCH_MODEL") or "dlib",
+            detector=env.get("FACESEARCH_DETECTOR") or "mtcnn",
+            chroma_url=env.get("FACESEARCH_CHROMA_URL") or None,
+            top_k=_env_int("FACESEARCH_TOP_K", 5),
+            batch_size=_env_int("FACESEARCH_BATCH_SIZE", 64),
+            workers=_env_int("FACESEARCH_WORKERS", 1),
+            thumb_size=_env_int("FACESEARCH_THUMB_SIZE", 112),
+        )
+
+
+def get_settings() -> Settings:
+    return Settings.from_env()
