@@ -1,0 +1,221 @@
+"""Command line: ``facesearch ingest|match|verify|models|stats|evaluate``.
+
+User mistakes (a FaceSearchError) print one line to stderr and exit non-zero; only bugs
+show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import FaceSearchError
+from .settings import Settings, get_settings
+
+
+def _settings(args) -> Settings:
+    s = get_settings()
+    changes = {}
+    if getattr(args, "home", None):
+        changes["home"] = Path(args.home)
+    if getattr(args, "model", None):
+        changes["model"] = args.model
+    if getattr(args, "detector", None):
+        changes["detector"] = args.detector
+    if getattr(args, "chroma_url", None):
+        changes["chroma_url"] = args.chroma_url
+    return s.with_(**changes) if changes else s
+
+
+class _Bar:
+    """A one-line progress bar on stderr (no dependency, fine in CI logs)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.t0, self.last = quiet, time.perf_counter(), 0.0
+
+    def __call__(self, done: int, total: int, path: str):
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        width = 30
+        fill = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rate:.1f}/s {Path(path).name[:30]:<30}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import ingest
+
+    s = _settings(args)
+    rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
+                 all_faces=args.all_faces, progress=_Bar(args.quiet), restart=args.restart)
+    for p, reason in rep.failed:
+        print(f"skipped {p}: {reason}", file=sys.stderr)
+    if args.verbose:
+        for p in rep.no_face:
+            print(f"skipped {p}: no face detected", file=sys.stderr)
+    print(rep.summary())
+    return 0
+
+
+def cmd_match(args) -> int:
+    from .search import match
+
+    s = _settings(args)
+    res = match(args.image, settings=s, k=args.k)
+    if args.json:
+        out = [{"face": fm.face.index, "box": list(fm.face.face.box), "verdict": fm.verdict,
+                "matches": [{"identity": h.identity, "similarity": round(h.similarity, 4),
+                             "distance": round(h.distance, 4), "id": h.id} for h in fm.hits],
+                "identities": [{"identity": i.identity, "distance": round(i.distance, 4), "n": i.n_hits,
+                                "verdict": i.verdict} for i in fm.identities[: args.k]]}
+               for fm in res.faces]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{len(res.faces)} face(s) in {res.analysis.source}  (model {res.model}, detector {res.detector}, "
+          f"threshold {res.threshold:.3f} cosine distance)")
+    for fm in res.faces:
+        x, y, w, h = fm.face.face.box
+        print(f"\nface {fm.face.index + 1} at x={x} y={y} w={w} h={h}: {fm.verdict}")
+        for rank, ident in enumerate(fm.identities[: args.k], 1):
+            print(f"  {rank}. {ident.identity:<30} similarity {ident.similarity:.3f}  distance {ident.distance:.3f}  "
+                  f"{ident.verdict}  ({ident.n_hits} of top {len(fm.hits) * 3} faces)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .search import verify
+
+    s = _settings(args)
+    r = verify(args.image1, args.image2, settings=s)
+    word = "SAME person" if r.same else "DIFFERENT people"
+    print(f"{word}: distance {r.distance:.4f} vs threshold {r.threshold:.4f} ({r.model}; {r.verdict}; "
+          f"similarity {r.similarity:.4f})")
+    return 0 if r.same or not args.exit_code else 3
+
+
+def cmd_models(args) -> int:
+    from .detection import DETECTORS, detector_status
+    from .models import list_models
+    from .thresholds import get_threshold
+
+    s = _settings(args)
+    print(f"{'model':<16}{'dim':>6}  {'family':<8}{'threshold':>10}  status")
+    for m in list_models(s):
+        thr = get_threshold(m["name"], s)
+        st = "ready" if m["ready"] else "missing weights: " + m["detail"].removeprefix("missing ")
+        print(f"{m['name']:<16}{m['dim']:>6}  {m['family']:<8}{thr:>10.3f}  {st}")
+    print(f"\n{'detector':<16}status")
+    for d in DETECTORS:
+        ok, where = detector_status(d, s)
+        print(f"{d:<16}{'ready' if ok else 'missing weights: ' + where}")
+    print(f"\nweights folder: {s.weights_path}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from store import FaceGallery, list_galleries
+
+    s = _settings(args)
+    gals = list_galleries(s)
+    print(f"data folder: {s.home}  database: {s.chroma_url or s.chroma_path}")
+    if not gals:
+        print("no galleries yet: run 'facesearch ingest PATH'")
+        return 0
+    for g in gals:
+        print(f"{g['name']}: model {g['model']} ({g['dim']}-d), detector {g['detector']}, {g['count']} faces")
+        if args.identities:
+            gal = FaceGallery(g["model"], g["dim"], g["detector"], s)
+            for ident, n in list(gal.identities().items())[: args.identities]:
+                print(f"    {ident:<30} {n}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    try:
+        from .evaluate import cli_evaluate
+    except ImportError:
+        raise FaceSearchError("evaluation is not available in this build") from None
+    return cli_evaluate(args, _settings(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="facesearch", description="Face similarity search over a ChromaDB gallery.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", help="embedding model (see 'facesearch models'); default $FACESEARCH_MODEL or dlib")
+    common.add_argument("--detector", help="face detector; default $FACESEARCH_DETECTOR or mtcnn")
+    common.add_argument("--home", help="data folder; default $FACESEARCH_HOME or ./data")
+    common.add_argument("--chroma-url", help="use a Chroma server (e.g. http://127.0.0.1:8000) instead of the local database")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    a = sub.add_parser("ingest", parents=[common], help="add a labelled dataset to the gallery",
+                       description="Formats: folders (NAME/*.jpg), celeba, lfw, fiw, csv (path,label). "
+                                   "Resumes where an earlier run stopped.")
+    a.add_argument("path")
+    a.add_argument("--format", default="auto", choices=["auto", "folders", "celeba", "lfw", "fiw", "csv"])
+    a.add_argument("--limit", type=int, help="only the first N photos")
+    a.add_argument("--workers", type=int, help="worker processes for detection/embedding (default 1)")
+    a.add_argument("--all-faces", action="store_true", help="store every face of a photo, not only the largest")
+    a.add_argument("--restart", action="store_true", help="forget which files earlier runs processed")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.add_argument("--verbose", "-v", action="store_true", help="list photos with no face")
+    a.set_defaults(func=cmd_ingest)
+
+    m = sub.add_parser("match", parents=[common], help="find every face of a photo in the gallery")
+    m.add_argument("image")
+    m.add_argument("-k", type=int, default=5, help="matches per face (default 5)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_match)
+
+    v = sub.add_parser("verify", parents=[common], help="are two photos the same person?")
+    v.add_argument("image1")
+    v.add_argument("image2")
+    v.add_argument("--exit-code", action="store_true", help="exit 3 when they are different people")
+    v.set_defaults(func=cmd_verify)
+
+    sub.add_parser("models", parents=[common], help="list models and detectors, with weights status").set_defaults(func=cmd_models)
+
+    st = sub.add_parser("stats", parents=[common], help="galleries and their sizes")
+    st.add_argument("--identities", type=int, default=0, metavar="N", help="also list the N largest identities")
+    st.set_defaults(func=cmd_stats)
+
+    e = sub.add_parser("evaluate", parents=[common], help="compare models on a labelled dataset")
+    e.add_argument("--dataset", required=True, help="fiw | lfw | folder | master")
+    e.add_argument("path", nargs="?", help="dataset folder or pairs file (default: from ../shared/data)")
+    e.add_argument("--models", default="dlib,facenet-casia", help="comma-separated model names")
+    e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--limit", type=int, help="at most N pairs")
+    e.add_argument("--target-precision", type=float, default=0.95)
+    e.add_argument("--target-fmr", type=float, default=0.01)
+    e.add_argument("--out", help="write results as JSON and CSV with this path prefix")
+    e.add_argument("--apply", metavar="MODEL", help="save MODEL's best-F1 threshold as its verdict threshold")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FaceSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,251 @@
+"""Build a gallery from a labelled dataset (folders, CelebA, LFW, FIW, CSV).
+
+* Face IDs are ``<image sha1[:20]>-<face index>``: ingesting the same photo twice, from
+  any path, adds nothing.
+* A ledger (SQLite, ``$FACESEARCH_HOME/cache/ingest.sqlite``) records each file's outcome
+  after its faces are written, so a second run resumes where the first stopped, and
+  files with no face or unreadable files are not re-tried unless they change.
+* Every failed file is reported with its reason and skipped; nothing stops the run but
+  a full disk or another writer, and then everything written so far stays consistent.
+* With ``workers > 1`` detection and embedding run in worker processes (models load once
+  per worker) while this process writes batches to Chroma.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from store import FaceGallery
+
+from .datasets import LabeledImage, load_images
+from .errors import FaceSearchError, ImageError, StorageFullError
+from .images import load_image, to_jpeg
+from .pipeline import Pipeline
+from .settings import Settings, get_settings
+
+Progress = Callable[[int, int, str], None]  # (done, total, current path)
+
+
+@dataclass
+class IngestReport:
+    total: int = 0  # files in the dataset (after limit)
+    processed: int = 0  # files looked at in this run
+    skipped: int = 0  # already done in an earlier run
+    images_with_faces: int = 0
+    faces_added: int = 0
+    no_face: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+    stopped: str | None = None  # why the run stopped early, if it did
+
+    @property
+    def photos_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        s = (f"{self.processed} photos processed ({self.skipped} already done), {self.faces_added} faces added "
+             f"from {self.images_with_faces} photos, {len(self.no_face)} with no face, {len(self.failed)} failed, "
+             f"in {self.seconds:.1f} s ({self.photos_per_second:.2f} photos/s)")
+        if self.stopped:
+            s += f"; stopped early: {self.stopped}"
+        return s
+
+
+class Ledger:
+    def __init__(self, path: Path, collection: str):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.collection = collection
+        self.db = sqlite3.connect(str(path), timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
+                        "status TEXT, reason TEXT, faces INTEGER, PRIMARY KEY (collection, path))")
+        self.db.commit()
+
+    def done(self) -> dict[str, tuple[int, float]]:
+        rows = self.db.execute("SELECT path, size, mtime FROM files WHERE collection=?", (self.collection,))
+        return {p: (s, m) for p, s, m in rows}
+
+    def mark(self, rows: list[tuple[str, int, float, str, str, int]]) -> None:
+        if rows:
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)",
+                                [(self.collection, *r) for r in rows])
+            self.db.commit()
+
+    def forget(self) -> None:
+        self.db.execute("DELETE FROM files WHERE collection=?", (self.collection,))
+        self.db.commit()
+
+
+def _stat(p: Path) -> tuple[int, float]:
+    try:
+        st = p.stat()
+        return st.st_size, st.st_mtime
+    except OSError:
+        return -1, 0.0
+
+
+def face_id(sha1: str, index: int) -> str:
+    return f"{sha1[:20]}-{index}"
+
+
+# -- worker side (also used in-process when workers == 1) ------------------------------
+_worker_pipe: Pipeline | None = None
+
+
+def _worker_init(model: str, detector: str, settings: Settings) -> None:
+    global _worker_pipe
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Two workers on two cores: one thread each avoids oversubscription.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker_pipe = Pipeline(model, detector, settings)
+
+
+def _process(path: str) -> dict:
+    """Detect + embed one file. Returns a plain dict (picklable)."""
+    assert _worker_pipe is not None
+    try:
+        a = _worker_pipe.analyze(path, thumbs=True)
+    except ImageError as exc:
+        return {"path": path, "error": exc.reason}
+    except FaceSearchError:
+        raise
+    except Exception as exc:  # a decoder or model crash on one file must not end the run
+        return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "path": path, "sha1": a.sha1,
+        "faces": [(fr.face.to_dict(), fr.embedding, to_jpeg(fr.thumb)) for fr in a.faces],
+    }
+
+
+def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: str) -> dict:
+    md = {
+        "identity": item.identity, "path": str(item.path), "image_sha1": sha1, "face_index": idx,
+        "box": ",".join(str(int(v)) for v in face["box"]), "det_confidence": float(face["confidence"]),
+        "dataset": source_root,
+    }
+    if item.family:
+        md["family"] = item.family
+    if item.member:
+        md["member"] = item.member
+    for k, v in item.extra:
+        md.setdefault(k, v)
+    return md
+
+
+def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, detector: str | None = None,
+           settings: Settings | None = None, limit: int | None = None, workers: int | None = None,
+           all_faces: bool = False, progress: Progress | None = None, restart: bool = False,
+           items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None) -> IngestReport:
+    """Add the photos under ``path`` to the (model, detector) gallery.
+
+    Only the largest face of each labelled photo is stored, since the label names one
+    person; ``all_faces=True`` stores every face under the same label.
+    """
+    settings = settings or get_settings()
+    model, detector = model or settings.model, detector or settings.detector
+    workers = max(1, workers or settings.workers)
+    t0 = time.perf_counter()
+    images = list(items) if items is not None else load_images(path, fmt, limit=limit)
+    from .models import get_model
+
+    emb = get_model(model, settings)
+    gallery = FaceGallery(emb.name, emb.dim, detector, settings)
+    ledger = Ledger(settings.cache_path / "ingest.sqlite", gallery.name)
+    if restart:
+        ledger.forget()
+    done = ledger.done()
+    report = IngestReport(total=len(images))
+    todo: list[tuple[LabeledImage, int, float]] = []
+    for it in images:
+        size, mtime = _stat(it.path)
+        prev = done.get(str(it.path))
+        if prev is not None and prev == (size, mtime):
+            report.skipped += 1
+        else:
+            todo.append((it, size, mtime))
+    by_path = {str(it.path): (it, s, m) for it, s, m in todo}
+    root = str(path)
+    pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger = [], [], [], [], []
+
+    def flush():
+        if pending_ids:
+            # Thumbnails first, then vectors, then the ledger: a crash in between leaves
+            # at worst a re-done file, never a ledger entry without its faces.
+            for fid, jpg in pending_thumbs:
+                gallery.save_thumb(fid, jpg)
+            gallery.upsert(pending_ids, np.stack(pending_emb), pending_md, lock=False)
+            report.faces_added += len(pending_ids)
+        ledger.mark(pending_ledger)
+        for lst in (pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger):
+            lst.clear()
+
+    def handle(res: dict):
+        it, size, mtime = by_path[res["path"]]
+        report.processed += 1
+        if "error" in res:
+            report.failed.append((res["path"], res["error"]))
+            pending_ledger.append((res["path"], size, mtime, "failed", res["error"], 0))
+        elif not res["faces"]:
+            report.no_face.append(res["path"])
+            pending_ledger.append((res["path"], size, mtime, "no_face", "no face detected", 0))
+        else:
+            report.images_with_faces += 1
+            faces = res["faces"] if all_faces else res["faces"][:1]
+            for idx, (fd, e, jpg) in enumerate(faces):
+                fid = face_id(res["sha1"], idx)
+                pending_ids.append(fid); pending_emb.append(e)
+                pending_md.append(_metadata(it, res["sha1"], idx, fd, root))
+                pending_thumbs.append((fid, jpg))
+            pending_ledger.append((res["path"], size, mtime, "ok", "", len(faces)))
+        if progress:
+            progress(report.processed + report.skipped, report.total, res["path"])
+        if len(pending_ids) >= settings.batch_size or len(pending_ledger) >= settings.batch_size * 4:
+            flush()
+
+    paths = [str(it.path) for it, _, _ in todo]
+    try:
+        with gallery.writer(wait=5.0):
+            if workers == 1 or len(paths) < 8:
+                _worker_init(emb.name, detector, settings)
+                for p in paths:
+                    if stop is not None and stop.is_set():
+                        report.stopped = "cancelled"
+                        break
+                    handle(_process(p))
+            else:
+                ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
+                with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                            initargs=(emb.name, detector, settings)) as pool:
+                    # A bounded window keeps memory flat on 200k-photo datasets.
+                    window = workers * 8
+                    it_paths = iter(paths)
+                    futs = {pool.submit(_process, p) for p in [next(it_paths) for _ in range(min(window, len(paths)))]}
+                    while futs:
+                        finished, futs = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
+                        for f in finished:
+                            handle(f.result())
+                            if stop is not None and stop.is_set():
+                                report.stopped = "cancelled"
+                                continue
+                            nxt = next(it_paths, None)
+                            if nxt is not None and not report.stopped:
+                                futs.add(pool.submit(_process, nxt))
+            flush()
+    except StorageFullError as exc:
+        report.stopped = str(exc)
+        report.seconds = time.perf_counter() - t0
+        raise
+    finally:
+        report.seconds = time.perf_counter() - t0
+        ledger.db.close()
+    return report

@@ -1,0 +1,352 @@
+"""FaceGallery: one persistent Chroma collection per (model, detector).
+
+Validate, then hand off to Chroma (as Chroma's own ``Collection`` does): shapes, dimension
+and finiteness are checked here so that Chroma never sees a vector it would refuse
+halfway through a batch. Collection metadata records model, dimension, metric and
+detector; opening it with another model or dimension is refused.
+
+Writes take a per-collection lock (a thread lock plus an ``flock`` on a file beside the
+database), so two ingests never interleave their batches; a second writer gets a clear
+:class:`GalleryBusyError` instead of a corrupted index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from facesearch.errors import (
+    ConfigError,
+    EmptyGalleryError,
+    GalleryBusyError,
+    GalleryMismatchError,
+    StorageFullError,
+    StoreError,
+)
+from facesearch.settings import Settings, get_settings
+
+METRIC = "cosine"
+PREFIX = "faces"
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    identity: str
+    distance: float  # cosine distance, 0 = identical
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 - self.distance
+
+
+def collection_name(model: str, detector: str) -> str:
+    # Chroma names: 3-512 chars of [a-zA-Z0-9._-], starting and ending alphanumeric.
+    safe = lambda s: re.sub(r"[^A-Za-z0-9_-]+", "_", s).strip("_-") or "x"
+    return f"{PREFIX}__{safe(model)}__{safe(detector)}"
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+_write_locks: dict[str, threading.Lock] = {}
+
+
+def get_client(settings: Settings):
+    """A Chroma client: ``HttpClient`` when a server URL is set, else ``PersistentClient``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    key = settings.chroma_url or str(settings.chroma_path.resolve())
+    with _clients_lock:
+        c = _clients.get(key)
+        if c is not None:
+            return c
+        cs = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+        try:
+            if settings.chroma_url:
+                from urllib.parse import urlparse
+
+                u = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+                c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
+                                        ssl=u.scheme == "https", settings=cs)
+                c.heartbeat()
+            else:
+                settings.chroma_path.mkdir(parents=True, exist_ok=True)
+                c = chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
+        except Exception as exc:
+            where = settings.chroma_url or settings.chroma_path
+            raise StoreError(f"cannot open the gallery database at {where}: {exc}") from None
+        _clients[key] = c
+        return c
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    text = str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text.lower() or "no space left" in text.lower():
+        return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
+    if "dimension" in text.lower():
+        return GalleryMismatchError(f"{what}: {text}")
+    return StoreError(f"{what} failed: {text}")
+
+
+def list_galleries(settings: Settings | None = None) -> list[dict]:
+    """Every face collection in the database with its model, detector and face count."""
+    settings = settings or get_settings()
+    client = get_client(settings)
+    out = []
+    for c in client.list_collections():
+        col = c if hasattr(c, "metadata") else client.get_collection(c)
+        md = col.metadata or {}
+        if not col.name.startswith(PREFIX + "__") or "model" not in md:
+            continue
+        out.append({"name": col.name, "model": md.get("model"), "detector": md.get("detector"),
+                    "dim": md.get("dim"), "count": col.count()})
+    return sorted(out, key=lambda d: d["name"])
+
+
+class FaceGallery:
+    def __init__(self, model: str, dim: int, detector: str, settings: Settings | None = None,
+                 create: bool = True):
+        """``model``/``dim``: the embedder's name and vector size; ``detector``: its name."""
+        self.settings = settings or get_settings()
+        self.model, self.dim, self.detector = model, int(dim), detector
+        self.name = collection_name(model, detector)
+        self.client = get_client(self.settings)
+        want = {"model": model, "dim": self.dim, "metric": METRIC, "detector": detector}
+        try:
+            if create:
+                self.col = self.client.get_or_create_collection(
+                    self.name, metadata={**want, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                    # We always pass vectors; Chroma's default embedding function would try
+                    # to download a text model.
+                    embedding_function=None, configuration={"hnsw": {"space": METRIC}},
+                )
+            else:
+                self.col = self.client.get_collection(self.name, embedding_function=None)
+        except Exception as exc:
+            if not create and ("does not exist" in str(exc).lower() or "not found" in str(exc).lower()):
+                raise StoreError(f"no gallery for model {model!r} with detector {detector!r} yet; ingest photos first") from None
+            raise _translate(exc, f"opening gallery {self.name}") from None
+        md = self.col.metadata or {}
+        for k, v in want.items():
+            if k in md and md[k] != v:
+                raise GalleryMismatchError(
+                    f"gallery {self.name} holds {md.get('model')} vectors of dimension {md.get('dim')} "
+                    f"({md.get('metric')}, detector {md.get('detector')}); refusing {k}={v!r}"
+                )
+        self._lock_path = (self.settings.home / "locks" / f"{self.name}.lock") if not self.settings.chroma_url else None
+        with _clients_lock:
+            self._tlock = _write_locks.setdefault(self.name + str(self.settings.home), threading.Lock())
+
+    @classmethod
+    def for_model(cls, embedder, detector: str, settings: Settings | None = None) -> "FaceGallery":
+        return cls(embedder.name, embedder.dim, detector, settings)
+
+    # -- locking ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self, wait: float = 30.0) -> Iterator[None]:
+        """Exclusive write access across threads and processes. Waits up to ``wait`` s."""
+        deadline = time.monotonic() + wait
+        if not self._tlock.acquire(timeout=max(0.0, wait)):
+            raise GalleryBusyError(f"gallery {self.name} is being written by another session; try again shortly")
+        fh = None
+        try:
+            if self._lock_path is not None:
+                self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(self._lock_path, "a+")
+                while True:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            fh.seek(0)
+                            holder = fh.read().strip() or "another process"
+                            raise GalleryBusyError(
+                                f"gallery {self.name} is being written by {holder}; wait for it to finish "
+                                f"(lock file {self._lock_path})"
+                            ) from None
+                        time.sleep(0.2)
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()}")
+                fh.flush()
+            yield
+        finally:
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.truncate(0)
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+            self._tlock.release()
+
+    # -- validation ------------------------------------------------------------------
+    def _check(self, embeddings: np.ndarray | Sequence, what: str) -> np.ndarray:
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2:
+            raise ConfigError(f"{what}: embeddings must be (n, {self.dim}), got shape {x.shape}")
+        if x.shape[1] != self.dim:
+            raise GalleryMismatchError(
+                f"{what}: gallery {self.name} ({self.model}) stores {self.dim}-d vectors, got {x.shape[1]}-d"
+            )
+        if not np.isfinite(x).all():
+            raise ConfigError(f"{what}: embeddings contain NaN or infinity")
+        return x
+
+    # -- writes ----------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict], *, lock: bool = True) -> int:
+        """Insert or replace faces. ``embeddings``: (n, dim). Returns n."""
+        x = self._check(embeddings, "add")
+        ids = [str(i) for i in ids]
+        if not (len(ids) == len(x) == len(metadatas)):
+            raise ConfigError(f"add: {len(ids)} ids, {len(x)} embeddings and {len(metadatas)} metadatas differ")
+        if len(set(ids)) != len(ids):
+            raise ConfigError("add: duplicate ids in one batch")
+        if not ids:
+            return 0
+        clean = [{k: v for k, v in m.items() if v is not None and not isinstance(v, (list, dict, tuple))} for m in metadatas]
+        step = max(1, min(self.settings.batch_size * 16, self._max_batch()))
+        ctx = self.writer() if lock else contextlib.nullcontext()
+        with ctx:
+            for i in range(0, len(ids), step):
+                try:
+                    self.col.upsert(ids=ids[i:i + step], embeddings=x[i:i + step], metadatas=clean[i:i + step])
+                except Exception as exc:
+                    raise _translate(exc, f"writing {len(ids[i:i + step])} faces to {self.name}") from None
+        return len(ids)
+
+    add = upsert
+
+    def delete(self, ids: Sequence[str] | None = None, identity: str | None = None) -> int:
+        """Delete by ids or by identity; returns how many faces were removed."""
+        if not ids and identity is None:
+            raise ConfigError("delete: give ids or an identity")
+        with self.writer():
+            if identity is not None:
+                found = self.col.get(where={"identity": identity}, include=[])["ids"]
+                ids = list(ids or []) + found
+            if not ids:
+                return 0
+            n = len(self.col.get(ids=list(ids), include=[])["ids"])
+            try:
+                self.col.delete(ids=list(ids))
+            except Exception as exc:
+                raise _translate(exc, "deleting faces") from None
+        for i in ids:
+            with contextlib.suppress(OSError):
+                self.thumb_path(i).unlink()
+        return n
+
+    # -- reads -----------------------------------------------------------------------
+    def _max_batch(self) -> int:
+        try:
+            return int(self.client.get_max_batch_size())
+        except Exception:
+            return 5000
+
+    def count(self) -> int:
+        return self.col.count()
+
+    def query(self, embeddings: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Hit]]:
+        """Top-k neighbours for each of m embeddings ``(m, dim)``: m lists of :class:`Hit`."""
+        x = self._check(embeddings, "query")
+        n = self.count()
+        if n == 0:
+            raise EmptyGalleryError(f"gallery {self.name} is empty: ingest or enroll some faces first")
+        if len(x) == 0:
+            return []
+        try:
+            r = self.col.query(query_embeddings=x, n_results=max(1, min(int(k), n)), where=where,
+                               include=["metadatas", "distances"])
+        except Exception as exc:
+            raise _translate(exc, "querying the gallery") from None
+        out = []
+        for ids, dists, mds in zip(r["ids"], r["distances"], r["metadatas"]):
+            out.append([Hit(i, str((m or {}).get("identity", "?")), float(d), dict(m or {}))
+                        for i, d, m in zip(ids, dists, mds)])
+        return out
+
+    def get(self, ids: Sequence[str] | None = None, where: dict | None = None, limit: int | None = None,
+            offset: int | None = None, embeddings: bool = False) -> dict:
+        include = ["metadatas"] + (["embeddings"] if embeddings else [])
+        r = self.col.get(ids=list(ids) if ids else None, where=where, limit=limit, offset=offset, include=include)
+        if embeddings:
+            e = r.get("embeddings")
+            r["embeddings"] = np.asarray(e, np.float32).reshape(-1, self.dim) if e is not None and len(e) else np.zeros((0, self.dim), np.float32)
+        return r
+
+    def iter_metadata(self, page: int = 5000) -> Iterator[tuple[str, dict]]:
+        offset = 0
+        while True:
+            r = self.col.get(limit=page, offset=offset, include=["metadatas"])
+            if not r["ids"]:
+                return
+            yield from zip(r["ids"], r["metadatas"])
+            offset += len(r["ids"])
+
+    def all_embeddings(self, limit: int | None = None, identities: Sequence[str] | None = None,
+                       page: int = 5000) -> tuple[list[str], np.ndarray, list[dict]]:
+        """(ids, (n, dim) float32, metadatas) for the whole gallery or some identities."""
+        where = None
+        if identities:
+            where = {"identity": {"$in": list(identities)}} if len(identities) > 1 else {"identity": identities[0]}
+        ids, embs, mds, offset = [], [], [], 0
+        while limit is None or len(ids) < limit:
+            take = page if limit is None else min(page, limit - len(ids))
+            r = self.get(where=where, limit=take, offset=offset, embeddings=True)
+            if not r["ids"]:
+                break
+            ids += r["ids"]; embs.append(r["embeddings"]); mds += r["metadatas"]
+            offset += len(r["ids"])
+        x = np.concatenate(embs) if embs else np.zeros((0, self.dim), np.float32)
+        return ids, x, mds
+
+    def identities(self) -> dict[str, int]:
+        """identity -> number of faces, most faces first."""
+        counts: dict[str, int] = {}
+        for _, md in self.iter_metadata():
+            ident = str((md or {}).get("identity", "?"))
+            counts[ident] = counts.get(ident, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def image_hashes(self) -> set[str]:
+        return {str(md.get("image_sha1")) for _, md in self.iter_metadata() if md and md.get("image_sha1")}
+
+    # -- thumbnails --------------------------------------------------------------------
+    def thumb_path(self, face_id: str) -> Path:
+        # Thumbnails depend on the detector's box only, so models share them.
+        return self.settings.thumbs_path / self.detector / face_id[:2] / f"{face_id}.jpg"
+
+    def save_thumb(self, face_id: str, jpeg: bytes) -> Path:
+        p = self.thumb_path(face_id)
+        if p.is_file():
+            return p
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".part")
+            tmp.write_bytes(jpeg)
+            os.replace(tmp, p)
+        except OSError as exc:
+            raise _translate(exc, "saving a thumbnail") from None
+        return p
+
+    def stats(self) -> dict:
+        idents = self.identities()
+        return {"collection": self.name, "model": self.model, "detector": self.detector, "dim": self.dim,
+                "metric": METRIC, "faces": sum(idents.values()), "identities": len(idents),
+                "where": self.settings.chroma_url or str(self.settings.chroma_path)}
