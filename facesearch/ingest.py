@@ -2,7 +2,7 @@
 
 * Face IDs are ``<image sha1[:20]>-<face index>``: ingesting the same photo twice, from
   any path, adds nothing.
-* A ledger (SQLite, ``$FACESEARCH_HOME/cache/ingest.sqlite``) records each file's outcome
+* A ledger (SQLite, ``$FACESEARCH_HOME/ingest.sqlite``) records each file's outcome
   after its faces are written, so a second run resumes where the first stopped, and
   files with no face or unreadable files are not re-tried unless they change.
 * Every failed file is reported with its reason and skipped; nothing stops the run but
@@ -160,7 +160,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
 
     emb = get_model(model, settings)
     gallery = FaceGallery(emb.name, emb.dim, detector, settings)
-    ledger = Ledger(settings.cache_path / "ingest.sqlite", gallery.name)
+    ledger = Ledger(settings.home / "ingest.sqlite", gallery.name)
     if restart:
         ledger.forget()
     done = ledger.done()

@@ -33,6 +33,9 @@ class Settings:
     batch_size: int = 64
     workers: int = 1
     thumb_size: int = 112
+    # The embedding cache may live apart from the gallery (FACESEARCH_CACHE), so several
+    # galleries, or throwaway test galleries, share already-computed embeddings.
+    cache_dir: Path | None = None
 
     @property
     def chroma_path(self) -> Path:
@@ -57,7 +60,7 @@ class Settings:
 
     @property
     def cache_path(self) -> Path:
-        return self.home / "cache"
+        return self.cache_dir or self.home / "cache"
 
     @property
     def thresholds_file(self) -> Path:
@@ -78,6 +81,7 @@ class Settings:
             batch_size=_env_int("FACESEARCH_BATCH_SIZE", 64),
             workers=_env_int("FACESEARCH_WORKERS", 1),
             thumb_size=_env_int("FACESEARCH_THUMB_SIZE", 112),
+            cache_dir=Path(env["FACESEARCH_CACHE"]).expanduser() if env.get("FACESEARCH_CACHE") else None,
         )
 
 

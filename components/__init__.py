@@ -1,0 +1,1 @@
+"""Reusable Streamlit widgets. Only this package and pages/ import streamlit."""

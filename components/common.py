@@ -1,0 +1,83 @@
+"""Shared UI plumbing: cached core objects, the sidebar, error display.
+
+Models and pipelines are cached with ``st.cache_resource``: one instance per process,
+shared by every session (the core guards them with locks, so that is thread-safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import streamlit as st
+
+from facesearch.errors import FaceSearchError
+from facesearch.settings import Settings, get_settings
+
+
+@st.cache_resource(show_spinner="Loading face models…")
+def cached_pipeline(model: str, detector: str, home: str):
+    from facesearch.pipeline import Pipeline
+
+    settings = get_settings().with_(home=__import__("pathlib").Path(home))
+    pipe = Pipeline(model, detector, settings)
+    pipe.model.load()
+    return pipe
+
+
+def active() -> tuple[Settings, str, str]:
+    """(settings, model, detector) chosen in the sidebar for this session."""
+    s = get_settings()
+    model = st.session_state.get("model", s.model)
+    detector = st.session_state.get("detector", s.detector)
+    return s.with_(model=model, detector=detector), model, detector
+
+
+def pipeline():
+    s, model, detector = active()
+    return cached_pipeline(model, detector, str(s.home))
+
+
+def gallery(create: bool = True):
+    from facesearch.search import open_gallery
+
+    return open_gallery(pipeline(), create=create)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a FaceSearchError as ``st.error`` (no traceback) and stop the script."""
+    try:
+        yield
+    except FaceSearchError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def sidebar() -> None:
+    """Gallery switcher and status, shown on every page."""
+    from facesearch.detection import DETECTORS
+    from facesearch.models import MODELS
+    from store import list_galleries
+
+    s = get_settings()
+    with st.sidebar:
+        st.subheader("Gallery")
+        st.session_state.setdefault("model", s.model)
+        st.session_state.setdefault("detector", s.detector)
+        st.selectbox("Model", MODELS, key="model")
+        st.selectbox("Detector", DETECTORS, key="detector")
+        try:
+            gals = {(g["model"], g["detector"]): g for g in list_galleries(s)}
+        except FaceSearchError as exc:
+            st.error(str(exc))
+            return
+        g = gals.get((st.session_state["model"], st.session_state["detector"]))
+        if g:
+            st.caption(f"Active gallery **{g['name']}**: {g['count']:,} faces")
+        else:
+            st.caption("This gallery is empty: build it on the Home page.")
+        others = [f"{k[0]} / {k[1]} ({v['count']:,})" for k, v in gals.items() if k != (st.session_state['model'], st.session_state['detector'])]
+        if others:
+            st.caption("Other galleries: " + ", ".join(others))
+        st.caption(f"Data folder: `{s.home}`")
