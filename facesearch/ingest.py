@@ -76,10 +76,20 @@ class Ledger:
         return {p: (s, m) for p, s, m in rows}
 
     def mark(self, rows: list[tuple[str, int, float, str, str, int]]) -> None:
-        if rows:
+        if not rows:
+            return
+        try:
             self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)",
                                 [(self.collection, *r) for r in rows])
             self.db.commit()
+        except sqlite3.OperationalError as exc:
+            self.db.rollback()
+            if "full" in str(exc).lower():
+                # The faces are in the gallery; only the bookkeeping is lost, so the next
+                # run re-does these files and adds nothing twice (content-hash IDs).
+                raise StorageFullError("disk full while recording ingest progress; free some space and "
+                                       "run the same command again to resume") from None
+            raise
 
     def forget(self) -> None:
         self.db.execute("DELETE FROM files WHERE collection=?", (self.collection,))

@@ -57,6 +57,11 @@ def _is_disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == 28 or "disk is full" in text or "no space left" in text
 
 
+def _faces_from_json(text: str) -> list[Face]:
+    return [Face(tuple(d["box"]), d["confidence"], {k: tuple(v) for k, v in d["landmarks"].items()})
+            for d in json.loads(text)]
+
+
 class EmbeddingCache:
     """(model, detector, sha1) -> faces and embeddings. Thread-safe, one file per data folder."""
 
@@ -70,7 +75,28 @@ class EmbeddingCache:
             "CREATE TABLE IF NOT EXISTS faces (model TEXT, detector TEXT, sha1 TEXT, n INTEGER, "
             "faces TEXT, emb BLOB, seconds REAL, PRIMARY KEY (model, detector, sha1))"
         )
+        # Detections are model-independent: a second model over the same photos skips
+        # detection, which costs more than embedding on CPU.
+        self._db.execute("CREATE TABLE IF NOT EXISTS detections (detector TEXT, sha1 TEXT, faces TEXT, "
+                         "PRIMARY KEY (detector, sha1))")
         self._db.commit()
+
+    def get_faces(self, detector: str, sha1: str) -> list[Face] | None:
+        with self._lock:
+            row = self._db.execute("SELECT faces FROM detections WHERE detector=? AND sha1=?",
+                                   (detector, sha1)).fetchone()
+        return None if row is None else _faces_from_json(row[0])
+
+    def put_faces(self, detector: str, sha1: str, faces: list[Face]) -> None:
+        try:
+            with self._lock:
+                self._db.execute("INSERT OR REPLACE INTO detections VALUES (?,?,?)",
+                                 (detector, sha1, json.dumps([f.to_dict() for f in faces])))
+                self._db.commit()
+        except sqlite3.OperationalError as exc:
+            if _is_disk_full(exc):
+                raise StorageFullError(f"disk full while writing the embedding cache {self.path}") from None
+            raise
 
     def get(self, model: str, detector: str, sha1: str) -> tuple[list[Face], np.ndarray, float] | None:
         with self._lock:
@@ -81,8 +107,7 @@ class EmbeddingCache:
         if row is None:
             return None
         n, faces_json, blob, secs = row
-        faces = [Face(tuple(d["box"]), d["confidence"], {k: tuple(v) for k, v in d["landmarks"].items()})
-                 for d in json.loads(faces_json)]
+        faces = _faces_from_json(faces_json)
         emb = np.frombuffer(blob, dtype=np.float32).reshape(n, -1) if n else np.zeros((0, 0), np.float32)
         return faces, emb, secs
 
@@ -154,7 +179,11 @@ class Pipeline:
             faces, emb, secs = hit
             cached = True
         else:
-            faces = self.detect(img.rgb)
+            faces = self.cache.get_faces(self.detector.name, img.sha1) if self.cache else None
+            if faces is None:
+                faces = self.detect(img.rgb)
+                if self.cache:
+                    self.cache.put_faces(self.detector.name, img.sha1, faces)
             emb = self.embed(self.crops(img.rgb, faces)) if faces else np.zeros((0, self.model.dim), np.float32)
             secs = time.perf_counter() - t0
             cached = False

@@ -1,0 +1,62 @@
+"""The console script end to end, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import celeba_split
+
+FS = str(Path(sys.executable).with_name("facesearch"))
+
+
+def run(*args, home):
+    env = {**os.environ, "FACESEARCH_HOME": str(home)}
+    return subprocess.run([FS, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_ingest_then_match_names_the_person(tmp_path, session_home):
+    gallery, probes = celeba_split(n_identities=5, n_gallery=3, n_probe=1)
+    csv = tmp_path / "gallery.csv"
+    csv.write_text("path,label\n" + "".join(f"{g.path},{g.identity}\n" for g in gallery))
+    home = tmp_path / "home"
+    env_home = home
+    r = run("ingest", csv, "--format", "csv", "--quiet", "--home", env_home, home=session_home)
+    assert r.returncode == 0, r.stderr
+    assert "15 photos processed" in r.stdout
+    probe = probes[0]
+    r = run("match", probe.path, "--json", "--home", env_home, home=session_home)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out[0]["identities"][0]["identity"] == probe.identity
+    r = run("match", probe.path, "--home", env_home, home=session_home)
+    assert probe.identity in r.stdout.splitlines()[3]
+    r = run("stats", "--identities", "5", "--home", env_home, home=session_home)
+    assert "15 faces" in r.stdout
+
+
+def test_verify_and_user_errors(data_dir, session_home):
+    people = data_dir / "photos/people"
+    r = run("verify", people / "obama/obama.jpg", people / "obama/obama2.jpg", home=session_home)
+    assert r.returncode == 0 and r.stdout.startswith("SAME person"), r.stdout + r.stderr
+    r = run("verify", people / "obama/obama.jpg", people / "biden/biden.jpg", home=session_home)
+    assert r.stdout.startswith("DIFFERENT people")
+    # A user's mistake: one line on stderr, non-zero exit, no traceback.
+    for args in (("match", data_dir / "photos/edge/not-an-image.jpg"),
+                 ("match", data_dir / "photos/edge/truncated.jpg"),
+                 ("match", people / "obama/obama.jpg", "--model", "nope"),
+                 ("ingest", "/nonexistent/folder")):
+        r = run(*args, home=session_home)
+        assert r.returncode != 0
+        assert "Traceback" not in r.stderr and "error:" in r.stderr, r.stderr
+    r = run("models", home=session_home)
+    assert r.returncode == 0 and "facenet-casia" in r.stdout and "missing weights" in r.stdout
+
+
+def test_help_for_every_command(session_home):
+    for cmd in ("ingest", "match", "verify", "models", "stats", "evaluate"):
+        r = run(cmd, "--help", home=session_home)
+        assert r.returncode == 0 and "usage" in r.stdout

@@ -1,0 +1,44 @@
+"""Detectors on the real group photos (counts from the data README)."""
+
+import pytest
+
+from facesearch.detection import DETECTORS, detector_status, get_detector
+from facesearch.errors import UnknownDetectorError
+from facesearch.images import load_image
+
+GROUP = {"couple.jpg": 2, "two_people.jpg": 2, "kit_with_rose.jpg": 2, "obama_and_biden.jpg": 3}
+
+
+@pytest.mark.parametrize("name", sorted(GROUP))
+def test_mtcnn_finds_every_face(data_dir, name):
+    faces = get_detector("mtcnn").detect(load_image(data_dir / "photos/group" / name).rgb)
+    assert len(faces) == GROUP[name]
+    for f in faces:
+        assert {"left_eye", "right_eye", "nose"} <= set(f.landmarks)
+        assert 0 < f.confidence <= 1
+        # The subject's left eye is on the image's right.
+        assert f.landmarks["left_eye"][0] > f.landmarks["right_eye"][0]
+
+
+def test_selfie_at_least_five_of_seven(data_dir):
+    faces = get_detector("mtcnn").detect(load_image(data_dir / "photos/group/selfie-many-people.jpg").rgb)
+    assert 5 <= len(faces) <= 7
+    # Largest face first.
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)
+
+
+def test_dlib_detector_offline(data_dir):
+    faces = get_detector("dlib").detect(load_image(data_dir / "photos/group/obama_and_biden.jpg").rgb)
+    assert len(faces) == 3
+    assert all("left_eye" in f.landmarks for f in faces)
+
+
+def test_unknown_detector_lists_valid():
+    with pytest.raises(UnknownDetectorError) as e:
+        get_detector("nope")
+    assert "mtcnn" in str(e.value) and "dlib" in str(e.value)
+
+
+def test_offline_detectors_report_ready():
+    assert detector_status("mtcnn")[0] and detector_status("dlib")[0]
+    assert set(DETECTORS) >= {"mtcnn", "dlib", "retinaface", "opencv"}

@@ -1,0 +1,189 @@
+"""The gallery on a real Chroma database: persistence, idempotence, refusal, errors."""
+
+import multiprocessing as mp
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facesearch.errors import EmptyGalleryError, GalleryBusyError, GalleryMismatchError
+from facesearch.ingest import ingest
+from facesearch.settings import Settings
+from store import FaceGallery, list_galleries
+import store.gallery as gallery_mod
+
+
+def _vecs(n, d=128, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _forget_clients():
+    # A new process would open the database afresh; drop cached clients to do the same.
+    gallery_mod._clients.clear()
+
+
+def test_survives_reopen_and_refuses_mismatch(tmp_path):
+    s = Settings(home=tmp_path)
+    g = FaceGallery("dlib", 128, "mtcnn", s)
+    x = _vecs(10)
+    g.upsert([f"id{i}" for i in range(10)], x, [{"identity": f"p{i % 3}"} for i in range(10)])
+    _forget_clients()
+    g2 = FaceGallery("dlib", 128, "mtcnn", s)
+    assert g2.count() == 10
+    assert g2.identities() == {"p0": 4, "p1": 3, "p2": 3}
+    hits = g2.query(x[:2], k=3)
+    assert [h[0].id for h in hits] == ["id0", "id1"] and hits[0][0].distance < 1e-5
+    # Same collection name, other dimension: refused with a clear error.
+    with pytest.raises(GalleryMismatchError, match="128"):
+        FaceGallery("dlib", 512, "mtcnn", s)
+    with pytest.raises(GalleryMismatchError, match="128-d"):
+        g2.upsert(["x"], _vecs(1, 64), [{"identity": "x"}])
+    with pytest.raises(GalleryMismatchError):
+        g2.query(_vecs(1, 512), k=1)
+    assert g2.delete(identity="p0") == 4 and g2.count() == 6
+    assert {g["model"] for g in list_galleries(s)} == {"dlib"}
+
+
+def test_empty_gallery_query_is_clear(tmp_path):
+    g = FaceGallery("dlib", 128, "mtcnn", Settings(home=tmp_path))
+    with pytest.raises(EmptyGalleryError, match="empty"):
+        g.query(_vecs(1), k=5)
+
+
+def _hold_lock(home, ready, release):
+    g = FaceGallery("dlib", 128, "mtcnn", Settings(home=Path(home)))
+    with g.writer():
+        ready.set()
+        release.wait(30)
+
+
+def test_second_writer_gets_busy_error(tmp_path):
+    s = Settings(home=tmp_path)
+    FaceGallery("dlib", 128, "mtcnn", s)
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    p.start()
+    try:
+        assert ready.wait(60)
+        g = FaceGallery("dlib", 128, "mtcnn", s)
+        with pytest.raises(GalleryBusyError, match="pid"):
+            with g.writer(wait=0.5):
+                pass
+    finally:
+        release.set(); p.join(30)
+    with g.writer(wait=5):
+        pass
+
+
+def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, fresh_settings):
+    # A folder-per-identity dataset with the awkward files mixed in.
+    root = tmp_path / "ds"
+    (root / "obama").mkdir(parents=True); (root / "junk").mkdir()
+    for f in (data_dir / "photos/people/obama").iterdir():
+        shutil.copy(f, root / "obama" / f.name)
+    for f in ("not-an-image.jpg", "truncated.jpg", "32bit.png", "obama_small.jpg"):
+        shutil.copy(data_dir / "photos/edge" / f, root / "junk" / f)
+    (root / "junk" / "blank.png").write_bytes(__import__("base64").b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    r1 = ingest(root, "folders", settings=fresh_settings)
+    failed = dict(r1.failed)
+    assert "not an image" in failed[str(root / "junk/not-an-image.jpg")]
+    assert "truncated" in failed[str(root / "junk/truncated.jpg")]
+    assert str(root / "junk/blank.png") in r1.no_face
+    assert r1.faces_added >= 2
+    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    n = g.count()
+    assert n == r1.faces_added
+    # Thumbnails are stored beside the database, one per face.
+    ids = g.get()["ids"]
+    assert all(g.thumb_path(i).is_file() for i in ids)
+    # Second run: resumes, adds nothing.
+    r2 = ingest(root, "folders", settings=fresh_settings)
+    assert r2.skipped == r1.total and r2.processed == 0 and g.count() == n
+    # Even when the ledger is forgotten, content-hash IDs make re-ingest add nothing.
+    r3 = ingest(root, "folders", settings=fresh_settings, restart=True)
+    assert r3.processed == r1.total and g.count() == n
+
+
+def _free_port():
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return sk.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    chroma = Path(sys.executable).with_name("chroma")
+    port = _free_port()
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/api/v2/heartbeat", timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None:
+                pytest.fail("chroma server exited")
+            time.sleep(0.5)
+    yield url
+    proc.terminate(); proc.wait(20)
+
+
+def test_http_server_gallery(tmp_path, chroma_server):
+    s = Settings(home=tmp_path / "home", chroma_url=chroma_server)
+    g = FaceGallery("facenet-casia", 512, "mtcnn", s)
+    x = _vecs(5, 512)
+    g.upsert([f"f{i}" for i in range(5)], x, [{"identity": "a" if i < 2 else "b"} for i in range(5)])
+    _forget_clients()
+    g2 = FaceGallery("facenet-casia", 512, "mtcnn", s)
+    assert g2.count() == 5 and g2.query(x[3:4], k=1)[0][0].id == "f3"
+    with pytest.raises(GalleryMismatchError):
+        FaceGallery("facenet-casia", 128, "mtcnn", s)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 8 MB filesystem (tmpfs) to fill up; skipped where mounting is not allowed."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    _forget_clients()
+    subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_home):
+    from facesearch.errors import StorageFullError
+    from conftest import celeba_split
+
+    s = Settings(home=tiny_disk / "home", cache_dir=session_home / "cache")
+    items, _ = celeba_split(n_identities=3, n_gallery=3, n_probe=0)
+    g = FaceGallery("dlib", 128, "mtcnn", s)
+    filler = tiny_disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    with pytest.raises(StorageFullError, match="disk full"):
+        ingest(None, items=items, settings=s)
+    written = g.count()
+    filler.unlink()
+    rep = ingest(None, items=items, settings=s)
+    assert rep.processed + rep.skipped == len(items)
+    ids = g.get()["ids"]
+    assert len(ids) == rep.faces_added + written and len(ids) >= len(items) - 1
+    assert all(g.thumb_path(i).is_file() for i in ids)
