@@ -39,7 +39,9 @@ test: install browser
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.bench_detectors
+	$(PY) -m bench.bench_ingest 60 2
+	$(PY) -m bench.bench_perplexity
 
 clean:
 	rm -rf $(VENV) .pytest_cache

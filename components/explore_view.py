@@ -1,0 +1,277 @@
+"""Explore page widgets and charts: a map of the gallery, a placed query face, a group
+similarity heatmap and an embedding barcode.
+
+The maths lives in :mod:`facesearch.projection`; this module reads widgets, caches
+results by (gallery, face count, parameters) and draws them with plotly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from facesearch import projection
+from facesearch.settings import Settings
+
+SEED = 0
+MAX_THUMBS = 24
+N_NEIGHBOURS = 5
+# More groups than this and a legend is noise: colours stay, the legend goes.
+MAX_LEGEND = 25
+
+
+def active_gallery(s: Settings) -> dict | None:
+    """The sidebar's (model, detector) gallery as ``list_galleries`` describes it, or None."""
+    from store import list_galleries
+
+    model = st.session_state.get("model", s.model)
+    detector = st.session_state.get("detector", s.detector)
+    return next((g for g in list_galleries(s) if g["model"] == model and g["detector"] == detector), None)
+
+
+def _open(info: dict, home: str):
+    from store import FaceGallery
+
+    s = Settings.from_env().with_(home=Path(home))
+    return FaceGallery(info["model"], info["dim"], info["detector"], s, create=False)
+
+
+@st.cache_data(show_spinner="Reading the gallery…", max_entries=4)
+def load_faces(name: str, count: int, home: str, info: dict) -> tuple[list[str], np.ndarray, list[dict]]:
+    """Every face of the gallery: ``(ids, X (n, dim) float32, metadatas)``; ``count`` is in
+    the key so that an ingest invalidates it."""
+    return _open(info, home).all_embeddings()
+
+
+@st.cache_data(max_entries=4)
+def identity_counts(name: str, count: int, home: str, info: dict) -> dict[str, int]:
+    return _open(info, home).identities()
+
+
+# cache_resource, not cache_data: a fitted t-SNE carries its kNN graph (tens of MB on a
+# big gallery), which cache_data would pickle and copy on every rerun. The Projection is
+# only read after it is built, so sharing one instance between sessions is safe.
+@st.cache_resource(show_spinner="Computing the map…", max_entries=8)
+def compute_map(name: str, count: int, home: str, info: dict, method: str, dims: int, perplexity: int,
+                learning_rate: str | float, n_iter: int, pca_components: int, n: int,
+                identities: tuple[str, ...]) -> tuple[list[str], np.ndarray, list[dict], projection.Projection]:
+    """The sampled faces ``(ids, X (m, dim), metadatas)`` and their map."""
+    ids, X, mds = load_faces(name, count, home, info)
+    ids, X, mds = projection.sample(ids, X, mds, n, list(identities) or None, seed=SEED)
+    if method == "PCA":
+        proj = projection.pca(X, dims, seed=SEED)
+    else:
+        proj = projection.tsne(X, dims, perplexity=perplexity, learning_rate=learning_rate, n_iter=n_iter,
+                               pca_components=pca_components, seed=SEED)
+    return ids, X, mds, proj
+
+
+@st.cache_data(max_entries=8)
+def cluster_labels(name: str, count: int, X: np.ndarray, k: int) -> np.ndarray:
+    return projection.kmeans(X, k, seed=SEED)
+
+
+def controls(counts: dict[str, int], total: int) -> dict:
+    """Every widget of the map, with keys; returns their values."""
+    c1, c2, c3 = st.columns(3)
+    method = c1.radio("Method", ["t-SNE", "PCA"], key="method", horizontal=True)
+    dims = c2.radio("Dimensions", [2, 3], key="dims", horizontal=True)
+    colour = c3.radio("Colour by", ["identity", "cluster"], key="colour_by", horizontal=True)
+    c1, c2, c3 = st.columns(3)
+    perplexity = c1.slider("Perplexity", 5, projection.MAX_PERPLEXITY, 30, key="perplexity",
+                           disabled=method != "t-SNE", help="Roughly how many neighbours each face keeps close.")
+    lr = c2.select_slider("Learning rate", ["auto", 50, 100, 200, 500, 1000], value="auto", key="learning_rate",
+                          disabled=method != "t-SNE")
+    n_iter = c3.slider("Iterations", 250, 1500, 500, step=50, key="n_iter", disabled=method != "t-SNE")
+    c1, c2, c3 = st.columns(3)
+    pca_k = c1.slider("PCA components before t-SNE (0 = none)", 0, 100, 50, step=5, key="pca_components",
+                      disabled=method != "t-SNE")
+    lo = min(total, 50)
+    n = c2.slider("Sample size", lo, max(total, lo + 1), min(total, 2000), step=max(1, min(50, total // 20 or 1)),
+                  key="sample_size", disabled=total <= 50)
+    k = c3.slider("Clusters (k)", 2, 50, 10, key="k", disabled=colour != "cluster")
+    idents = st.multiselect("Only these identities (empty = all)", list(counts), key="identities",
+                            format_func=lambda i: f"{i} ({counts[i]})")
+    return {"method": method, "dims": int(dims), "colour": colour, "perplexity": int(perplexity),
+            "learning_rate": lr, "n_iter": int(n_iter), "pca_components": int(pca_k),
+            "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
+
+
+def _query_face(pipe) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """(embedding (dim,), thumbnail or None, caption) of the query to place, or None."""
+    up = st.file_uploader("Place a query face on the map", type=["jpg", "jpeg", "png", "webp", "bmp"],
+                          key="explore_query")
+    if up is not None:
+        a = pipe().analyze(up.getvalue(), up.name)
+        if not a.faces:
+            st.warning(f"No face found in {up.name}.")
+            return None
+        return a.faces[0].embedding, a.faces[0].thumb, f"{up.name} (largest face)"
+    last = st.session_state.get("last_query")
+    if isinstance(last, dict) and last.get("embedding") is not None:
+        return np.asarray(last["embedding"], np.float32), last.get("thumb"), "last query from the Match page"
+    return None
+
+
+def scatter(coords: np.ndarray, groups: list[str], mds: list[dict], ids: list[str], title: str,
+            query_xy: np.ndarray | None = None, nn: np.ndarray | None = None):
+    """A plotly figure of ``coords (n, 2|3)``, one trace per group; the query as a star with
+    lines to its neighbours ``nn`` (indices into coords)."""
+    import plotly.graph_objects as go
+
+    three = coords.shape[1] == 3
+    fig = go.Figure()
+    order = sorted(set(groups))
+    g_arr = np.asarray(groups, dtype=object)
+    for g in order:
+        sel = np.flatnonzero(g_arr == g)
+        custom = [[ids[i], str(mds[i].get("identity", "?")), Path(str(mds[i].get("path", ""))).name] for i in sel]
+        hover = "%{customdata[1]}<br>%{customdata[2]}<extra>" + str(g) + "</extra>"
+        if three:
+            fig.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2], mode="markers",
+                                       name=str(g), customdata=custom, hovertemplate=hover, marker={"size": 3}))
+        else:
+            fig.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=str(g),
+                                       customdata=custom, hovertemplate=hover, marker={"size": 6, "opacity": 0.8}))
+    if query_xy is not None:
+        q = query_xy.reshape(-1)
+        star = {"symbol": "diamond" if three else "star", "size": 8 if three else 18, "color": "white",
+                "line": {"color": "black", "width": 1}}
+        for j in (nn if nn is not None else []):
+            p = coords[j]
+            if three:
+                fig.add_trace(go.Scatter3d(x=[q[0], p[0]], y=[q[1], p[1]], z=[q[2], p[2]], mode="lines",
+                                           line={"color": "white", "width": 2}, showlegend=False, hoverinfo="skip"))
+            else:
+                fig.add_trace(go.Scattergl(x=[q[0], p[0]], y=[q[1], p[1]], mode="lines", line={"color": "white", "width": 1},
+                                           showlegend=False, hoverinfo="skip"))
+        if three:
+            fig.add_trace(go.Scatter3d(x=[q[0]], y=[q[1]], z=[q[2]], mode="markers", name="query", marker=star))
+        else:
+            fig.add_trace(go.Scattergl(x=[q[0]], y=[q[1]], mode="markers", name="query", marker=star))
+    fig.update_layout(title=title, height=620, showlegend=len(order) <= MAX_LEGEND, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                      legend={"itemsizing": "constant"}, dragmode="lasso" if not three else "orbit")
+    return fig
+
+
+def selected_thumbs(event, gal_info: dict, home: str) -> None:
+    """A grid of the thumbnails of the points selected on the map."""
+    pts = list(getattr(getattr(event, "selection", None), "points", None) or [])
+    chosen = [p.get("customdata") for p in pts if p.get("customdata")]
+    if not chosen:
+        st.caption("Click a point, or drag a lasso/box over the map, to see those faces here.")
+        return
+    gal = _open(gal_info, home)
+    st.caption(f"{len(chosen)} face(s) selected" + (f"; the first {MAX_THUMBS} shown" if len(chosen) > MAX_THUMBS else ""))
+    cols = st.columns(8)
+    for i, (fid, ident, fname) in enumerate(c[:3] for c in chosen[:MAX_THUMBS]):
+        p = gal.thumb_path(fid)
+        with cols[i % 8]:
+            if p.is_file():
+                st.image(str(p), caption=ident, width="stretch")
+            else:
+                st.caption(f"{ident} (no thumbnail)")
+
+
+def similarity_heatmap(X: np.ndarray, mds: list[dict]) -> None:
+    """Mean cosine similarity between chosen identities, or families on FIW galleries."""
+    import plotly.express as px
+
+    by = "family" if any((m or {}).get("family") for m in mds) else "identity"
+    groups = [str((m or {}).get(by, "?")) for m in mds]
+    names = sorted(set(groups), key=lambda g: (-groups.count(g), g))
+    chosen = st.multiselect(f"{by.capitalize()} groups to compare", names, default=names[:12], key="sim_groups")
+    if len(chosen) < 2:
+        st.caption("Choose at least two groups.")
+        return
+    keep = [i for i, g in enumerate(groups) if g in set(chosen)]
+    labels, M = projection.similarity_matrix(X[keep], [groups[i] for i in keep])
+    fig = px.imshow(M, x=labels, y=labels, zmin=-1 if M[np.isfinite(M)].min() < 0 else 0, zmax=1,
+                    color_continuous_scale="Viridis", text_auto=".2f" if len(labels) <= 15 else False,
+                    labels={"color": "mean cosine"}, aspect="auto")
+    fig.update_layout(height=max(350, 28 * len(labels) + 120), margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    st.plotly_chart(fig, key="sim_matrix")
+    st.caption(f"Mean cosine similarity between {by} groups; the diagonal is the mean over pairs of "
+               "different faces of the same group (blank for a group of one face).")
+
+
+def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray, sims: np.ndarray) -> None:
+    import plotly.express as px
+
+    rows = projection.barcode(q, X[nn])
+    names = ["query"] + [f"{i + 1}. {mds[j].get('identity', '?')} ({s:.2f})" for i, (j, s) in enumerate(zip(nn, sims))]
+    lim = float(np.abs(rows).max()) or 1.0
+    fig = px.imshow(rows, y=names, aspect="auto", color_continuous_scale="RdBu_r", zmin=-lim, zmax=lim,
+                    labels={"x": "embedding dimension", "color": "value"})
+    fig.update_layout(height=60 + 34 * len(names), margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    st.plotly_chart(fig, key="barcode")
+    st.caption("Embedding barcode: the query's vector over its nearest faces' (cosine similarity in brackets); "
+               "matching bands are dimensions they agree on.")
+
+
+def render(s: Settings, pipe) -> None:
+    """The whole Explore page below the title. ``pipe``: a callable returning the pipeline
+    (only called when a query photo is uploaded, so browsing never loads a model)."""
+    info = active_gallery(s)
+    if info is None or not info["count"]:
+        st.info("The gallery is empty: ingest some faces (Home page or `facesearch ingest PATH`) to explore them.")
+        return
+    home = str(s.home)
+    name, count = info["name"], int(info["count"])
+    counts = identity_counts(name, count, home, info)
+    p = controls(counts, count)
+    ids, X, mds, proj = compute_map(name, count, home, info, p["method"], p["dims"], p["perplexity"],
+                                    p["learning_rate"], p["n_iter"], p["pca_components"], p["n"], p["identities"])
+    if p["colour"] == "cluster":
+        groups = [f"cluster {c}" for c in cluster_labels(name, count, X, p["k"])]
+    else:
+        groups = [str(m.get("identity", "?")) for m in mds]
+
+    query = _query_face(pipe)
+    q_xy = nn = sims = None
+    if query is not None:
+        q_emb = np.asarray(query[0], np.float32)
+        if q_emb.shape[0] != X.shape[1]:
+            st.warning(f"The query has {q_emb.shape[0]} dimensions but this gallery holds {X.shape[1]}-d vectors; "
+                       "choose the same model in the sidebar.")
+            query = None
+        else:
+            sims_all = X @ q_emb
+            nn = np.argsort(-sims_all, kind="stable")[:N_NEIGHBOURS]
+            sims = sims_all[nn]
+            q_xy = proj.transform(q_emb)
+
+    if p["method"] == "PCA":
+        ev = proj.explained_variance
+        title = f"PCA, {p['dims']}-D: {len(ids):,} faces, {float(ev.sum()) * 100:.0f}% of the variance shown"
+    else:
+        title = f"t-SNE, {p['dims']}-D: {len(ids):,} faces, perplexity {p['perplexity']}"
+    fig = scatter(proj.coords, groups, mds, ids, title, q_xy, nn)
+    event = st.plotly_chart(fig, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    params = proj.params
+    if p["method"] == "PCA":
+        st.caption(f"Map: PCA of {len(ids):,} faces in {proj.seconds:.2f} s.")
+    else:
+        eff = params.get("effective_perplexity", p["perplexity"])
+        note = f" (capped to {eff:.1f} for {len(ids)} faces)" if eff < p["perplexity"] else ""
+        st.caption(f"Map: t-SNE perplexity {p['perplexity']}{note}, {params['n_iter']} iterations, "
+                   f"learning rate {p['learning_rate']}, PCA to {p['pca_components'] or 'no'} dimensions first; "
+                   f"{len(ids):,} faces in {proj.seconds:.2f} s.")
+    selected_thumbs(event, info, home)
+
+    if query is not None:
+        st.subheader("Query face")
+        c1, c2 = st.columns([1, 5])
+        with c1:
+            if query[1] is not None:
+                st.image(query[1], caption=query[2], width="stretch")
+            else:
+                st.caption(query[2])
+        with c2:
+            st.caption(f"Shown as a star, with lines to its {len(nn)} most similar faces; {proj.transform_note}.")
+            barcode_strip(q_emb, X, mds, nn, sims)
+
+    st.subheader("Average similarity between groups")
+    similarity_heatmap(X, mds)

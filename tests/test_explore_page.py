@@ -1,0 +1,84 @@
+"""The Explore page through Streamlit's AppTest on a small CelebA gallery."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import ROOT, celeba_split
+
+PAGE = str(ROOT / "pages" / "2_Explore.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def small_gallery(settings):
+    """8 CelebA identities x 4 photos in the session gallery (dlib + mtcnn, the defaults)."""
+    from facesearch.ingest import ingest
+
+    imgs, _ = celeba_split(8, 4, 0)
+    ingest(None, items=imgs, settings=settings)
+    return settings
+
+
+@pytest.fixture
+def app(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+
+
+def _charts(at):
+    return at.get("plotly_chart")
+
+
+def _captions(at):
+    return " | ".join(c.value for c in at.caption)
+
+
+def test_map_draws_and_perplexity_slider_redraws(small_gallery, app):
+    at = app.run()
+    assert not at.exception, at.exception
+    assert _charts(at), "no plotly chart"
+    assert "perplexity 30" in _captions(at)
+    at.slider(key="perplexity").set_value(10).run()
+    assert not at.exception, at.exception
+    assert _charts(at)
+    assert "perplexity 10" in _captions(at)
+    assert "perplexity 30" not in _captions(at)
+    # The similarity heatmap is drawn below the map.
+    assert len(_charts(at)) >= 2
+
+
+def test_pca_3d_clusters_and_last_query(small_gallery, app):
+    from facesearch.settings import Settings
+    from store import FaceGallery, list_galleries
+
+    g = next(g for g in list_galleries(small_gallery) if g["model"] == "dlib" and g["detector"] == "mtcnn")
+    _, X, _ = FaceGallery("dlib", g["dim"], "mtcnn", small_gallery).all_embeddings(limit=1)
+    at = app
+    at.session_state["last_query"] = {"embedding": X[0], "thumb": None}
+    at.run()
+    at.radio(key="method").set_value("PCA").run()
+    assert not at.exception, at.exception
+    assert "Map: PCA" in _captions(at)
+    at.radio(key="dims").set_value(3).run()
+    at.radio(key="colour_by").set_value("cluster").run()
+    assert not at.exception, at.exception
+    # Map, barcode of the placed query, similarity matrix.
+    assert len(_charts(at)) >= 3
+    assert any("Query face" in h.value for h in at.subheader)
+
+
+def test_empty_gallery_message(tmp_path, monkeypatch, app):
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "empty"))
+    at = app.run()
+    assert not at.exception, at.exception
+    assert any("gallery is empty" in i.value for i in at.info)
+    assert not _charts(at)

@@ -1,0 +1,125 @@
+"""facesearch.projection on synthetic clustered data: shapes, determinism, placement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facesearch import projection as P
+from facesearch.errors import ConfigError
+
+
+def clusters(n_clusters: int = 4, per: int = 30, dim: int = 32, noise: float = 0.08, seed: int = 0):
+    """(X (n_clusters * per, dim) unit rows, labels (n,)), well separated clusters."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(n_clusters, dim))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    X = np.repeat(c, per, axis=0) + rng.normal(scale=noise, size=(n_clusters * per, dim))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.repeat(np.arange(n_clusters), per)
+
+
+def _nearest_cluster(coords, labels, point):
+    centres = np.stack([coords[labels == c].mean(axis=0) for c in np.unique(labels)])
+    return int(np.argmin(np.linalg.norm(centres - point, axis=1)))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pca_shapes_transform_and_determinism(dims):
+    X, y = clusters()
+    a, b = P.pca(X, dims), P.pca(X, dims)
+    assert a.coords.shape == (len(X), dims) and a.coords.dtype == np.float32
+    np.testing.assert_array_equal(a.coords, b.coords)
+    assert a.explained_variance.shape == (dims,)
+    # transform of a training row gives its own coordinates: the model was not refitted.
+    np.testing.assert_allclose(a.transform(X[5]), a.coords[5:6], atol=1e-5)
+    q = X[y == 2][0] + 0.01
+    assert _nearest_cluster(a.coords, y, a.transform(q / np.linalg.norm(q))[0]) == 2
+
+
+def test_tsne_2d_deterministic_and_transform_lands_in_cluster():
+    X, y = clusters()
+    a = P.tsne(X, 2, perplexity=10, n_iter=300, pca_components=10, seed=3)
+    b = P.tsne(X, 2, perplexity=10, n_iter=300, pca_components=10, seed=3)
+    assert a.coords.shape == (len(X), 2)
+    np.testing.assert_allclose(a.coords, b.coords)
+    # Clusters stay clusters on the map: every point's map neighbour is from its cluster.
+    idx, _ = P.exact_knn(a.coords, None, 1)
+    assert (y[idx[:, 0]] == y).mean() > 0.95
+    rng = np.random.default_rng(9)
+    for c in range(4):
+        q = X[y == c].mean(axis=0) + rng.normal(scale=0.05, size=X.shape[1])
+        assert _nearest_cluster(a.coords, y, a.transform(q / np.linalg.norm(q))[0]) == c
+
+
+def test_tsne_perplexity_change_reuses_cache_and_changes_map():
+    X, y = clusters(seed=1)
+    a = P.tsne(X, 2, perplexity=10, n_iter=250, pca_components=0, seed=0)
+    n_cached = len(P._prepared)
+    b = P.tsne(X, 2, perplexity=30, n_iter=250, pca_components=0, seed=0)
+    assert len(P._prepared) == n_cached  # same data, pca and seed: the kNN graph was reused
+    assert b.params["perplexity"] == 30 and not np.allclose(a.coords, b.coords)
+
+
+def test_tsne_3d_and_knn_placement():
+    X, y = clusters(per=20)
+    a = P.tsne(X, 3, perplexity=10, n_iter=250, pca_components=10, seed=0)
+    assert a.coords.shape == (len(X), 3)
+    np.testing.assert_allclose(a.coords, P.tsne(X, 3, perplexity=10, n_iter=250, pca_components=10, seed=0).coords)
+    assert _nearest_cluster(a.coords, y, a.transform(X[y == 1][3])[0]) == 1
+    assert "nearest" in a.transform_note
+
+
+def test_tsne_small_sets_and_bad_arguments():
+    X, _ = clusters(n_clusters=2, per=5)
+    p = P.tsne(X, 2, perplexity=50, n_iter=250, pca_components=0)
+    assert p.coords.shape == (10, 2) and p.params["effective_perplexity"] == pytest.approx(3.0)
+    with pytest.raises(ConfigError):
+        P.tsne(X[:3], 2)
+    with pytest.raises(ConfigError):
+        P.tsne(X, 4)
+    with pytest.raises(ConfigError):
+        P.pca(np.full((5, 4), np.nan))
+
+
+def test_kmeans_recovers_clusters():
+    X, y = clusters(n_clusters=5)
+    lab = P.kmeans(X, 5, seed=0)
+    np.testing.assert_array_equal(lab, P.kmeans(X, 5, seed=0))
+    # Each true cluster maps to exactly one k-means label and vice versa.
+    pairs = set(zip(y.tolist(), lab.tolist()))
+    assert len(pairs) == 5 and len({a for a, _ in pairs}) == 5 and len({b for _, b in pairs}) == 5
+
+
+def test_similarity_matrix():
+    X, y = clusters(n_clusters=3, per=10)
+    groups = [f"g{c}" for c in y]
+    labels, M = P.similarity_matrix(X, groups)
+    assert labels == ["g0", "g1", "g2"] and M.shape == (3, 3)
+    np.testing.assert_allclose(M, M.T, atol=1e-9)
+    off = M[~np.eye(3, dtype=bool)]
+    assert np.diag(M).min() > off.max()
+    # Diagonal excludes self-pairs: check one against a brute-force mean.
+    A = X[y == 0].astype(np.float64)
+    S = A @ A.T
+    assert M[0, 0] == pytest.approx((S.sum() - np.trace(S)) / (len(A) * (len(A) - 1)))
+    assert M[0, 1] == pytest.approx((A @ X[y == 1].T).mean())
+    _, M1 = P.similarity_matrix(X[:11], groups[:11])  # g1 has one face: no pairs
+    assert np.isnan(M1[1, 1])
+
+
+def test_barcode_and_sample():
+    X, y = clusters()
+    rows = P.barcode(X[0], X[1:4])
+    assert rows.shape == (4, X.shape[1])
+    np.testing.assert_array_equal(rows[0], X[0])
+    ids = [f"id{i:03d}" for i in range(len(X))]
+    mds = [{"identity": f"p{c}"} for c in y]
+    a = P.sample(ids, X, mds, 20, seed=1)
+    # Same result whatever order the store returned the rows in.
+    perm = np.random.default_rng(0).permutation(len(X))
+    b = P.sample([ids[i] for i in perm], X[perm], [mds[i] for i in perm], 20, seed=1)
+    assert a[0] == b[0] and len(a[0]) == 20 and a[1].shape == (20, X.shape[1])
+    np.testing.assert_array_equal(a[1], b[1])
+    only = P.sample(ids, X, mds, None, identities=["p1"])
+    assert len(only[0]) == 30 and {m["identity"] for m in only[2]} == {"p1"}
