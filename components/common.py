@@ -11,6 +11,19 @@ from typing import Iterator
 
 import streamlit as st
 
+# pylibsrtp (used by aiortc, under the live webcam) segfaults in its init when it is first
+# imported after TensorFlow (clashing native libraries): the whole server would die. Every
+# page imports this module before any model loads, so load it here first (~20 ms). Never
+# after TensorFlow (e.g. a test process that ran a model first): that is the crash itself;
+# components/webcam.py then refuses to start instead.
+import sys as _sys
+
+if "tensorflow" not in _sys.modules:
+    try:
+        import pylibsrtp  # noqa: F401
+    except ImportError:  # the webcam is optional
+        pass
+
 from facesearch.errors import FaceSearchError
 from facesearch.settings import Settings, get_settings
 

@@ -1,0 +1,32 @@
+"""facesearch dashboard, Home: gallery status and building the gallery.
+
+Run with ``streamlit run app.py``. The other pages live in ``pages/`` (Streamlit's
+multipage folder): Match, Explore, Evaluate.
+"""
+
+import streamlit as st
+
+from components import common, gallery_admin
+
+st.set_page_config(page_title="facesearch", page_icon="🧑‍🤝‍🧑", layout="wide")
+common.sidebar()
+
+st.title("facesearch")
+st.caption("Find every face in a photo and the most similar people in the gallery. "
+           "Build the gallery here, then go to **Match**.")
+
+gallery_admin.messages()
+st.subheader("Gallery")
+gallery_admin.status_section()
+
+st.subheader("Build or extend")
+t_folder, t_zip, t_enroll, t_delete = st.tabs(["Folder on the server", "Upload a zip", "Enroll a person",
+                                               "Delete an identity"])
+with t_folder:
+    gallery_admin.folder_section()
+with t_zip:
+    gallery_admin.zip_section()
+with t_enroll:
+    gallery_admin.enroll_section()
+with t_delete:
+    gallery_admin.delete_section()

@@ -1,0 +1,229 @@
+"""Home page widgets: build, extend and prune the gallery.
+
+The file handling (unpacking a zip, saving an enrollment's uploads) is plain Python so it
+is testable without Streamlit; the ``*_section`` functions are the widgets.
+Uploads are unpacked under ``$FACESEARCH_HOME/uploads/<content hash>/``: the same zip
+uploaded twice lands in the same folder, so the ingest ledger skips what is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import streamlit as st
+
+from facesearch.datasets import FORMATS, IMAGE_EXTENSIONS, LabeledImage
+from facesearch.errors import ConfigError, DatasetError
+from facesearch.ingest import IngestReport, ingest
+
+from . import common
+
+# Bounds against zip bombs: a gallery upload is photos, not terabytes.
+MAX_ZIP_FILES = 50_000
+MAX_ZIP_BYTES = 4 * 1024**3
+
+
+def uploads_dir(home: Path) -> Path:
+    return home / "uploads"
+
+
+def extract_zip(data: bytes, home: Path) -> Path:
+    """Unpack an uploaded zip of identity folders; returns the dataset root.
+
+    Rejects paths that escape the target folder, and skips macOS resource forks. When
+    the zip holds a single top folder (``people/NAME/*.jpg``) that folder is the root.
+    """
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    dest = uploads_dir(home) / f"zip-{digest}"
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise DatasetError("the upload is not a zip file") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()
+                 and not i.filename.startswith("__MACOSX/") and not Path(i.filename).name.startswith("._")]
+        if len(infos) > MAX_ZIP_FILES or sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
+            raise DatasetError(f"the zip is too large (at most {MAX_ZIP_FILES:,} files and "
+                               f"{MAX_ZIP_BYTES // 1024**3} GB unpacked)")
+        if not any(Path(i.filename).suffix.lower() in IMAGE_EXTENSIONS for i in infos):
+            raise DatasetError("the zip holds no photos (expected NAME/photo.jpg folders)")
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for info in infos:
+            target = (tmp / info.filename).resolve()
+            if not str(target).startswith(str(tmp.resolve()) + "/"):
+                raise DatasetError(f"the zip has an unsafe path: {info.filename!r}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    kids = [p for p in dest.iterdir() if not p.name.startswith(".")]
+    if len(kids) == 1 and kids[0].is_dir() and any(c.is_dir() for c in kids[0].iterdir()):
+        return kids[0]
+    return dest
+
+
+def safe_name(name: str) -> str:
+    """A person's name as a folder name (identity labels keep the name as typed)."""
+    s = re.sub(r"[^\w.-]+", "_", name.strip()).strip("._")
+    return s or "person"
+
+
+def save_enrollment(name: str, photos: Sequence[tuple[str, bytes]], home: Path) -> list[LabeledImage]:
+    """Write one person's uploaded photos to ``uploads/enroll/NAME/`` and label them."""
+    name = name.strip()
+    if not name:
+        raise ConfigError("give the person's name before enrolling")
+    if not photos:
+        raise ConfigError("upload at least one photo of the person")
+    folder = uploads_dir(home) / "enroll" / safe_name(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for fname, data in photos:
+        # Content-addressed names: the same photo uploaded twice is one file.
+        suffix = Path(fname).suffix.lower() or ".jpg"
+        p = folder / f"{hashlib.sha1(data).hexdigest()[:16]}{suffix}"
+        if not p.exists():
+            p.write_bytes(data)
+        items.append(LabeledImage(p, identity=name))
+    return items
+
+
+# -- widgets -----------------------------------------------------------------------------
+def run_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = None, limit: int | None = None,
+               label: str = "Ingesting") -> IngestReport:
+    """Ingest with a progress bar, in the active gallery."""
+    s, model, detector = common.active()
+    common.pipeline()  # load the model under its spinner before the progress bar starts
+    bar = st.progress(0.0, text=f"{label}…")
+
+    def progress(done: int, total: int, current: str) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: {done}/{total} · {Path(current).name}")
+
+    report = ingest(path, fmt, model=model, detector=detector, settings=s, limit=limit, items=items,
+                    progress=progress)
+    bar.progress(1.0, text=f"{label}: done")
+    return report
+
+
+def remember(report: IngestReport, what: str) -> None:
+    """Keep the report across the rerun that refreshes the gallery status."""
+    st.session_state["ingest_report"] = {"what": what, "report": report, "at": time.time()}
+
+
+def render_report(report: IngestReport, what: str = "") -> None:
+    """The summary plus the per-file lists: failed files with their reasons, photos with no face."""
+    text = (what + ": " if what else "") + report.summary()
+    if report.failed or report.stopped:
+        st.warning(text)
+    else:
+        st.success(text)
+    if report.failed:
+        with st.expander(f"Failed files ({len(report.failed)})", expanded=True):
+            st.dataframe([{"file": p, "reason": r} for p, r in report.failed], hide_index=True)
+    if report.no_face:
+        with st.expander(f"No face detected ({len(report.no_face)})", expanded=len(report.no_face) <= 10):
+            st.dataframe([{"file": p} for p in report.no_face], hide_index=True)
+
+
+def status_section() -> None:
+    s, model, detector = common.active()
+    with common.user_errors():
+        from store import list_galleries
+
+        g = {(d["model"], d["detector"]): d for d in list_galleries(s)}.get((model, detector))
+    c = st.columns(4)
+    c[0].metric("Model", model)
+    c[1].metric("Detector", detector)
+    c[2].metric("Faces", f"{g['count']:,}" if g else "0")
+    idents = None
+    if g and g["count"]:
+        with common.user_errors():
+            idents = common.gallery().identities()
+    c[3].metric("Identities", f"{len(idents):,}" if idents else "0")
+    st.caption(f"Data folder: `{s.home}` · collection `{g['name'] if g else 'not created yet'}`")
+    st.session_state["home_identities"] = idents or {}
+
+
+def folder_section() -> None:
+    st.caption("A folder on the server: one sub-folder per person (`NAME/*.jpg`), or a CelebA, LFW, "
+               "FIW or CSV dataset. Only the largest face of each photo is stored.")
+    path = st.text_input("Folder on the server", key="ingest_path", placeholder="/data/people")
+    c1, c2 = st.columns(2)
+    fmt = c1.selectbox("Format", ["auto", *FORMATS], key="ingest_format")
+    limit = c2.number_input("Limit (0 = every photo)", min_value=0, value=0, step=100, key="ingest_limit")
+    # Buttons are not disabled on empty text: a text input only commits when it loses
+    # focus, so a disabled button would swallow the click that follows typing.
+    if st.button("Ingest folder", key="ingest_go", type="primary"):
+        p = Path(path.strip()).expanduser()
+        with common.user_errors():
+            if not path.strip():
+                raise ConfigError("type the folder's path on the server first")
+            if not p.exists():
+                raise DatasetError(f"{p}: no such folder on the server")
+            report = run_ingest(p, fmt=fmt, limit=int(limit) or None, label=f"Ingesting {p.name}")
+        remember(report, f"Ingested {p}")
+        st.rerun()
+
+
+def zip_section() -> None:
+    st.caption("A zip of identity folders (`NAME/photo.jpg`), unpacked on the server then ingested.")
+    up = st.file_uploader("Zip of identity folders", type=["zip"], key="ingest_zip")
+    if st.button("Ingest zip", key="ingest_zip_go", type="primary", disabled=up is None):
+        s, _, _ = common.active()
+        with common.user_errors():
+            root = extract_zip(up.getvalue(), s.home)
+            report = run_ingest(root, fmt="auto", label=f"Ingesting {up.name}")
+        remember(report, f"Ingested {up.name}")
+        st.rerun()
+
+
+def enroll_section() -> None:
+    st.caption("Add one person from a few photos (the largest face of each).")
+    name = st.text_input("Name", key="enroll_name")
+    files = st.file_uploader("Photos of this person", accept_multiple_files=True, key="enroll_files",
+                             type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+    photos = [(f.name, f.getvalue()) for f in files or []] or list(st.session_state.get("enroll_inputs") or [])
+    if st.button("Enroll", key="enroll_go", type="primary"):
+        s, _, _ = common.active()
+        with common.user_errors():
+            items = save_enrollment(name, photos, s.home)
+            report = run_ingest(items[0].path.parent, items=items, label=f"Enrolling {name.strip()}")
+        remember(report, f"Enrolled {name.strip()}")
+        st.rerun()
+
+
+def delete_section() -> None:
+    idents: dict = st.session_state.get("home_identities") or {}
+    if not idents:
+        st.caption("The gallery is empty.")
+        return
+    options = list(idents)
+    who = st.selectbox("Identity", options, key="delete_identity",
+                       format_func=lambda i: f"{i} ({idents.get(i, 0)} faces)")
+    sure = st.checkbox(f"Yes, delete every face of {who}", key="delete_confirm")
+    if st.button("Delete identity", key="delete_go", disabled=not sure):
+        with common.user_errors():
+            n = common.gallery().delete(identity=who)
+        st.session_state["delete_message"] = f"Deleted {n} faces of {who}."
+        st.session_state.pop("delete_confirm", None)
+        st.rerun()
+
+
+def messages() -> None:
+    """What the last action did (it ran before the rerun that refreshed the status)."""
+    rep = st.session_state.get("ingest_report")
+    if rep:
+        render_report(rep["report"], rep["what"])
+    msg = st.session_state.pop("delete_message", None)
+    if msg:
+        st.success(msg)

@@ -1,0 +1,211 @@
+"""Live webcam recognition with streamlit-webrtc.
+
+The browser streams the camera to this server over WebRTC; ``LiveRecognizer`` is the
+video-frame callback. It runs in streamlit-webrtc's worker thread, so it never calls
+``st.*``: it detects, embeds and queries the gallery, draws boxes with names on the frame
+it sends back, and puts the recognised faces on a ``queue.Queue`` that the page drains
+to show them as text.
+
+Recognition is throttled by time (at most one detection pass every ``interval`` s); the
+frames in between reuse the last boxes and names, so the video stays fluid on a laptop
+CPU while names update a few times a second. With ``async_processing`` streamlit-webrtc
+drops frames that arrive while a slow pass is running, so the delay never builds up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import streamlit as st
+
+from facesearch.annotate import draw_faces
+from facesearch.errors import FaceSearchError
+from facesearch.pipeline import Analysis, FaceResult
+from facesearch.search import match_faces
+from facesearch.thresholds import get_threshold
+
+from . import common
+
+# No STUN/TURN by default: browser and server on one machine or LAN connect directly.
+# For a server behind NAT set FACESEARCH_ICE_SERVERS='[{"urls": ["stun:stun.l.google.com:19302"]}]'.
+def ice_servers() -> list:
+    raw = os.environ.get("FACESEARCH_ICE_SERVERS", "").strip()
+    if not raw:
+        return []
+    try:
+        val = json.loads(raw)
+    except json.JSONDecodeError:
+        return [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
+    return val if isinstance(val, list) else [val]
+
+
+@dataclass
+class LiveFace:
+    face: int  # 1-based, largest face first
+    box: tuple[int, int, int, int]
+    identity: str | None
+    similarity: float | None
+    verdict: str
+
+
+@dataclass
+class LiveResult:
+    faces: list[LiveFace] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0  # how long the recognition pass took
+    at: float = field(default_factory=time.time)
+
+
+class LiveRecognizer:
+    """Callable ``av.VideoFrame -> av.VideoFrame`` for ``webrtc_streamer``.
+
+    Results go to ``self.results`` (a bounded queue; the oldest result is dropped when
+    the page is not reading).
+    """
+
+    def __init__(self, pipeline, gallery, threshold: float, k: int = 5, interval: float = 0.4):
+        self.pipeline, self.gallery, self.threshold, self.k = pipeline, gallery, threshold, k
+        self.interval = interval
+        self.results: "queue.Queue[LiveResult]" = queue.Queue(maxsize=8)
+        self._lock = threading.Lock()
+        self._last_run = 0.0
+        self._boxes: list[tuple[int, int, int, int]] = []
+        self._labels: list[str] = []
+        self._verdicts: list[str] = []
+        self.frames = 0
+
+    def configure(self, pipeline, gallery, threshold: float, k: int) -> None:
+        """Swap model/gallery when the sidebar changes, without a new queue."""
+        with self._lock:
+            self.pipeline, self.gallery, self.threshold, self.k = pipeline, gallery, threshold, k
+            self._boxes, self._labels, self._verdicts = [], [], []
+
+    def recognise(self, rgb: np.ndarray) -> LiveResult:
+        """One detection + embedding + gallery pass on an ``(h, w, 3)`` uint8 RGB frame."""
+        t0 = time.perf_counter()
+        try:
+            faces = self.pipeline.detect(rgb)
+            if not faces:
+                return LiveResult([], None, time.perf_counter() - t0)
+            emb = self.pipeline.embed(self.pipeline.crops(rgb, faces))  # (n, dim)
+            # Frames are not cached or stored: build the Analysis by hand rather than
+            # pipeline.analyze(), which would write every frame to the embedding cache.
+            an = Analysis("", "webcam", [FaceResult(i, f, e) for i, (f, e) in enumerate(zip(faces, emb))])
+            fms = match_faces(an, self.gallery, self.k, self.threshold)
+            out = [LiveFace(i + 1, tuple(int(v) for v in fm.face.face.box),
+                            fm.best.identity if fm.best else None,
+                            float(fm.best.similarity) if fm.best else None, fm.verdict)
+                   for i, fm in enumerate(fms)]
+            return LiveResult(out, None, time.perf_counter() - t0)
+        except FaceSearchError as exc:
+            return LiveResult([], str(exc), time.perf_counter() - t0)
+        except Exception as exc:  # a model hiccup on one frame must not kill the stream
+            return LiveResult([], f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
+
+    def _publish(self, res: LiveResult) -> None:
+        while True:
+            try:
+                self.results.put_nowait(res)
+                return
+            except queue.Full:
+                try:
+                    self.results.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def __call__(self, frame):
+        import av
+
+        rgb = frame.to_ndarray(format="rgb24")
+        self.frames += 1
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._last_run >= self.interval
+        if due:
+            res = self.recognise(rgb)
+            with self._lock:
+                self._last_run = time.monotonic()
+                self._boxes = [f.box for f in res.faces]
+                self._labels = [f"{f.face} {f.identity}" if f.identity and f.verdict != "no match" else f"{f.face} ?"
+                                for f in res.faces]
+                self._verdicts = [f.verdict for f in res.faces]
+            self._publish(res)
+        with self._lock:
+            boxes, labels, verdicts = list(self._boxes), list(self._labels), list(self._verdicts)
+        if boxes:
+            rgb = draw_faces(rgb, boxes, labels, verdicts, copy=False)
+        out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+
+def _recognizer(k: int) -> LiveRecognizer:
+    """The session's recognizer (one queue per browser session), pointed at the active gallery."""
+    s, model, _ = common.active()
+    pipe, gal = common.pipeline(), common.gallery()
+    thr = get_threshold(model, s)
+    rec = st.session_state.get("_live_recognizer")
+    if rec is None:
+        rec = st.session_state["_live_recognizer"] = LiveRecognizer(pipe, gal, thr, k)
+    elif rec.pipeline is not pipe or rec.k != k or rec.threshold != thr:
+        rec.configure(pipe, gal, thr, k)
+    return rec
+
+
+def _describe(res: LiveResult) -> str:
+    if res.error:
+        return f"Error: {res.error}"
+    if not res.faces:
+        return "No face in view."
+    parts = []
+    for f in res.faces:
+        if f.identity is None:
+            parts.append(f"Face {f.face}: unknown")
+        else:
+            parts.append(f"Face {f.face}: **{f.identity}** ({f.verdict}, similarity {f.similarity:.3f})")
+    return "Recognised — " + " · ".join(parts) + f"  \n_{res.seconds * 1000:.0f} ms per pass_"
+
+
+def live_webcam(k: int = 5) -> None:
+    """The webcam widget and a status line that follows the recognised faces."""
+    import sys
+
+    if "pylibsrtp" not in sys.modules and "tensorflow" in sys.modules:
+        # Importing aiortc now would crash the server process (see components/common.py).
+        st.error("The live webcam cannot start in this server process; restart the dashboard.")
+        return
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    rec = _recognizer(k)
+    ice = {"iceServers": ice_servers()}
+    ctx = webrtc_streamer(
+        key="live_webcam",
+        mode=WebRtcMode.SENDRECV,
+        video_frame_callback=rec,
+        frontend_rtc_configuration=ice,
+        server_rtc_configuration=ice,
+        media_stream_constraints={"video": True, "audio": False},
+        async_processing=True,
+        video_html_attrs={"style": {"width": "100%", "maxWidth": "720px"}, "autoPlay": True, "muted": True},
+    )
+    status = st.empty()
+    if not ctx.state.playing:
+        status.info("Press START and allow the camera: faces are boxed and named live.")
+        return
+    status.caption("Waiting for the first frame…")
+    # Drain the queue while the stream plays; a click on STOP (or any widget) reruns the
+    # script, which ends this loop. The deadline only bounds a forgotten tab's script run.
+    deadline = time.monotonic() + 3600
+    while ctx.state.playing and time.monotonic() < deadline:
+        try:
+            res = rec.results.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        st.session_state["live_last"] = [f.__dict__ for f in res.faces]
+        status.markdown(_describe(res))

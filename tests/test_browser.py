@@ -1,0 +1,274 @@
+"""End to end: the real dashboard in headless Chromium (Playwright).
+
+One ``streamlit run app.py`` server for the module, on a free port, with the session's
+FACESEARCH_HOME (so it sees the gallery the fixture ingests). Chromium gets a fake camera
+that plays a .y4m clip made from a CelebA photo, so the live-webcam path is exercised
+through real WebRTC. Screenshots go to docs/screenshots/; the server log and failure
+screenshots to tests/_artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT, celeba_split
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+ARTIFACTS = ROOT / "tests" / "_artifacts"
+MODEL_WAIT_MS = 120_000  # first request loads TensorFlow and the models
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser_gallery(settings):
+    """The CelebA gallery of test_app.py (same photos, so ingest is a no-op if it ran)."""
+    from facesearch.ingest import ingest
+
+    gallery, probes = celeba_split(n_identities=10, n_gallery=3, n_probe=1)
+    report = ingest(DATA / "celeba", items=gallery, settings=settings)
+    assert not report.failed, report.failed
+    return gallery, probes
+
+
+@pytest.fixture(scope="module")
+def server(browser_gallery, session_home):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make browser)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log = open(ARTIFACTS / "streamlit.log", "wb")
+    env = {**os.environ, "FACESEARCH_HOME": str(session_home), "ANONYMIZED_TELEMETRY": "False"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+         "--client.toolbarMode", "minimal"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}; see {ARTIFACTS / 'streamlit.log'}")
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("streamlit did not become healthy within 60 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+def write_y4m(rgb: np.ndarray, path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
+    """A still photo as a YUV 4:2:0 .y4m clip (what Chromium's fake camera plays).
+
+    rgb: ``(h, w, 3)`` uint8, letterboxed into ``size`` (w, h), both even.
+    """
+    import cv2
+
+    W, H = size
+    h, w = rgb.shape[:2]
+    s = min(W / w, H / h)
+    nw, nh = int(w * s) // 2 * 2, int(h * s) // 2 * 2
+    canvas = np.zeros((H, W, 3), np.uint8)
+    x0, y0 = (W - nw) // 2, (H - nh) // 2
+    canvas[y0:y0 + nh, x0:x0 + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_CUBIC)
+    yuv = cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420)  # (H * 3/2, W): Y plane, then U, then V
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n")
+            f.write(yuv.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def webcam_clip(browser_gallery):
+    from facesearch.images import load_image
+
+    gallery, _ = browser_gallery
+    item = gallery[0]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return write_y4m(load_image(item.path).rgb, ARTIFACTS / "webcam.y4m"), item.identity
+
+
+@pytest.fixture(scope="module")
+def browser(webcam_clip):
+    from playwright.sync_api import sync_playwright
+
+    clip, _ = webcam_clip
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}",
+        ])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server, request):
+    ctx = browser.new_context(viewport=VIEWPORT, permissions=["camera"])
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    # The last state of every test, for post-mortems (tests/_artifacts is gitignored).
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / (re.sub(r"[^\w.-]+", "_", request.node.name) + ".png")), full_page=True)
+    except Exception:
+        pass
+    ctx.close()
+
+
+def wait_idle(page, timeout_ms: int = MODEL_WAIT_MS) -> None:
+    """Until the script run finishes (Streamlit's "Running…" status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || getComputedStyle(document.querySelector('[data-testid=\"stStatusWidget\"]')).visibility === 'hidden'",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(300)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
+    wait_idle(page)
+
+
+def face_headers(page):
+    return page.locator("h3").filter(has_text=re.compile(r"^\s*Face \d+\s*$"))
+
+
+def best_matches(page) -> list[str]:
+    """The best identity of each face block, read from the rendered text."""
+    return re.findall(r"Best match:\s*(\S+)", page.inner_text("body"))
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the whole page. Streamlit scrolls inside its own container, so
+    ``full_page`` alone gives the viewport: grow the viewport to the content first."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    js = ("() => Math.max(...Array.from(document.querySelectorAll("
+          "'[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"], section'))"
+          ".map(e => e.scrollHeight), document.body.scrollHeight)")
+    height = VIEWPORT["height"]
+    for _ in range(4):  # images load and reflow after a resize: grow until it settles
+        h = int(min(max(page.evaluate(js), VIEWPORT["height"]), 8000))
+        if h <= height and height > VIEWPORT["height"]:
+            break
+        height = max(h, height)
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+        page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+
+
+# -- tests -----------------------------------------------------------------------------------------
+def test_home(page, server, settings):
+    open_page(page, server)
+    page.get_by_text("Identities").first.wait_for()
+    body = page.inner_text("body")
+    assert settings.model in body and "Faces" in body and str(settings.home) in body
+    no_exception(page)
+    shot(page, "home.png")
+
+
+def test_match_upload_probe(page, server, browser_gallery):
+    _, probes = browser_gallery
+    probe = probes[0]
+    open_page(page, server + "/Match")
+    page.locator('input[type="file"]').first.set_input_files(str(probe.path))
+    face_headers(page).first.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    no_exception(page)
+    assert best_matches(page)[0] == probe.identity, page.inner_text("body")[:3000]
+    shot(page, "match.png")
+
+
+def test_match_group_photo(page, server):
+    open_page(page, server + "/Match")
+    page.locator('input[type="file"]').first.set_input_files(str(DATA / "photos/group/obama_and_biden.jpg"))
+    face_headers(page).first.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    no_exception(page)
+    assert face_headers(page).count() == 3
+    shot(page, "match_group.png")
+
+
+def _webrtc_frame(page, timeout_s: float = 60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for fr in page.frames:
+            if fr is page.main_frame:
+                continue
+            try:
+                btn = fr.get_by_role("button", name=re.compile(r"^start$", re.I))
+                if btn.count():
+                    return fr, btn.first
+            except Exception:
+                continue
+        page.wait_for_timeout(500)
+    raise AssertionError("the streamlit-webrtc START button never appeared")
+
+
+def test_live_webcam_names_the_face(page, server, webcam_clip):
+    _, identity = webcam_clip
+    open_page(page, server + "/Match")
+    page.get_by_text("Live webcam", exact=True).click()
+    _, start = _webrtc_frame(page)
+    start.click()
+    pattern = re.compile(rf"Recognised\b.*\b{re.escape(identity)}\b")
+    page.get_by_text(pattern).first.wait_for(timeout=MODEL_WAIT_MS)
+    no_exception(page)
+    page.wait_for_timeout(1500)  # let a few annotated frames reach the <video>
+    shot(page, "webcam.png")
+
+
+@pytest.mark.parametrize("script,url,png", [("2_Explore.py", "/Explore", "explore.png"),
+                                            ("3_Evaluate.py", "/Evaluate", "evaluate.png")])
+def test_other_pages_screenshots(page, server, script, url, png):
+    if not (ROOT / "pages" / script).exists():
+        pytest.skip(f"pages/{script} is not there yet")
+    open_page(page, server + url)
+    no_exception(page)
+    shot(page, png)
