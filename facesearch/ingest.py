@@ -63,23 +63,31 @@ class IngestReport:
 
 class Ledger:
     def __init__(self, path: Path, collection: str):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.collection = collection
-        self.db = sqlite3.connect(str(path), timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
-                        "status TEXT, reason TEXT, faces INTEGER, PRIMARY KEY (collection, path))")
-        self.db.commit()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
+                            "status TEXT, reason TEXT, faces INTEGER, sha1 TEXT, PRIMARY KEY (collection, path))")
+            self.db.commit()
+        except (sqlite3.OperationalError, OSError) as exc:
+            if "full" in str(exc).lower() or getattr(exc, "errno", None) == 28:
+                raise StorageFullError(f"disk full: cannot open the ingest ledger {path}; free some space "
+                                       "and run again") from None
+            raise
 
-    def done(self) -> dict[str, tuple[int, float]]:
-        rows = self.db.execute("SELECT path, size, mtime FROM files WHERE collection=?", (self.collection,))
-        return {p: (s, m) for p, s, m in rows}
+    def done(self) -> dict[str, tuple[int, float, str, str]]:
+        """path -> (size, mtime, status, sha1) of every file an earlier run finished."""
+        rows = self.db.execute("SELECT path, size, mtime, status, sha1 FROM files WHERE collection=?",
+                               (self.collection,))
+        return {p: (s, m, st, h or "") for p, s, m, st, h in rows}
 
-    def mark(self, rows: list[tuple[str, int, float, str, str, int]]) -> None:
+    def mark(self, rows: list[tuple[str, int, float, str, str, int, str]]) -> None:
         if not rows:
             return
         try:
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)",
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                                 [(self.collection, *r) for r in rows])
             self.db.commit()
         except sqlite3.OperationalError as exc:
@@ -112,11 +120,17 @@ def face_id(sha1: str, index: int) -> str:
 _worker_pipe: Pipeline | None = None
 
 
-def _worker_init(model: str, detector: str, settings: Settings) -> None:
+def _worker_init(model: str, detector: str, settings: Settings, single_thread: bool = False) -> None:
     global _worker_pipe
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # Two workers on two cores: one thread each avoids oversubscription.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if single_thread:
+        # N worker processes on N cores: each TensorFlow otherwise starts a pool of N
+        # threads and they fight over the cores (2 workers were slower than 1).
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     _worker_pipe = Pipeline(model, detector, settings)
 
 
@@ -174,12 +188,15 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     if restart:
         ledger.forget()
     done = ledger.done()
+    # A file done earlier whose faces were deleted since (an identity removed) is done
+    # again; one metadata scan of the gallery tells which photos are still in it.
+    present = gallery.image_hashes() if any(v[2] == "ok" for v in done.values()) else set()
     report = IngestReport(total=len(images))
     todo: list[tuple[LabeledImage, int, float]] = []
     for it in images:
         size, mtime = _stat(it.path)
         prev = done.get(str(it.path))
-        if prev is not None and prev == (size, mtime):
+        if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or prev[3] in present):
             report.skipped += 1
         else:
             todo.append((it, size, mtime))
@@ -204,10 +221,10 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
         report.processed += 1
         if "error" in res:
             report.failed.append((res["path"], res["error"]))
-            pending_ledger.append((res["path"], size, mtime, "failed", res["error"], 0))
+            pending_ledger.append((res["path"], size, mtime, "failed", res["error"], 0, ""))
         elif not res["faces"]:
             report.no_face.append(res["path"])
-            pending_ledger.append((res["path"], size, mtime, "no_face", "no face detected", 0))
+            pending_ledger.append((res["path"], size, mtime, "no_face", "no face detected", 0, res["sha1"]))
         else:
             report.images_with_faces += 1
             faces = res["faces"] if all_faces else res["faces"][:1]
@@ -216,7 +233,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
                 pending_ids.append(fid); pending_emb.append(e)
                 pending_md.append(_metadata(it, res["sha1"], idx, fd, root))
                 pending_thumbs.append((fid, jpg))
-            pending_ledger.append((res["path"], size, mtime, "ok", "", len(faces)))
+            pending_ledger.append((res["path"], size, mtime, "ok", "", len(faces), res["sha1"]))
         if progress:
             progress(report.processed + report.skipped, report.total, res["path"])
         if len(pending_ids) >= settings.batch_size or len(pending_ledger) >= settings.batch_size * 4:
@@ -235,7 +252,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
             else:
                 ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
                 with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(emb.name, detector, settings)) as pool:
+                                            initargs=(emb.name, detector, settings, True)) as pool:
                     # A bounded window keeps memory flat on 200k-photo datasets.
                     window = workers * 8
                     it_paths = iter(paths)

@@ -153,10 +153,10 @@ def test_http_server_gallery(tmp_path, chroma_server):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A real 8 MB filesystem (tmpfs) to fill up; skipped where mounting is not allowed."""
+    """A real 64 MB filesystem (tmpfs) to fill up; skipped where mounting is not allowed."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield mnt
@@ -182,8 +182,34 @@ def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_hom
         ingest(None, items=items, settings=s)
     written = g.count()
     filler.unlink()
+    usage = subprocess.run(["du", "-sh", str(tiny_disk / "home")], capture_output=True, text=True).stdout
     rep = ingest(None, items=items, settings=s)
+    print(usage)
     assert rep.processed + rep.skipped == len(items)
     ids = g.get()["ids"]
     assert len(ids) == rep.faces_added + written and len(ids) >= len(items) - 1
     assert all(g.thumb_path(i).is_file() for i in ids)
+
+
+def test_deleted_identity_comes_back_on_reingest(fresh_settings):
+    from conftest import celeba_split
+
+    items, _ = celeba_split(n_identities=2, n_gallery=2, n_probe=0)
+    ingest(None, items=items, settings=fresh_settings)
+    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    n = g.count()
+    victim = items[0].identity
+    assert g.delete(identity=victim) >= 1
+    rep = ingest(None, items=items, settings=fresh_settings)
+    assert rep.processed == 2 and g.count() == n
+    assert victim in g.identities()
+
+
+def test_two_worker_processes_ingest_the_same_as_one(fresh_settings):
+    from conftest import celeba_split
+
+    items, _ = celeba_split(n_identities=3, n_gallery=3, n_probe=0)
+    rep = ingest(None, items=items, settings=fresh_settings, workers=2)
+    assert rep.processed == 9 and not rep.failed
+    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    assert g.count() == rep.faces_added and len(g.identities()) == 3
