@@ -190,16 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_stats)
 
     e = sub.add_parser("evaluate", parents=[common], help="compare models on a labelled dataset")
-    e.add_argument("--dataset", required=True, help="fiw | lfw | folder | master")
+    e.add_argument("--dataset", required=True, choices=["fiw", "lfw", "folder", "master"],
+                   help="fiw (kinship + same-person), lfw (pairs.txt protocol), folder (CelebA, NAME/*.jpg "
+                        "or path,label csv: pairs + rank-1/5), master (deepface master.csv)")
     e.add_argument("path", nargs="?", help="dataset folder or pairs file (default: from ../shared/data)")
     e.add_argument("--models", default="dlib,facenet-casia", help="comma-separated model names")
     e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--limit", type=int, help="at most N pairs")
+    e.add_argument("--limit", type=int, help="at most N pairs per task (half same, half different)")
+    e.add_argument("--max-photos", type=int, help="fiw kinship: use at most N photos per member")
+    e.add_argument("--no-crop-fallback", dest="crop_fallback", action="store_false", default=None,
+                   help="fiw: skip photos with no detected face instead of embedding the whole crop")
     e.add_argument("--target-precision", type=float, default=0.95)
     e.add_argument("--target-fmr", type=float, default=0.01)
-    e.add_argument("--out", help="write results as JSON and CSV with this path prefix")
-    e.add_argument("--apply", metavar="MODEL", help="save MODEL's best-F1 threshold as its verdict threshold")
+    e.add_argument("--out", help="write PREFIX.json, PREFIX.csv (table) and PREFIX.pairs.csv")
+    e.add_argument("--apply", metavar="MODEL", help="save MODEL's threshold as its verdict threshold "
+                   "(same-person task unless --task kinship)")
+    e.add_argument("--apply-at", choices=["f1", "precision", "fmr"], default="f1",
+                   help="which threshold --apply saves: best F1 (default), target precision or target FMR")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
     return p
 

@@ -1,0 +1,240 @@
+"""Model comparison (facesearch.evaluate, ``facesearch evaluate``, the Evaluate page).
+
+Small slices only: LFW 60 pairs, FIW 8 pairs per task with 2 photos per member. The
+limited pair sets are prefixes of one seeded permutation, so every smaller run here is
+served from the embedding cache the first LFW run filled (session-wide FACESEARCH_HOME).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+# Before anything loads TensorFlow: components.common imports pylibsrtp, which segfaults
+# when first imported after TensorFlow (see there), and the page test imports it.
+import components.common  # noqa: E402,F401
+from facesearch import cli, metrics  # noqa: E402
+from facesearch.evaluate import _limit_indices, _limit_matched, evaluate  # noqa: E402
+
+LFW_LIMIT = 60
+
+
+@pytest.fixture(scope="module")
+def lfw_out(tmp_path_factory, session_home):
+    """The CLI run every LFW test reads: (rc, stdout, parsed JSON, output prefix)."""
+    import contextlib
+    import io
+
+    prefix = tmp_path_factory.mktemp("eval") / "lfw"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT),
+                       "--out", str(prefix), "--quiet"])
+    return rc, buf.getvalue(), json.loads(prefix.with_name("lfw.json").read_text()), prefix
+
+
+def test_cli_lfw_table_and_files(lfw_out):
+    rc, out, data, prefix = lfw_out
+    assert rc == 0
+    assert "dlib" in out and "AUC" in out and "threshold was chosen on the test pairs" in out
+    assert prefix.with_name("lfw.csv").is_file() and prefix.with_name("lfw.pairs.csv").is_file()
+    (r,) = data["results"]
+    assert r["model"] == "dlib" and r["task"] == "verification" and not r["error"]
+    assert r["n_pairs_total"] == LFW_LIMIT
+    assert r["pairs"] + r["skipped_pairs"] == LFW_LIMIT
+    assert len(r["scored_pairs"]) == r["pairs"] == r["pos"] + r["neg"]
+    assert abs(r["pos"] - r["neg"]) <= r["skipped_pairs"]  # balanced before photos without a face
+    assert 0.0 <= r["no_face_rate"] <= 0.1
+    assert r["ms_per_face"] > 0
+
+
+def test_results_match_metrics_module(lfw_out):
+    _, _, data, prefix = lfw_out
+    (r,) = data["results"]
+    d = np.array([p["distance"] for p in r["scored_pairs"]])
+    y = np.array([p["same"] for p in r["scored_pairs"]])
+    assert r["roc_auc"] == pytest.approx(metrics.roc_auc(d, y), abs=1e-9)
+    assert r["ap"] == pytest.approx(metrics.average_precision(d, y), abs=1e-9)
+    bf = metrics.best_f1(d, y)
+    assert r["f1_threshold"] == pytest.approx(bf.threshold, abs=1e-6)
+    assert r["f1"] == pytest.approx(bf.f1)
+    p = metrics.threshold_for_precision(d, y, 0.95)
+    assert (r["at_precision"] is None) == (p is None)
+    if p:
+        assert r["p_recall"] == pytest.approx(p.recall)
+    assert r["lfw_acc"] == pytest.approx(metrics.kfold_accuracy(d, y, np.zeros(len(d), int))["mean"])
+    # The pairs CSV carries the same distances.
+    rows = prefix.with_name("lfw.pairs.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(d)
+    assert float(rows[0].split(",")[-1]) == pytest.approx(d[0], abs=1e-6)
+
+
+def test_second_run_computes_nothing(lfw_out, settings):
+    _, _, data, _ = lfw_out
+    cmp = evaluate("lfw", None, ["dlib"], settings, limit=LFW_LIMIT)
+    (r,) = cmp.results
+    assert cmp.n_computed == 0 and r.n_computed == 0
+    assert r.n_cached == r.n_images > 0
+    assert np.allclose(r.distances, [p["distance"] for p in data["results"][0]["scored_pairs"]], atol=1e-6)
+    # Time per face comes from the seconds stored with the cached embeddings.
+    assert r.ms_per_face == pytest.approx(data["results"][0]["ms_per_face"], rel=1e-6)
+
+
+def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, session_home, capsys):
+    from facesearch.settings import Settings
+    from facesearch.thresholds import get_threshold, threshold_info
+
+    _, _, data, _ = lfw_out
+    home = tmp_path / "home"
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
+                   "--home", str(home), "--apply", "dlib"])
+    assert rc == 0
+    assert "saved dlib threshold" in capsys.readouterr().out
+    s = Settings(home=home)
+    assert get_threshold("dlib", s) == pytest.approx(data["results"][0]["f1_threshold"])
+    assert threshold_info("dlib", s)["source"].startswith("evaluate lfw/verification f1")
+
+
+def test_unknown_model_lists_valid_ones(capsys):
+    rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib,NoSuchNet", "--limit", "6", "--quiet"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "NoSuchNet" in err and "dlib" in err and "facenet-casia" in err
+
+
+def test_model_without_weights_is_an_error_row(lfw_out, settings):
+    # No network in the sandbox: DeepFace's download must fail fast, not hang.
+    t0 = time.perf_counter()
+    cmp = evaluate("lfw", None, ["ArcFace", "dlib"], settings, limit=6)
+    assert time.perf_counter() - t0 < 90
+    arc, dl = cmp.result("ArcFace"), cmp.result("dlib")
+    assert arc.error and "arcface_weights.h5" in arc.error and not arc.ok
+    assert dl.ok and dl.n_computed == 0
+    table = cmp.to_table()
+    assert list(table["model"]) == ["ArcFace", "dlib"]
+    assert table.loc[0, "error"] and not table.loc[1, "error"]
+    json.loads(cmp.to_json())
+
+
+def test_fiw_both_tasks_cli(tmp_path, capsys):
+    prefix = tmp_path / "fiw"
+    rc = cli.main(["evaluate", "--dataset", "fiw", "--models", "dlib", "--limit", "8", "--max-photos", "2",
+                   "--quiet", "--out", str(prefix)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "by relation" in out
+    data = json.loads((tmp_path / "fiw.json").read_text())
+    by_task = {r["task"]: r for r in data["results"]}
+    assert set(by_task) == {"same-person", "kinship"}
+    kin = by_task["kinship"]
+    assert kin["pairs"] == 8 and kin["pos"] == 4
+    rel = kin["by_relation"]
+    assert sum(b["pos"] for b in rel) == kin["pos"] and sum(b["neg"] for b in rel) == kin["neg"]
+    # Negatives carry the relation type of the positive they were matched to.
+    assert {p["kind"] for p in kin["scored_pairs"] if p["same"]} == {b["relation"] for b in rel}
+    for r in by_task.values():
+        assert 0.0 <= r["no_face_rate"] <= 1.0
+        assert r["skipped_pairs"] == 0  # crop fallback: every FIW photo gets an embedding
+        assert r["fallback"] == r["n_no_face"]
+
+
+def test_fiw_kinship_distance_is_mean_member_embedding(settings):
+    from facesearch.datasets import fiw_members
+    from facesearch.evaluate import default_path
+    from facesearch.pipeline import Pipeline
+
+    cmp = evaluate("fiw", None, ["dlib"], settings, task="kinship", limit=8, max_photos_per_member=2)
+    (r,) = cmp.results
+    assert r.n_computed == 0  # the CLI test embedded these photos
+    pipe = Pipeline("dlib", settings.detector, settings)
+    photos = fiw_members(default_path("fiw"))
+
+    def member(m):
+        vs = []
+        for p in photos[m][:2]:
+            _, faces, emb = pipe.embed_file(p)
+            if len(faces):
+                vs.append(emb[0])
+            else:
+                from facesearch.images import content_hash
+
+                vs.append(pipe.cache.get("dlib", settings.detector + "+full", content_hash(p.read_bytes()))[1][0])
+        v = np.mean(vs, axis=0)
+        return v / np.linalg.norm(v)
+
+    a, b = member(r.pair_a[0]), member(r.pair_b[0])
+    assert r.distances[0] == pytest.approx(1.0 - float(a @ b), abs=1e-5)
+
+
+def test_limit_keeps_both_classes_and_nests():
+    same = np.array([True] * 300 + [False] * 300)
+    small, big = _limit_indices(same, 10, 0), _limit_indices(same, 60, 0)
+    assert same[small].sum() == 5 and (~same[small]).sum() == 5
+    assert set(small) <= set(big)
+    assert list(small) == sorted(small)
+    # FIW kinship: the negatives follow the relation types of the chosen positives.
+    kinds = ["fs", "md", "bb"] * 200
+    same = np.array([True] * 300 + [False] * 300)
+    kinds = kinds[:300] + kinds[:300]
+    pick = _limit_matched(same, kinds, 30, 0)
+    pos = sorted(kinds[i] for i in pick if same[i])
+    assert len(pos) == 15 and pos == sorted(kinds[i] for i in pick if not same[i])
+    assert set(pick) <= set(_limit_matched(same, kinds, 100, 0))
+
+
+def test_bad_arguments(settings):
+    from facesearch.errors import ConfigError, DatasetError
+
+    with pytest.raises(ConfigError, match="task"):
+        evaluate("fiw", None, ["dlib"], settings, task="cousins", limit=4)
+    with pytest.raises(ConfigError, match="dataset"):
+        evaluate("imagenet", None, ["dlib"], settings)
+    with pytest.raises(DatasetError):
+        evaluate("lfw", "/nonexistent/lfw", ["dlib"], settings)
+    with pytest.raises(ConfigError, match="precision"):
+        evaluate("lfw", None, ["dlib"], settings, target_precision=1.5)
+
+
+def test_evaluate_page(lfw_out, tmp_path, monkeypatch, session_home):
+    from streamlit.testing.v1 import AppTest
+
+    from facesearch.settings import Settings
+    from facesearch.thresholds import get_threshold
+
+    # Its own home, so "Use this threshold" does not change the session's thresholds.
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.dataframe  # nothing computed before Run
+
+    at.selectbox(key="eval_dataset").set_value("lfw")
+    at.run()
+    at.number_input(key="eval_limit").set_value(10)
+    at.multiselect(key="eval_models").set_value(["dlib"])
+    at.button(key="run_eval").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.dataframe, "the side-by-side table is shown"
+    table = at.dataframe[0].value
+    assert list(table["model"]) == ["dlib"] and table.loc[0, "pairs"] == 10
+
+    slider = at.slider(key="eval_thr_dlib_verification")
+    slider.set_value(0.07)
+    at.run()
+    assert not at.exception
+    at.button(key="use_dlib_verification").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success and "0.070" in at.success[0].value
+    assert get_threshold("dlib", Settings(home=tmp_path / "home")) == pytest.approx(0.07)
