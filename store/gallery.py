@@ -277,7 +277,8 @@ class FaceGallery:
             raise _translate(exc, "querying the gallery") from None
         out = []
         for ids, dists, mds in zip(r["ids"], r["distances"], r["metadatas"]):
-            out.append([Hit(i, str((m or {}).get("identity", "?")), float(d), dict(m or {}))
+            # HNSW returns -1e-7 for identical vectors; a distance is never negative.
+            out.append([Hit(i, str((m or {}).get("identity", "?")), max(0.0, float(d)), dict(m or {}))
                         for i, d, m in zip(ids, dists, mds)])
         return out
 
