@@ -268,6 +268,27 @@ def _embed_all(paths: Sequence[str], states: list[_ModelState], crop_fallback: b
             progress(i, total, p)
 
 
+def _cached_embedding(s: _ModelState, key: str, sha1: str, rgb: Callable[[], np.ndarray],
+                      find_faces: Callable[[np.ndarray], tuple[list[Face], float]]) -> tuple[list[Face], np.ndarray, float]:
+    """(faces, (n, dim) embeddings, seconds) of one photo for ``s``'s model: from the cache
+    under detector key ``key``, else found with ``find_faces(rgb) -> (faces, seconds)``,
+    embedded and stored. Every face is embedded, not only the largest, so the cache entry
+    is what ingest or match would have stored for this photo."""
+    pipe = s.pipe
+    hit = pipe.cache.get(pipe.model.name, key, sha1)
+    if hit is not None:
+        s.cached += 1
+        return hit
+    img = rgb()
+    faces, secs = find_faces(img)
+    t0 = time.perf_counter()
+    emb = pipe.embed(pipe.crops(img, faces)) if faces else np.zeros((0, pipe.model.dim), np.float32)
+    secs += time.perf_counter() - t0
+    pipe.cache.put(pipe.model.name, key, sha1, faces, emb, secs)
+    s.computed += 1
+    return faces, emb, secs
+
+
 def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> None:
     try:
         data = Path(path).read_bytes()
@@ -277,32 +298,32 @@ def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> Non
             s.emb[path] = None
         return
     sha1 = content_hash(data)
-    img = None
-    faces: list[Face] | None = None
-    det_secs = 0.0
-    for s in states:
-        pipe = s.pipe
-        mname, dname = pipe.key
-        try:
-            hit = pipe.cache.get(mname, dname, sha1)
-            if hit is not None:
-                f, emb, secs = hit
-                s.cached += 1
-            else:
-                if img is None:
-                    img = load_image(data, path)
-                if faces is None:
-                    t0 = time.perf_counter()
-                    faces = pipe.detect(img.rgb)
-                    det_secs = time.perf_counter() - t0
+    # Decoded and detected at most once for all models (they share one detector); the
+    # detection time is counted in full for each model that needed it.
+    memo: dict[str, object] = {}
+
+    def rgb() -> np.ndarray:
+        if "rgb" not in memo:
+            memo["rgb"] = load_image(data, path).rgb
+        return memo["rgb"]
+
+    def detected(pipe):
+        def find(img):
+            if "faces" not in memo:
                 t0 = time.perf_counter()
-                # Every face, not only the largest: the cache entry must be the same as
-                # what ingest or match would have stored for this photo.
-                emb = pipe.embed(pipe.crops(img.rgb, faces)) if faces else np.zeros((0, pipe.model.dim), np.float32)
-                secs = det_secs + time.perf_counter() - t0
-                pipe.cache.put(mname, dname, sha1, faces, emb, secs)
-                f = faces
-                s.computed += 1
+                memo["faces"] = pipe.detect(img)
+                memo["det_secs"] = time.perf_counter() - t0
+            return memo["faces"], memo["det_secs"]
+        return find
+
+    def whole_frame(img):
+        h, w = img.shape[:2]
+        return [Face(box=(0, 0, w, h), confidence=0.0)], 0.0
+
+    for s in states:
+        dname = s.pipe.detector.name
+        try:
+            f, emb, secs = _cached_embedding(s, dname, sha1, rgb, detected(s.pipe))
             s.costs[path] = (secs, len(f))
             if len(f):
                 s.emb[path] = np.asarray(emb[0], np.float32)
@@ -311,21 +332,7 @@ def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> Non
             if not crop_fallback:
                 s.emb[path] = None
                 continue
-            fkey = dname + "+full"
-            hit = pipe.cache.get(mname, fkey, sha1)
-            if hit is not None:
-                f, emb, secs = hit
-                s.cached += 1
-            else:
-                if img is None:
-                    img = load_image(data, path)
-                h, w = img.rgb.shape[:2]
-                f = [Face(box=(0, 0, w, h), confidence=0.0)]
-                t0 = time.perf_counter()
-                emb = pipe.model.embed([pipe.model.crop(img.rgb, f[0])])
-                secs = time.perf_counter() - t0
-                pipe.cache.put(mname, fkey, sha1, f, emb, secs)
-                s.computed += 1
+            f, emb, secs = _cached_embedding(s, dname + "+full", sha1, rgb, whole_frame)
             s.costs[path] = (s.costs[path][0] + secs, 1)
             s.fallback.add(path)
             s.emb[path] = np.asarray(emb[0], np.float32)
