@@ -26,7 +26,6 @@ import streamlit as st
 
 from facesearch.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.pipeline import Analysis, FaceResult
 from facesearch.search import match_faces
 from facesearch.thresholds import get_threshold
 
@@ -90,13 +89,11 @@ class LiveRecognizer:
         """One detection + embedding + gallery pass on an ``(h, w, 3)`` uint8 RGB frame."""
         t0 = time.perf_counter()
         try:
-            faces = self.pipeline.detect(rgb)
-            if not faces:
+            # The same detect -> align -> embed path as uploads; frames are neither
+            # cached nor stored.
+            an = self.pipeline.analyze(rgb, "webcam", thumbs=False, cache=False)
+            if not an.faces:
                 return LiveResult([], None, time.perf_counter() - t0)
-            emb = self.pipeline.embed(self.pipeline.crops(rgb, faces))  # (n, dim)
-            # Frames are not cached or stored: build the Analysis by hand rather than
-            # pipeline.analyze(), which would write every frame to the embedding cache.
-            an = Analysis("", "webcam", [FaceResult(i, f, e) for i, (f, e) in enumerate(zip(faces, emb))])
             fms = match_faces(an, self.gallery, self.k, self.threshold)
             out = [LiveFace(i + 1, tuple(int(v) for v in fm.face.face.box),
                             fm.best.identity if fm.best else None,

