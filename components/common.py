@@ -46,6 +46,19 @@ def active() -> tuple[Settings, str, str]:
     return s.with_(model=model, detector=detector), model, detector
 
 
+def active_gallery_size(model: str | None = None) -> int:
+    """Faces in the active detector's gallery for ``model`` (default: the active model),
+    read from the database without loading a model."""
+    from store import list_galleries
+
+    s, active_model, detector = active()
+    model = model or active_model
+    for g in list_galleries(s):
+        if g["model"] == model and g["detector"] == detector:
+            return int(g["count"])
+    return 0
+
+
 def pipeline():
     s, model, detector = active()
     return cached_pipeline(model, detector, str(s.home))

@@ -15,6 +15,7 @@ import streamlit as st
 
 from components.common import active, sidebar, user_errors
 from facesearch.evaluate import DATASETS, TASKS, Comparison, ModelResult, default_path, evaluate
+from facesearch.evaluate import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
 from facesearch.settings import Settings
 
 _DATASET_LABELS = {
@@ -24,6 +25,7 @@ _DATASET_LABELS = {
     "master": "deepface master.csv pair list",
 }
 RESULT_KEY = "eval_result"
+OPEN_SET_KEY = "eval_open_set_result"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -33,6 +35,14 @@ def run_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: s
     """:func:`evaluate` memoised on its parameters (``settings_key`` stands for ``_settings``)."""
     return evaluate(dataset, path or None, list(models), _settings, task=task, seed=seed, limit=limit,
                     target_precision=target_precision, target_fmr=target_fmr, progress=_progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_open_set_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: str, seed: int, enroll: int,
+                        max_identities: int | None, _settings: Settings, _progress=None) -> OpenSetComparison:
+    """:func:`evaluate_open_set` memoised on its parameters."""
+    return evaluate_open_set(dataset, path or None, list(models), _settings, seed=seed, enroll=enroll,
+                             max_identities=max_identities, progress=_progress)
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
@@ -62,6 +72,7 @@ def _controls(settings: Settings) -> dict | None:
     c1, c2 = st.columns(2)
     tp = c1.number_input("Target precision", 0.5, 1.0, 0.95, 0.01, key="eval_target_precision")
     tf = c2.number_input("Target false match rate", 0.0, 0.5, 0.01, 0.001, format="%.3f", key="eval_target_fmr")
+    open_set = _open_set_controls(dataset)
     if not st.button("Run", key="run_eval", type="primary"):
         return None
     if not models:
@@ -69,7 +80,23 @@ def _controls(settings: Settings) -> dict | None:
         return None
     return {"dataset": dataset, "path": path.strip(), "models": tuple(models),
             "task": None if task == "all" else task, "seed": seed, "limit": limit or None,
-            "target_precision": float(tp), "target_fmr": float(tf)}
+            "target_precision": float(tp), "target_fmr": float(tf), "open_set": open_set}
+
+
+def _open_set_controls(dataset: str) -> dict | None:
+    """The open-set box and its inputs (identity datasets only): None when off."""
+    if dataset not in OPEN_SET_DATASETS:
+        return None
+    c1, c2, c3 = st.columns(3)
+    on = c1.checkbox("Open-set (1:N search)", key="eval_open_set",
+                     help="Half the people are enrolled in a gallery, the others are not; every other photo is "
+                          "searched as on the Match page. Reports FPIR (strangers called a match), FNIR (enrolled "
+                          "people missed), rank-1/5, the DET curve and how FPIR grows with the gallery.")
+    enroll = int(c2.number_input("Photos enrolled per identity", min_value=1, value=1, step=1, key="eval_enroll",
+                                 disabled=not on))
+    max_ids = int(c3.number_input("Identities (0 = all)", min_value=0, value=0, step=10, key="eval_max_ids",
+                                  disabled=not on, help="A seeded random subset of the people, for a quick run."))
+    return {"enroll": enroll, "max_identities": max_ids or None} if on else None
 
 
 def _curves(cmp: Comparison, task: str):
@@ -116,10 +143,37 @@ def _threshold_panel(r: ModelResult, settings: Settings) -> None:
         notes.append(f"FMR ≤ {r.at_fmr['target']:.3f} at {r.at_fmr['threshold']:.3f} "
                      f"(recall {r.at_fmr['recall']:.3f})")
     st.caption("; ".join(notes))
-    if st.button(f"Use this threshold for {r.model}", key=f"use_{r.model}_{r.task}"):
+    if r.task == "kinship":
+        st.caption("Kinship thresholds are for exploring only: verdicts are about the same person.")
+    elif st.button(f"Use this threshold to verify two photos with {r.model}", key=f"use_{r.model}_{r.task}"):
         with user_errors():
             v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs", settings)
-        st.success(f"{r.model} now calls a match at distance ≤ {v:.3f} (Match page and CLI).")
+            st.success(f"{r.model} now calls two photos the same person at distance ≤ {v:.3f} (verify, page and CLI).")
+    _search_target(r.model, settings)
+
+
+# A gallery search's threshold follows the gallery's size, so what a user picks for it is
+# the share of people not in the gallery that may be called a match.
+FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
+
+
+def _search_target(model: str, settings: Settings) -> None:
+    from facesearch.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
+
+    from .common import active_gallery_size
+
+    with user_errors():
+        now = target_fpir(model, settings)
+        choices = sorted(set(FPIR_CHOICES) | {now})
+        pick = st.select_slider(f"{model}: gallery search, share of strangers called a match", choices,
+                                value=now, format_func=lambda v: f"{v:.1%}", key=f"fpir_{model}")
+        n = max(1, active_gallery_size(model))
+        thr, _ = search_thresholds(model, settings, n, target=pick)
+        st.caption(f"With the current gallery: match at distance ≤ {thr:.3f}; {describe_fpir(pick, n)}. "
+                   "The threshold tightens as the gallery grows.")
+        if st.button(f"Use this target for {model}'s gallery searches", key=f"use_fpir_{model}"):
+            set_target_fpir(model, pick, "Evaluate page", settings)
+            st.success(f"{model}: gallery searches now call about {pick:.1%} of people not in the gallery a match.")
 
 
 def _results(cmp: Comparison, settings: Settings) -> None:
@@ -160,6 +214,105 @@ def _results(cmp: Comparison, settings: Settings) -> None:
     c3.download_button("Everything (JSON)", cmp.to_json(), f"{stem}.json", "application/json", key="eval_dl_json")
 
 
+def _det_chart(osc: OpenSetComparison):
+    """FNIR against FPIR (log axes), one line per model, a marker at its threshold."""
+    import plotly.graph_objects as go
+
+    import plotly.express as px
+
+    fig = go.Figure()
+    colors = px.colors.qualitative.Plotly
+    for i, r in enumerate(r for r in osc.results if r.ok and r.det):
+        color = colors[i % len(colors)]
+        x, y = np.asarray(r.det["fpir"]), np.asarray(r.det["fnir"])
+        keep = (x > 0) & (y > 0)  # log axes cannot show 0
+        fig.add_scatter(x=x[keep], y=y[keep], mode="lines", line_shape="hv", name=r.model, line=dict(color=color),
+                        hovertemplate="FPIR %{x:.4f}<br>FNIR %{y:.4f}<extra>" + r.model + "</extra>")
+        # Points at 0 are drawn at half a probe, the smallest rate the data could show.
+        fx = max(r.fpir, 0.5 / max(r.n_nonmated, 1))
+        fy = max(r.fnir if r.fnir is not None else 1.0, 0.5 / max(r.n_mated, 1))
+        fig.add_scatter(x=[fx], y=[fy], mode="markers", marker=dict(size=11, symbol="x", color=color),
+                        name=f"{r.model} at {r.threshold:.3f}",
+                        hovertext=f"threshold {r.threshold:.3f}: FPIR {r.fpir:.2%}, FNIR {r.fnir:.2%}",
+                        hoverinfo="text")
+    fig.update_layout(title="DET: people missed against strangers matched", xaxis_title="FPIR (log)",
+                      yaxis_title="FNIR (log)", xaxis_type="log", yaxis_type="log", height=420,
+                      margin=dict(t=40, b=10))
+    return fig
+
+
+def _size_chart(r):
+    """Measured FPIR (markers) and the independence model (lines) against gallery size."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    names = list(dict.fromkeys(row["threshold_name"] for row in r.fpir_vs_size))
+    dashes = {"calibration": "dash", "data": "dot"}
+    for i, name in enumerate(names):
+        rows = [row for row in r.fpir_vs_size if row["threshold_name"] == name]
+        color = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"][i % 4]
+        x = [row["identities"] for row in rows]
+        label = f"{name} ({rows[-1]['threshold']:.3f})" if name != "search_at_size" else "search threshold at each size"
+        fig.add_scatter(x=x, y=[row["measured_fpir"] for row in rows], mode="markers", name=f"{label}: measured",
+                        marker=dict(color=color, size=8))
+        for key in [k for k in rows[0] if k.startswith("predicted_fpir_")]:
+            src = key.removeprefix("predicted_fpir_")
+            fig.add_scatter(x=x, y=[row[key] for row in rows], mode="lines", name=f"{label}: predicted ({src} FMR)",
+                            line=dict(color=color, dash=dashes.get(src, "solid")))
+    fig.update_layout(title=f"{r.model}: FPIR against enrolled identities", xaxis_title="enrolled identities",
+                      yaxis_title="FPIR", xaxis_type="log", yaxis_tickformat=".1%", height=420,
+                      margin=dict(t=40, b=10))
+    return fig
+
+
+def _open_set_results(osc: OpenSetComparison) -> None:
+    st.subheader("Open-set identification (1:N search)")
+    for r in osc.results:
+        if r.error:
+            st.warning(f"{r.model}: {r.error}")
+    ok = [r for r in osc.results if r.ok]
+    if not ok:
+        return
+    table = osc.to_table().drop(columns=["error"])
+    st.dataframe(table, hide_index=True)
+    r0 = ok[0]
+    st.caption(f"{r0.gallery_identities} people enrolled with {r0.enroll} photo(s) each ({r0.gallery_faces} gallery "
+               f"faces); their other photos are the mated probes, the {r0.nonenrolled_identities} other people's "
+               "photos the non-mated ones. FPIR: non-mated probes called a match; FNIR: mated probes not called a "
+               "match with their own identity, both at each model's search threshold for this gallery size "
+               "(predicted_fpir: what the model's calibration expects there). fnir_at_fpir_*: FNIR at the threshold "
+               "that lets through 1% / 0.1% of the non-mated probes"
+               + (" (fewer than 1,000 non-mated probes: the 0.1% point is read at FPIR 0)."
+                  if r0.n_nonmated < 1000 else "."))
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(_det_chart(osc))
+    pick = c2.selectbox("FPIR against gallery size for", [r.model for r in ok], key="eval_os_size_model") \
+        if len(ok) > 1 else ok[0].model
+    r = osc.result(pick)
+    if r.fpir_vs_size:
+        c2.plotly_chart(_size_chart(r))
+    st.caption("FPIR against gallery size: each point averages nested random galleries of that many enrolled "
+               "people (seeded). Lines: 1 − (1 − FMR(t))^N for N gallery faces, with FMR from the model's impostor "
+               "calibration (dashed) or from every impostor pair of this data (dotted); measured points below the "
+               "lines mean the comparisons are not independent (the same strangers match again and again).")
+    with st.expander("FPIR against gallery size: table"):
+        st.dataframe(osc.size_table(), hide_index=True)
+    for r in ok:
+        hi = float(max(1.0, max(r.det.get("threshold") or [1.0])))
+        thr = st.slider(f"{r.model}: try a threshold (cosine distance)", 0.0, round(hi, 3), round(r.threshold, 3),
+                        0.001, key=f"eval_os_thr_{r.model}", format="%.3f")
+        fpir, fnir = r.at(thr)
+        c = st.columns(4)
+        c[0].metric("FPIR", f"{fpir:.2%}")
+        c[1].metric("FNIR", f"{fnir:.2%}")
+        c[2].metric("search threshold now", f"{r.threshold:.3f}", help=r.threshold_source)
+        c[3].metric("predicted FPIR there", "-" if r.predicted_fpir is None else f"{r.predicted_fpir:.2%}")
+    stem = f"facesearch-{osc.dataset}-open-set"
+    c1, c2 = st.columns(2)
+    c1.download_button("Table (CSV)", osc.table_csv(), f"{stem}.csv", "text/csv", key="eval_os_dl_csv")
+    c2.download_button("Everything (JSON)", osc.to_json(), f"{stem}.json", "application/json", key="eval_os_dl_json")
+
+
 def render() -> None:
     sidebar()
     st.title("Evaluate models")
@@ -173,10 +326,22 @@ def render() -> None:
         def progress(done: int, total: int, path: str) -> None:
             bar.progress(done / max(total, 1), text=f"{done}/{total} {Path(path).name}")
 
+        open_set = params.pop("open_set", None)
         with user_errors():
-            cmp = run_cached(**params, settings_key=repr(settings), _settings=settings, _progress=progress)
+            if open_set:
+                osc = run_open_set_cached(params["dataset"], params["path"], params["models"], repr(settings),
+                                          params["seed"], open_set["enroll"], open_set["max_identities"],
+                                          _settings=settings, _progress=progress)
+                cmp = None
+            else:
+                cmp = run_cached(**params, settings_key=repr(settings), _settings=settings, _progress=progress)
+                osc = None
         bar.empty()
         st.session_state[RESULT_KEY] = cmp
+        st.session_state[OPEN_SET_KEY] = osc
     cmp = st.session_state.get(RESULT_KEY)
     if cmp is not None:
         _results(cmp, settings)
+    osc = st.session_state.get(OPEN_SET_KEY)
+    if osc is not None:
+        _open_set_results(osc)

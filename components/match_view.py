@@ -25,7 +25,8 @@ from . import common
 Photo = tuple[str, bytes]  # (display name, raw file bytes)
 
 # Coloured text, not emoji: emoji fonts are missing on many servers and kiosks.
-VERDICT_COLOR = {"match": "green", "possible": "orange", "no match": "red"}
+VERDICT_COLOR = {"match": "green", "possible": "orange", "no match": "red", "too small to judge": "gray",
+                 "low quality": "gray"}
 
 
 def verdict_md(v: str) -> str:
@@ -39,18 +40,6 @@ def uploads_to_photos(files) -> list[Photo]:
     if not isinstance(files, (list, tuple)):
         files = [files]
     return [(f.name or "upload", f.getvalue()) for f in files if f is not None]
-
-
-def active_gallery_size() -> int:
-    """Faces in the active (model, detector) gallery, read from the database without
-    loading the model, so opening the page stays instant."""
-    from store import list_galleries
-
-    s, model, detector = common.active()
-    for g in list_galleries(s):
-        if g["model"] == model and g["detector"] == detector:
-            return int(g["count"])
-    return 0
 
 
 def require_gallery() -> int:
@@ -105,7 +94,10 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> dict:
             if fm.face.thumb is not None:
                 st.image(fm.face.thumb, caption=f"confidence {fm.face.face.confidence:.2f}", width=112)
         with right:
-            if best is None:
+            if fm.quality_reason is not None:
+                st.markdown(f"{verdict_md(fm.verdict)}: {fm.quality_reason}. The nearest gallery faces are shown "
+                            "below, but no verdict is given.")
+            elif best is None:
                 st.markdown("**Best match:** none")
             else:
                 st.markdown(
@@ -120,7 +112,7 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> dict:
                         t = _thumb(gallery, h.id)
                         if t:
                             st.image(t, width=90)
-                        st.caption(f"#{j + 1} `{h.identity}`  \n{h.similarity:.3f} · {verdict_md(verdict(h.distance, fm.threshold))}")
+                        st.caption(f"#{j + 1} `{h.identity}`  \n{h.similarity:.3f} · {verdict_md(verdict(h.distance, fm.threshold, fm.possible))}")
             if fm.identities:
                 with st.expander(f"By identity ({len(fm.identities)})", expanded=False):
                     st.dataframe(
@@ -139,7 +131,10 @@ def render_match(name: str, result: MatchResult, k: int) -> list[dict]:
     n = len(result.faces)
     st.markdown(f"### {name}")
     st.caption(f"{n} face{'s' if n != 1 else ''} found · model {result.model} / detector {result.detector} · "
-               f"threshold {result.threshold:.3f}")
+               f"match at distance ≤ {result.threshold:.3f}"
+               + (f", possible ≤ {result.possible:.3f}" if result.possible is not None else ""))
+    st.info(f"What **match** means here: {result.meaning}. **possible** asks for a person's second look.",
+            icon=":material/info:")
     img = _annotated(result)
     # Small photos are shown enlarged so the numbers are legible; large or tall ones are
     # capped (900 px wide, ~520 px high) so the face blocks below stay in view.

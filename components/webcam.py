@@ -26,8 +26,7 @@ import streamlit as st
 
 from facesearch.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.search import match_faces
-from facesearch.thresholds import get_threshold
+from facesearch.search import search_gallery
 
 from . import common
 
@@ -68,8 +67,8 @@ class LiveRecognizer:
     the page is not reading).
     """
 
-    def __init__(self, pipeline, gallery, threshold: float, k: int = 5, interval: float = 0.4):
-        self.pipeline, self.gallery, self.threshold, self.k = pipeline, gallery, threshold, k
+    def __init__(self, pipeline, gallery, k: int = 5, interval: float = 0.4):
+        self.pipeline, self.gallery, self.k = pipeline, gallery, k
         self.interval = interval
         self.results: "queue.Queue[LiveResult]" = queue.Queue(maxsize=8)
         self._lock = threading.Lock()
@@ -79,10 +78,10 @@ class LiveRecognizer:
         self._verdicts: list[str] = []
         self.frames = 0
 
-    def configure(self, pipeline, gallery, threshold: float, k: int) -> None:
+    def configure(self, pipeline, gallery, k: int) -> None:
         """Swap model/gallery when the sidebar changes, without a new queue."""
         with self._lock:
-            self.pipeline, self.gallery, self.threshold, self.k = pipeline, gallery, threshold, k
+            self.pipeline, self.gallery, self.k = pipeline, gallery, k
             self._boxes, self._labels, self._verdicts = [], [], []
 
     def recognise(self, rgb: np.ndarray) -> LiveResult:
@@ -94,7 +93,8 @@ class LiveRecognizer:
             an = self.pipeline.analyze(rgb, "webcam", thumbs=False, cache=False)
             if not an.faces:
                 return LiveResult([], None, time.perf_counter() - t0)
-            fms = match_faces(an, self.gallery, self.k, self.threshold)
+            # Thresholds follow the gallery's size, as for uploads.
+            fms, _ = search_gallery(an, self.gallery, self.pipeline.model.name, self.k, self.pipeline.settings)
             out = [LiveFace(i + 1, tuple(int(v) for v in fm.face.face.box),
                             fm.best.identity if fm.best else None,
                             float(fm.best.similarity) if fm.best else None, fm.verdict)
@@ -144,14 +144,12 @@ class LiveRecognizer:
 
 def _recognizer(k: int) -> LiveRecognizer:
     """The session's recognizer (one queue per browser session), pointed at the active gallery."""
-    s, model, _ = common.active()
     pipe, gal = common.pipeline(), common.gallery()
-    thr = get_threshold(model, s)
     rec = st.session_state.get("_live_recognizer")
     if rec is None:
-        rec = st.session_state["_live_recognizer"] = LiveRecognizer(pipe, gal, thr, k)
-    elif rec.pipeline is not pipe or rec.k != k or rec.threshold != thr:
-        rec.configure(pipe, gal, thr, k)
+        rec = st.session_state["_live_recognizer"] = LiveRecognizer(pipe, gal, k)
+    elif rec.pipeline is not pipe or rec.k != k:
+        rec.configure(pipe, gal, k)
     return rec
 
 

@@ -75,6 +75,9 @@ def cmd_match(args) -> int:
     res = match(args.image, settings=s, k=args.k)
     if args.json:
         out = [{"face": fm.face.index, "box": list(fm.face.face.box), "verdict": fm.verdict,
+                "best": fm.best.identity if fm.best else None, "quality": fm.quality_reason,
+                "threshold": round(fm.threshold, 4),
+                "possible": round(fm.possible, 4) if fm.possible is not None else None,
                 "matches": [{"identity": h.identity, "similarity": round(h.similarity, 4),
                              "distance": round(h.distance, 4), "id": h.id} for h in fm.hits],
                 "identities": [{"identity": i.identity, "distance": round(i.distance, 4), "n": i.n_hits,
@@ -82,11 +85,14 @@ def cmd_match(args) -> int:
                for fm in res.faces]
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{len(res.faces)} face(s) in {res.analysis.source}  (model {res.model}, detector {res.detector}, "
-          f"threshold {res.threshold:.3f} cosine distance)")
+    print(f"{len(res.faces)} face(s) in {res.analysis.source}  (model {res.model}, detector {res.detector}; "
+          f"match at cosine distance <= {res.threshold:.3f}"
+          + (f", possible <= {res.possible:.3f}" if res.possible is not None else "") + ")")
+    print(f"{res.meaning[0].upper()}{res.meaning[1:]}.")
     for fm in res.faces:
         x, y, w, h = fm.face.face.box
-        print(f"\nface {fm.face.index + 1} at x={x} y={y} w={w} h={h}: {fm.verdict}")
+        print(f"\nface {fm.face.index + 1} at x={x} y={y} w={w} h={h}: {fm.verdict}"
+              + (f" ({fm.quality_reason})" if fm.quality_reason else ""))
         for rank, ident in enumerate(fm.identities[: args.k], 1):
             print(f"  {rank}. {ident.identity:<30} similarity {ident.similarity:.3f}  distance {ident.distance:.3f}  "
                   f"{ident.verdict}  ({ident.n_hits} of top {len(fm.hits) * 3} faces)")
@@ -107,14 +113,17 @@ def cmd_verify(args) -> int:
 def cmd_models(args) -> int:
     from .detection import DETECTORS, detector_status
     from .models import list_models
-    from .thresholds import get_threshold
+    from .calibration import load as load_calibration
+    from .thresholds import target_fpir, verify_threshold
 
     s = _settings(args)
-    print(f"{'model':<16}{'dim':>6}  {'family':<8}{'threshold':>10}  status")
+    print(f"{'model':<16}{'dim':>6}  {'family':<8}{'verify':>7}  {'search (target FPIR)':<21} status")
     for m in list_models(s):
-        thr = get_threshold(m["name"], s)
+        thr = verify_threshold(m["name"], s)
+        cal = load_calibration(m["name"], s)
+        search = f"{target_fpir(m['name'], s):.2%} calibrated" if cal else "verify threshold"
         st = "ready" if m["ready"] else "missing weights: " + m["detail"].removeprefix("missing ")
-        print(f"{m['name']:<16}{m['dim']:>6}  {m['family']:<8}{thr:>10.3f}  {st}")
+        print(f"{m['name']:<16}{m['dim']:>6}  {m['family']:<8}{thr:>7.3f}  {search:<21} {st}")
     print(f"\n{'detector':<16}status")
     for d in DETECTORS:
         ok, where = detector_status(d, s)
@@ -149,11 +158,23 @@ def cmd_evaluate(args) -> int:
     return cli_evaluate(args, _settings(args))
 
 
+def cmd_calibrate(args) -> int:
+    from .calibration import calibrate
+
+    s = _settings(args)
+    cal, path = calibrate(args.path, args.format, s.model, s, progress=_Bar(args.quiet))
+    print(f"{cal.model}: {cal.n_pairs:,} impostor pairs from {cal.source}; saved {path}")
+    for n in (100, 10_000, 1_000_000):
+        print(f"  gallery of {n:>9,} faces: match at distance <= {cal.threshold_for_fpir(0.01, n):.3f} "
+              "for 1% of strangers called a match")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facesearch", description="Face similarity search over a ChromaDB gallery.")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", help="embedding model (see 'facesearch models'); default $FACESEARCH_MODEL or dlib")
-    common.add_argument("--detector", help="face detector; default $FACESEARCH_DETECTOR or mtcnn")
+    common.add_argument("--model", help="embedding model (see 'facesearch models'); default $FACESEARCH_MODEL or sface")
+    common.add_argument("--detector", help="face detector; default $FACESEARCH_DETECTOR or yunet")
     common.add_argument("--home", help="data folder; default $FACESEARCH_HOME or ./data")
     common.add_argument("--chroma-url", help="use a Chroma server (e.g. http://127.0.0.1:8000) instead of the local database")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -203,13 +224,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fiw: skip photos with no detected face instead of embedding the whole crop")
     e.add_argument("--target-precision", type=float, default=0.95)
     e.add_argument("--target-fmr", type=float, default=0.01)
+    e.add_argument("--target-fpir", type=float, default=None,
+                   help="with --apply: the share of people not in a gallery that a search may call a match "
+                        "(default: keep the model's, 0.01 unless changed)")
     e.add_argument("--out", help="write PREFIX.json, PREFIX.csv (table) and PREFIX.pairs.csv")
-    e.add_argument("--apply", metavar="MODEL", help="save MODEL's threshold as its verdict threshold "
-                   "(same-person task unless --task kinship)")
+    e.add_argument("--apply", metavar="MODEL", help="use this evaluation for MODEL: save its 1:1 verify threshold "
+                   "(same-person task unless --task kinship) and its search target FPIR (--target-fpir)")
     e.add_argument("--apply-at", choices=["f1", "precision", "fmr"], default="f1",
-                   help="which threshold --apply saves: best F1 (default), target precision or target FMR")
+                   help="which 1:1 threshold --apply saves: best F1 (default), target precision or target FMR")
+    e.add_argument("--open-set", action="store_true",
+                   help="folder/lfw: open-set identification (1:N search): half the people enrolled, the other "
+                        "photos searched; FPIR, FNIR, FNIR@FPIR, rank-1/5 and FPIR against gallery size")
+    e.add_argument("--enroll", type=int, default=1, metavar="K",
+                   help="--open-set: photos enrolled per identity (default 1)")
+    e.add_argument("--max-identities", type=int, metavar="N",
+                   help="--open-set: use a seeded random subset of N identities")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("calibrate", parents=[common], help="measure a model's impostor distances on a labelled set",
+                       description="Embeds every photo (largest face) and keeps the distances between photos of "
+                                   "different people: search thresholds for a target share of strangers called "
+                                   "a match come from it. Saved in the data folder; replaces the shipped one.")
+    c.add_argument("path")
+    c.add_argument("--format", default="auto", choices=["auto", "folders", "celeba", "lfw", "fiw", "csv"])
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_calibrate)
     return p
 
 

@@ -45,7 +45,8 @@ from .errors import ConfigError, DatasetError, FaceSearchError, ImageError
 from .images import content_hash, load_image
 from .settings import Settings, get_settings
 
-__all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "cli_evaluate"]
+__all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "cli_evaluate",
+           "OPEN_SET_DATASETS", "OpenSetComparison", "evaluate_open_set"]
 
 DATASETS = ("fiw", "lfw", "folder", "master")
 TASKS = {"fiw": ("same-person", "kinship"), "lfw": ("verification",), "folder": ("verification",),
@@ -609,6 +610,167 @@ def _task_cost(photos: Sequence[str], s: _ModelState) -> tuple[float, int]:
     return secs, n
 
 
+# --------------------------------------------------------------------------- open set
+
+# Identity datasets whose photos can be split into enrolled and not-enrolled people.
+OPEN_SET_DATASETS = ("folder", "lfw")
+
+
+@dataclass
+class OpenSetComparison:
+    """Open-set identification (:mod:`facesearch.openset`) of several models on one
+    identity dataset; ``to_json`` puts each model's figures under ``open_set``."""
+
+    dataset: str
+    path: str
+    params: dict[str, Any]
+    results: list[Any]  # openset.OpenSetResult, one per model
+
+    def result(self, model: str):
+        return next((r for r in self.results if r.model == model), None)
+
+    @property
+    def n_computed(self) -> int:
+        return sum(r.n_computed for r in self.results)
+
+    @property
+    def n_cached(self) -> int:
+        return sum(r.n_cached for r in self.results)
+
+    def to_table(self):
+        """pandas DataFrame: one row per model."""
+        import pandas as pd
+
+        return pd.DataFrame([r.row() for r in self.results])
+
+    def size_table(self):
+        """pandas DataFrame: FPIR against gallery size, one row per (model, threshold, size)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"model": r.model, **row} for r in self.results for row in r.fpir_vs_size])
+
+    def table_csv(self) -> str:
+        return self.to_table().to_csv(index=False)
+
+    def to_json(self) -> str:
+        return json.dumps({"dataset": self.dataset, "path": self.path, "params": _jsonable(self.params),
+                           "open_set": {r.model: _jsonable(r.to_dict()) for r in self.results}}, indent=2)
+
+
+def _model_states(names: Sequence[str], settings: Settings) -> list[_ModelState]:
+    from .pipeline import Pipeline
+
+    states = []
+    for n in names:
+        st = _ModelState(n, None)
+        try:
+            st.pipe = Pipeline(n, settings.detector, settings)
+            st.pipe.model.load()
+        except FaceSearchError as exc:
+            st.error = str(exc)
+        states.append(st)
+    return states
+
+
+def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[str],
+                      settings: Settings | None = None, seed: int = 0, enroll: int = 1,
+                      max_identities: int | None = None, progress: Progress | None = None,
+                      crop_fallback: bool = False) -> OpenSetComparison:
+    """Open-set identification (1:N search) of ``models`` on an identity dataset
+    (``folder``: CelebA, NAME/*.jpg or a path,label csv; ``lfw``: the LFW image folders).
+
+    Every photo is embedded once per model (largest face, cache-first, as
+    :func:`evaluate`); :func:`facesearch.openset.score_open_set` then splits the people
+    (seeded) into enrolled (``enroll`` gallery photos each) and not enrolled, searches
+    every other photo and scores it at the model's search threshold for that gallery
+    size (:func:`facesearch.thresholds.search_thresholds`). ``max_identities``: use a
+    seeded random subset of that many people. A model that cannot run is reported in its
+    result's ``error``.
+    """
+    from functools import lru_cache
+
+    from . import calibration as cal_mod
+    from . import openset as OS
+    from .models import check_model_name
+    from .thresholds import get_threshold, target_fpir, verify_threshold
+
+    settings = settings or get_settings()
+    if dataset not in OPEN_SET_DATASETS:
+        raise ConfigError(f"the open-set evaluation needs an identity dataset ({', '.join(OPEN_SET_DATASETS)}), "
+                          f"not {dataset!r}")
+    names = list(dict.fromkeys(check_model_name(m.strip()) for m in models if str(m).strip()))
+    if not names:
+        raise ConfigError("no model given")
+    if isinstance(enroll, bool) or not isinstance(enroll, (int, np.integer)) or int(enroll) < 1:
+        raise ConfigError(f"photos enrolled per identity must be an integer >= 1, got {enroll!r}")
+    if max_identities is not None and (isinstance(max_identities, bool) or int(max_identities) < 2):
+        raise ConfigError(f"max_identities must be at least 2 (one enrolled, one not), got {max_identities}")
+    if path is None:
+        path = default_path(dataset)
+        if path is None:
+            raise DatasetError(f"no path given for dataset {dataset!r} and ../shared/data/"
+                               f"{_DEFAULT_SUBPATH[dataset]} does not exist")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if dataset == "lfw" and path.is_file():
+        path = path.parent  # pairs.txt given: its images sit beside it
+    images = ds.load_images(path, "lfw" if dataset == "lfw" else "auto")
+    idents = sorted({im.identity for im in images})
+    if max_identities is not None and int(max_identities) < len(idents):
+        rng = np.random.default_rng([int(seed), 1])
+        keep = {idents[i] for i in rng.permutation(len(idents))[: int(max_identities)]}
+        images = [im for im in images if im.identity in keep]
+    label = {}
+    for im in images:
+        label.setdefault(str(im.path), im.identity)
+    photos = list(label)
+
+    states = _model_states(names, settings)
+    _embed_all(photos, states, crop_fallback, progress)
+    results = []
+    for s in states:
+        if s.error is not None:
+            results.append(OS.OpenSetResult(model=s.name, enroll=int(enroll), n_images=len(photos), error=s.error))
+            continue
+        usable = [p for p in photos if s.emb.get(p) is not None]
+        cal = cal_mod.load(s.name, settings)
+        target = target_fpir(s.name, settings)
+
+        @lru_cache(maxsize=None)
+        def thr_at(n: int, _m: str = s.name, _cal=cal, _target=target) -> float:
+            """The Match page's "match" threshold for a gallery of ``n`` faces."""
+            try:
+                return float(get_threshold(_m, settings, gallery_size=n))
+            except ConfigError:
+                # search_thresholds also computes the "possible" band, which can lie beyond
+                # the calibration's kept tail for tiny galleries; the match threshold alone is fine.
+                if _cal is None:
+                    raise
+                return float(_cal.threshold_for_fpir(_target, n))
+
+        try:
+            if not usable:
+                raise DatasetError("no face was found in any photo")
+            r = OS.score_open_set(np.stack([s.emb[p] for p in usable]), [label[p] for p in usable],
+                                  enroll=int(enroll), seed=seed, threshold=thr_at, model=s.name,
+                                  verify_threshold=verify_threshold(s.name, settings), calibration=cal)
+        except FaceSearchError as exc:
+            r = OS.OpenSetResult(model=s.name, enroll=int(enroll), error=str(exc))
+        r.target_fpir = target if cal is not None else None
+        r.threshold_source = (f"calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)" if cal is not None
+                              else "verify threshold (model not calibrated)")
+        r.n_images = len(photos)
+        r.n_no_face = len(photos) - len(usable)
+        r.seconds = _task_cost(photos, s)[0]
+        r.n_computed, r.n_cached = s.computed, s.cached
+        results.append(r)
+    params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
+              "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
+              "fpir_targets": dict(OS.FPIR_TARGETS)}
+    return OpenSetComparison(dataset, str(path), params, results)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -648,11 +810,14 @@ def format_table(cmp: Comparison) -> str:
 
 
 def apply_threshold(cmp: Comparison, model: str, task: str | None = None, at: str = "f1",
-                    settings: Settings | None = None) -> float:
-    """Save ``model``'s threshold from this comparison (``at``: ``f1`` best F1,
-    ``precision`` the target precision, ``fmr`` the target FMR) as its verdict threshold."""
+                    settings: Settings | None = None, target_fpir: float | None = None) -> float:
+    """Use this comparison for ``model``: save its 1:1 verify threshold (``at``: ``f1``
+    best F1, ``precision`` the target precision, ``fmr`` the target FMR) and, when given,
+    ``target_fpir`` as the share of strangers its gallery searches may call a match
+    (search thresholds follow the gallery's size, so a target is saved, not a number).
+    Returns the verify threshold."""
     from .models import check_model_name
-    from .thresholds import set_threshold
+    from .thresholds import set_target_fpir, set_threshold
 
     name = check_model_name(model)
     cands = [r for r in cmp.results if r.model == name and (task is None or r.task == task)]
@@ -677,6 +842,8 @@ def apply_threshold(cmp: Comparison, model: str, task: str | None = None, at: st
     else:
         raise ConfigError(f"unknown operating point {at!r}; valid: f1, precision, fmr")
     src = f"evaluate {cmp.dataset}/{r.task} {at} ({Path(cmp.path).name}, {r.summary['n_pairs']} pairs)"
+    if target_fpir is not None:
+        set_target_fpir(name, target_fpir, src, settings)
     return set_threshold(name, thr, src, settings)
 
 
@@ -684,6 +851,8 @@ def cli_evaluate(args, settings: Settings) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
     import sys
 
+    if getattr(args, "open_set", False):
+        return cli_open_set(args, settings)
     models = [m for m in str(args.models).split(",") if m.strip()]
     bar = None
     if not getattr(args, "quiet", False):
@@ -720,9 +889,102 @@ def cli_evaluate(args, settings: Settings) -> int:
         written = [j, *cmp.to_csv(out)]
         print("wrote " + ", ".join(str(p) for p in written))
     if args.apply:
-        thr = apply_threshold(cmp, args.apply, args.task, getattr(args, "apply_at", "f1") or "f1", settings)
-        print(f"saved {args.apply} threshold {thr:.4f} (used by match and verify from now on)")
+        tf = getattr(args, "target_fpir", None)
+        thr = apply_threshold(cmp, args.apply, args.task, getattr(args, "apply_at", "f1") or "f1", settings, tf)
+        print(f"saved {args.apply} verify threshold {thr:.4f} (used by verify from now on)"
+              + (f"; gallery searches now call about {tf:.2%} of people not in the gallery a match" if tf else ""))
     if all(not r.ok for r in cmp.results):
+        print("error: no model could be evaluated", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pct(v: Any, nd: int = 2) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.{nd}f}%"
+
+
+def format_open_set_table(cmp: OpenSetComparison) -> str:
+    """One row per model: FPIR and FNIR at its threshold, FNIR at FPIR 1% / 0.1%, rank-k."""
+    head = ["model", "FPIR", "FNIR", "threshold", "ids", "faces", "FNIR@FPIR1%", "FNIR@FPIR0.1%", "rank1",
+            "rank5", "pred.FPIR", "mated", "nonmated", "noface"]
+    cells = [head]
+    errors = []
+    for r in cmp.results:
+        if not r.ok:
+            errors.append(f"{r.model}  error: {r.error}")
+            continue
+        f1, f01 = r.fnir_at_fpir.get("1pct") or {}, r.fnir_at_fpir.get("01pct") or {}
+        cells.append([r.model, _pct(r.fpir), _pct(r.fnir), _fmt(r.threshold, 4), str(r.gallery_identities),
+                      str(r.gallery_faces), _pct(f1.get("fnir")),
+                      _pct(f01.get("fnir")) + ("" if f01.get("resolved") else "*"),
+                      _fmt(r.rank1), _fmt(r.rank5), _pct(r.predicted_fpir), str(r.n_mated), str(r.n_nonmated),
+                      str(r.n_no_face)])
+    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(c)) for c in cells]
+    return "\n".join(lines + errors)
+
+
+def format_fpir_vs_size(r: Any) -> str:
+    """FPIR against the number of enrolled identities for one model, measured and predicted."""
+    if not r.fpir_vs_size:
+        return ""
+    preds = [k for k in r.fpir_vs_size[0] if k.startswith("predicted_fpir_")]
+    head = ["threshold", "value", "ids", "faces", "subsets", "measured"] + [k.removeprefix("predicted_fpir_")
+                                                                          for k in preds]
+    cells = [head]
+    for row in r.fpir_vs_size:
+        cells.append([row["threshold_name"], _fmt(row["threshold"], 4), str(row["identities"]), str(row["faces"]),
+                      str(row["subsets"]), _pct(row["measured_fpir"])] + [_pct(row[k]) for k in preds])
+    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(c))
+                     for c in cells)
+
+
+def cli_open_set(args, settings: Settings) -> int:
+    """``facesearch evaluate --open-set``: the open-set table, FPIR against gallery size,
+    ``--out PREFIX`` writes ``PREFIX.json`` (key ``open_set``) and ``PREFIX.csv``."""
+    import sys
+
+    if getattr(args, "apply", None):
+        raise ConfigError("--apply saves a 1:1 threshold from the pair evaluation; it does not combine with "
+                          "--open-set (search thresholds come from the calibration and its target FPIR)")
+    if getattr(args, "limit", None):
+        raise ConfigError("--limit counts pairs; with --open-set use --max-identities N")
+    bar = None
+    if not getattr(args, "quiet", False):
+        from .cli import _Bar
+
+        bar = _Bar(False)
+    models = [m for m in str(args.models).split(",") if m.strip()]
+    cmp = evaluate_open_set(args.dataset, args.path, models, settings, seed=args.seed,
+                            enroll=getattr(args, "enroll", 1) or 1,
+                            max_identities=getattr(args, "max_identities", None), progress=bar)
+    print(f"open-set identification: dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, "
+          f"seed {args.seed}, {cmp.params['enroll']} photo(s) enrolled per identity"
+          + (f", {cmp.params['max_identities']} identities at most" if cmp.params["max_identities"] else ""))
+    print(format_open_set_table(cmp))
+    ok = [r for r in cmp.results if r.ok]
+    if any(not (r.fnir_at_fpir.get("01pct") or {}).get("resolved") for r in ok):
+        print("* fewer than 1,000 non-mated probes: FNIR at FPIR 0.1% is read at FPIR 0 (an upper bound)")
+    for r in ok:
+        print(f"{r.model}: threshold from {r.threshold_source}"
+              + (f"; calibration: {r.calibration}" if r.calibration else "")
+              + f"; verify threshold {r.verify_threshold:.4f}")
+    for r in ok:
+        print(f"\n{r.model}: FPIR against the number of enrolled identities (fixed thresholds; "
+              "predicted = 1-(1-FMR(t))^faces, FMR from the calibration / this data's impostor pairs)")
+        print(format_fpir_vs_size(r))
+    print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {cmp.n_cached}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() in (".json", ".csv"):
+            out = out.with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        j, c = out.with_name(out.name + ".json"), out.with_name(out.name + ".csv")
+        j.write_text(cmp.to_json())
+        c.write_text(cmp.table_csv())
+        print(f"wrote {j}, {c}")
+    if not ok:
         print("error: no model could be evaluated", file=sys.stderr)
         return 1
     return 0

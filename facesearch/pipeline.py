@@ -36,6 +36,7 @@ class FaceResult:
     embedding: np.ndarray  # (dim,) float32, unit length
     chip: np.ndarray | None = None  # (s, s, 3) uint8: what the model saw
     thumb: np.ndarray | None = None  # (t, t, 3) uint8: what a person is shown
+    quality: "Quality | None" = None  # whether the model can judge this face (size, blur, pose)
 
 
 @dataclass

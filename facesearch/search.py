@@ -1,8 +1,12 @@
 """Match every face of a photo against the gallery; verify two photos.
 
-Verdicts compare the cosine distance with the model's threshold
-(:func:`facesearch.thresholds.get_threshold`): ``match`` at or below it, ``possible``
-within a band just above it (worth a human look), ``no match`` beyond.
+A search verdict compares the best identity's cosine distance with the model's search
+thresholds at the gallery's current size (:func:`facesearch.thresholds.search_thresholds`):
+``match`` at or below the one that calls about 1% of people not in the gallery a match,
+``possible`` up to the one for 10% (worth a human's look), ``no match`` beyond. A face
+the model cannot judge (too small, blurred, turned: :mod:`facesearch.quality`) gets
+``too small to judge`` or ``low quality`` instead, never ``match``. Verify (1:1) uses the
+model's verify threshold.
 """
 
 from __future__ import annotations
@@ -17,19 +21,23 @@ from .errors import NoFaceError
 from .images import ImageSource
 from .pipeline import Analysis, FaceResult, Pipeline, get_pipeline
 from .settings import Settings, get_settings
-from .thresholds import get_threshold
+from .thresholds import describe_fpir, search_thresholds, verify_threshold
 
-# "possible" reaches 25% past the threshold: on the LFW slice this band holds most
-# same-person pairs the threshold misses and few impostors.
+# The 1:1 "possible" band reaches 25% past the verify threshold: on the LFW slice this
+# band holds most same-person pairs the threshold misses and few impostors.
 POSSIBLE_BAND = 1.25
 
 MATCH, POSSIBLE, NO_MATCH = "match", "possible", "no match"
+TOO_SMALL, LOW_QUALITY = "too small to judge", "low quality"
+UNJUDGED = (TOO_SMALL, LOW_QUALITY)
 
 
-def verdict(distance: float, threshold: float) -> str:
+def verdict(distance: float, threshold: float, possible: float | None = None) -> str:
+    """``match`` at or below ``threshold``, ``possible`` up to ``possible`` (default
+    25% past the threshold), else ``no match``."""
     if distance <= threshold:
         return MATCH
-    if distance <= threshold * POSSIBLE_BAND:
+    if distance <= (possible if possible is not None else threshold * POSSIBLE_BAND):
         return POSSIBLE
     return NO_MATCH
 
@@ -53,6 +61,8 @@ class FaceMatches:
     hits: list[Hit]  # top-k gallery faces, nearest first
     identities: list[IdentityScore]  # hits grouped by identity, best first
     threshold: float
+    possible: float | None = None  # upper end of the "possible" band
+    quality_reason: str | None = None  # why the face cannot be judged, when it cannot
 
     @property
     def best(self) -> IdentityScore | None:
@@ -60,6 +70,9 @@ class FaceMatches:
 
     @property
     def verdict(self) -> str:
+        if self.quality_reason is not None:
+            q = self.face.quality
+            return TOO_SMALL if q is not None and q.kind == "too small" else LOW_QUALITY
         return self.best.verdict if self.best else NO_MATCH
 
 
@@ -70,15 +83,28 @@ class MatchResult:
     model: str
     detector: str
     threshold: float
+    possible: float | None = None
+    gallery_size: int = 0  # faces in the gallery when searched
+    target_fpir: float | None = None
+    predicted_fpir: float | None = None  # from the calibration, at ``threshold``
+
+    @property
+    def meaning(self) -> str:
+        """What "match" means for this gallery, in words."""
+        if self.predicted_fpir is None:
+            return (f"match means a cosine distance at or below {self.threshold:.3f} (this model has no "
+                    "impostor calibration, so the share of strangers called a match is not known)")
+        return describe_fpir(self.predicted_fpir, self.gallery_size)
 
 
-def aggregate(hits: list[Hit], threshold: float) -> list[IdentityScore]:
+def aggregate(hits: list[Hit], threshold: float, possible: float | None = None) -> list[IdentityScore]:
     """Group hits by identity: an identity with several close gallery faces ranks by its
     best face, and ``n_hits`` tells how many agree."""
     groups: dict[str, list[float]] = {}
     for h in hits:
         groups.setdefault(h.identity, []).append(h.distance)
-    scores = [IdentityScore(i, min(d), float(np.mean(d)), len(d), verdict(min(d), threshold)) for i, d in groups.items()]
+    scores = [IdentityScore(i, min(d), float(np.mean(d)), len(d), verdict(min(d), threshold, possible))
+              for i, d in groups.items()]
     return sorted(scores, key=lambda s: (s.distance, -s.n_hits))
 
 
@@ -86,15 +112,38 @@ def open_gallery(pipeline: Pipeline, create: bool = True) -> FaceGallery:
     return FaceGallery(pipeline.model.name, pipeline.model.dim, pipeline.detector.name, pipeline.settings, create=create)
 
 
-def match_faces(analysis: Analysis, gallery: FaceGallery, k: int, threshold: float) -> list[FaceMatches]:
+def match_faces(analysis: Analysis, gallery: FaceGallery, k: int, threshold: float,
+                possible: float | None = None) -> list[FaceMatches]:
+    """Top-k hits and identity verdicts for every face of ``analysis``."""
     if not analysis.faces:
         return []
     # Ask for more than k so identity aggregation sees several faces per person.
     all_hits = gallery.query(analysis.embeddings, k=max(k * 3, k))
     out = []
     for fr, hits in zip(analysis.faces, all_hits):
-        out.append(FaceMatches(fr, hits[:k], aggregate(hits, threshold), threshold))
+        q = fr.quality
+        out.append(FaceMatches(fr, hits[:k], aggregate(hits, threshold, possible), threshold, possible,
+                               None if q is None or q.ok else q.reason))
     return out
+
+
+def search_gallery(analysis: Analysis, gallery: FaceGallery, model: str, k: int,
+                   settings: Settings) -> tuple[list[FaceMatches], dict]:
+    """Thresholds for the gallery's current size, then :func:`match_faces`. Returns the
+    matches and the fields :class:`MatchResult` takes besides them."""
+    from . import calibration
+
+    n = gallery.count()
+    thr, possible = search_thresholds(model, settings, n)
+    cal = calibration.load(model, settings)
+    info = {"threshold": thr, "possible": possible, "gallery_size": n,
+            "target_fpir": None, "predicted_fpir": None}
+    if cal is not None:
+        from .thresholds import target_fpir
+
+        info["target_fpir"] = target_fpir(model, settings)
+        info["predicted_fpir"] = cal.fpir(thr, n)
+    return match_faces(analysis, gallery, k, thr, possible), info
 
 
 def match(src: ImageSource, name: str | None = None, *, model: str | None = None, detector: str | None = None,
@@ -106,9 +155,8 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
     analysis = pipe.analyze(src, name)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)
-    thr = get_threshold(pipe.model.name, settings)
-    return MatchResult(analysis, match_faces(analysis, gallery, k or settings.top_k, thr),
-                       pipe.model.name, pipe.detector.name, thr)
+    faces, info = search_gallery(analysis, gallery, pipe.model.name, k or settings.top_k, settings)
+    return MatchResult(analysis, faces, pipe.model.name, pipe.detector.name, **info)
 
 
 @dataclass
@@ -136,5 +184,5 @@ def verify(src_a: ImageSource, src_b: ImageSource, *, name_a: str | None = None,
         if not x.faces:
             raise NoFaceError(x.source)
     d = float(1.0 - np.clip(a.faces[0].embedding @ b.faces[0].embedding, -1.0, 1.0))
-    thr = get_threshold(pipe.model.name, settings)
+    thr = verify_threshold(pipe.model.name, settings)
     return VerifyResult(d <= thr, d, thr, verdict(d, thr), pipe.model.name, a, b)

@@ -10,7 +10,7 @@ st.title("Match faces")
 
 settings, model, detector = common.active()
 with common.user_errors():
-    n_faces = match_view.active_gallery_size()
+    n_faces = common.active_gallery_size()
 if n_faces == 0:
     st.warning(f"The {model} / {detector} gallery is empty: build it on the Home page before matching.")
 
