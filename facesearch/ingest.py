@@ -126,11 +126,11 @@ def _worker_init(model: str, detector: str, settings: Settings, single_thread: b
     if single_thread:
         # N worker processes on N cores: each TensorFlow otherwise starts a pool of N
         # threads and they fight over the cores (2 workers were slower than 1).
+        # onnxruntime (sface) reads OMP_NUM_THREADS; TensorFlow (mtcnn, DeepFace models)
+        # reads its own variables when it starts, so it is not imported for nothing.
         os.environ["OMP_NUM_THREADS"] = "1"
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     _worker_pipe = Pipeline(model, detector, settings)
 
 

@@ -20,26 +20,35 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("model", OFFLINE_MODELS)
-def test_lfw_slice_accuracy_at_least_95_percent(data_dir, settings, model):
+def test_lfw_accuracy_with_thresholds_chosen_on_other_pairs(data_dir, model, tmp_path):
+    """A threshold chosen on one half of the LFW fold's pairs, judged on the other half
+    (and the other way round); SFace's shipped threshold, chosen by OpenCV on other data,
+    judged on all of them. Own data folder: every photo is detected and embedded here."""
+    from facesearch.settings import Settings
+
     pairs = read_lfw_pairs(data_dir / "lfw/pairs.txt")
     assert len(pairs) == 600
-    pipe = Pipeline(model, "mtcnn", settings)
+    pipe = Pipeline(model, "yunet", Settings(home=tmp_path / "home"))
     emb = {}
     for p in sorted({x for pr in pairs for x in (pr.a, pr.b)}):
-        _, faces, e = pipe.embed_file(p)
-        emb[p] = e[0] if len(e) else None
+        e = pipe.embed_file(p)
+        assert not e.cached
+        emb[p] = e.embeddings[0] if len(e.faces) else None
     missing = sum(v is None for v in emb.values())
     assert missing <= 2, f"{missing} LFW photos without a detected face"
     # A photo with no face counts as a wrong answer: distance 2 (opposite vectors).
     d = np.array([1.0 - float(emb[p.a] @ emb[p.b]) if emb[p.a] is not None and emb[p.b] is not None else 2.0
                   for p in pairs])
     y = np.array([p.same for p in pairs])
-    thr = best_accuracy_threshold(d, y)
-    acc = confusion_at(d, y, thr).accuracy
-    print(f"{model}: LFW slice accuracy {acc:.4f} at threshold {thr:.4f}")
-    assert acc >= 0.95
-    # The model's shipped default threshold is close to what the data picks.
-    assert confusion_at(d, y, pipe.model.threshold).accuracy >= 0.93
+    halves = np.arange(len(d)) % 2 == 0
+    accs = []
+    for fit, test in ((halves, ~halves), (~halves, halves)):
+        thr = best_accuracy_threshold(d[fit], y[fit])
+        accs.append(confusion_at(d[test], y[test], thr).accuracy)
+    print(f"{model}: LFW held-out accuracy {accs}")
+    assert min(accs) >= {"sface": 0.975, "dlib": 0.96, "facenet-casia": 0.93}[model]
+    if model == "sface":
+        assert confusion_at(d, y, pipe.model.threshold).accuracy >= 0.975
 
 
 def test_celeba_held_out_photos_found_at_rank_1(data_dir, fresh_settings):
@@ -57,4 +66,30 @@ def test_celeba_held_out_photos_found_at_rank_1(data_dir, fresh_settings):
     print(f"CelebA rank-1: {hits}/{total} = {rate:.3f}")
     assert total >= 36
     # Measured 0.974 (38/39) with dlib + mtcnn; the margin allows for detector jitter.
-    assert rate >= 0.85
+    assert rate >= 0.9
+
+
+def test_gallery_of_strangers_calls_only_the_enrolled_a_match(data_dir, tmp_path, capsys):
+    """The issue's check, as a user runs it: CelebA plus photos/people in the gallery
+    (default model and detector, own data folder), then ``facesearch match --json``."""
+    import json
+
+    from facesearch import cli
+
+    home = str(tmp_path / "home")
+    assert cli.main(["ingest", str(data_dir / "celeba"), "--home", home, "--quiet", "--workers", "2"]) == 0
+    assert cli.main(["ingest", str(data_dir / "photos/people"), "--home", home, "--quiet"]) == 0
+    capsys.readouterr()
+
+    def faces(photo):
+        assert cli.main(["match", str(data_dir / "photos/group" / photo), "--home", home, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    couple = faces("couple.jpg")
+    assert len(couple) == 2 and all(f["verdict"] != "match" for f in couple), couple
+    ob = sorted(faces("obama_and_biden.jpg"), key=lambda f: f["box"][0])  # left to right
+    assert len(ob) == 3
+    biden, obama, girl = ob
+    assert (biden["verdict"], biden["best"]) == ("match", "biden")
+    assert (obama["verdict"], obama["best"]) == ("match", "obama")
+    assert girl["verdict"] != "match", girl

@@ -36,9 +36,9 @@ def test_dlib_detector_offline(data_dir):
 def test_unknown_detector_lists_valid():
     with pytest.raises(UnknownDetectorError) as e:
         get_detector("nope")
-    assert "mtcnn" in str(e.value) and "dlib" in str(e.value)
+    assert "yunet" in str(e.value) and "mtcnn" in str(e.value) and "dlib" in str(e.value)
 
 
 def test_offline_detectors_report_ready():
-    assert detector_status("mtcnn")[0] and detector_status("dlib")[0]
-    assert set(DETECTORS) >= {"mtcnn", "dlib", "retinaface", "opencv"}
+    assert detector_status("yunet")[0] and detector_status("mtcnn")[0] and detector_status("dlib")[0]
+    assert set(DETECTORS) >= {"yunet", "mtcnn", "dlib", "retinaface", "opencv"}

@@ -98,7 +98,7 @@ def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, session_home, 
     rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
                    "--home", str(home), "--apply", "dlib"])
     assert rc == 0
-    assert "saved dlib threshold" in capsys.readouterr().out
+    assert "saved dlib verify threshold" in capsys.readouterr().out
     s = Settings(home=home)
     assert get_threshold("dlib", s) == pytest.approx(data["results"][0]["f1_threshold"])
     assert threshold_info("dlib", s)["source"].startswith("evaluate lfw/verification f1")
@@ -161,13 +161,10 @@ def test_fiw_kinship_distance_is_mean_member_embedding(settings):
     def member(m):
         vs = []
         for p in photos[m][:2]:
-            _, faces, emb = pipe.embed_file(p)
-            if len(faces):
-                vs.append(emb[0])
-            else:
-                from facesearch.images import content_hash
-
-                vs.append(pipe.cache.get("dlib", settings.detector + "+full", content_hash(p.read_bytes()))[1][0])
+            # The same single path the evaluator takes, with the whole-crop fallback.
+            e = pipe.embed_file(p, whole_frame_fallback=True)
+            assert e.cached
+            vs.append(e.embeddings[0])
         v = np.mean(vs, axis=0)
         return v / np.linalg.norm(v)
 

@@ -14,7 +14,7 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def small_gallery(settings):
-    """8 CelebA identities x 4 photos in the session gallery (dlib + mtcnn, the defaults)."""
+    """8 CelebA identities x 4 photos in the session gallery (the default model and detector)."""
     from facesearch.ingest import ingest
 
     imgs, _ = celeba_split(8, 4, 0)
@@ -60,8 +60,9 @@ def test_pca_3d_clusters_and_last_query(small_gallery, app):
     from facesearch.settings import Settings
     from store import FaceGallery, list_galleries
 
-    g = next(g for g in list_galleries(small_gallery) if g["model"] == "dlib" and g["detector"] == "mtcnn")
-    _, X, _ = FaceGallery("dlib", g["dim"], "mtcnn", small_gallery).all_embeddings(limit=1)
+    s = small_gallery
+    g = next(g for g in list_galleries(s) if g["model"] == s.model and g["detector"] == s.detector)
+    _, X, _ = FaceGallery(s.model, g["dim"], s.detector, s).all_embeddings(limit=1)
     at = app
     at.session_state["last_query"] = {"embedding": X[0], "thumb": None}
     at.run()

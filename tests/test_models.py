@@ -12,14 +12,14 @@ from facesearch.pipeline import Pipeline
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UnknownModelError) as e:
         get_model("resnet-9000")
-    for n in ("dlib", "facenet-casia", "ArcFace", "MobileNetV2"):
+    for n in ("sface", "dlib", "facenet-casia", "ArcFace", "MobileNetV2"):
         assert n in str(e.value)
 
 
 def test_registry_describes_every_model():
     infos = {m["name"]: m for m in list_models()}
     assert set(infos) == set(MODELS)
-    assert infos["dlib"]["dim"] == 128 and infos["facenet-casia"]["dim"] == 512
+    assert infos["dlib"]["dim"] == 128 and infos["facenet-casia"]["dim"] == 512 and infos["sface"]["dim"] == 128
     assert infos["VGG-Face"]["dim"] == 4096 and infos["MobileNetV2"]["family"] == "generic"
     for n in OFFLINE_MODELS:
         assert infos[n]["ready"], infos[n]
@@ -28,7 +28,7 @@ def test_registry_describes_every_model():
 
 @pytest.mark.parametrize("model", OFFLINE_MODELS)
 def test_offline_models_embed_unit_vectors_that_separate_people(data_dir, model, settings):
-    pipe = Pipeline(model, "mtcnn", settings)
+    pipe = Pipeline(model, "yunet", settings)
     people = data_dir / "photos/people"
     a1 = pipe.analyze(people / "obama/obama.jpg").faces[0].embedding
     a2 = pipe.analyze(people / "obama/obama2.jpg").faces[0].embedding
