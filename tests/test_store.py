@@ -98,7 +98,7 @@ def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, fresh_se
     assert "truncated" in failed[str(root / "junk/truncated.jpg")]
     assert str(root / "junk/blank.png") in r1.no_face
     assert r1.faces_added >= 2
-    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
     n = g.count()
     assert n == r1.faces_added
     # Thumbnails are stored beside the database, one per face.
@@ -170,7 +170,7 @@ def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_hom
 
     s = Settings(home=tiny_disk / "home", cache_dir=session_home / "cache")
     items, _ = celeba_split(n_identities=3, n_gallery=3, n_probe=0)
-    g = FaceGallery("dlib", 128, "mtcnn", s)
+    g = FaceGallery(s.model, 128, s.detector, s)
     filler = tiny_disk / "filler"
     with open(filler, "wb") as f:
         try:
@@ -196,7 +196,7 @@ def test_deleted_identity_comes_back_on_reingest(fresh_settings):
 
     items, _ = celeba_split(n_identities=2, n_gallery=2, n_probe=0)
     ingest(None, items=items, settings=fresh_settings)
-    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
     n = g.count()
     victim = items[0].identity
     assert g.delete(identity=victim) >= 1
@@ -205,11 +205,13 @@ def test_deleted_identity_comes_back_on_reingest(fresh_settings):
     assert victim in g.identities()
 
 
-def test_two_worker_processes_ingest_the_same_as_one(fresh_settings):
+def test_two_worker_processes_ingest_the_same_as_one(tmp_path):
     from conftest import celeba_split
 
+    # Its own empty cache: the photos are detected and embedded in the workers.
+    fresh_settings = Settings(home=tmp_path / "home")
     items, _ = celeba_split(n_identities=3, n_gallery=3, n_probe=0)
     rep = ingest(None, items=items, settings=fresh_settings, workers=2)
     assert rep.processed == 9 and not rep.failed
-    g = FaceGallery("dlib", 128, "mtcnn", fresh_settings)
+    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
     assert g.count() == rep.faces_added and len(g.identities()) == 3
