@@ -26,6 +26,7 @@ from .detection import Detector, Face, get_detector
 from .errors import ImageError, StorageFullError
 from .images import ImageSource, LoadedImage, content_hash, load_image
 from .models import Embedder, get_model
+from .quality import Quality, assess
 from .settings import Settings, get_settings
 
 
@@ -36,7 +37,7 @@ class FaceResult:
     embedding: np.ndarray  # (dim,) float32, unit length
     chip: np.ndarray | None = None  # (s, s, 3) uint8: what the model saw
     thumb: np.ndarray | None = None  # (t, t, 3) uint8: what a person is shown
-    quality: "Quality | None" = None  # whether the model can judge this face (size, blur, pose)
+    quality: Quality | None = None  # whether the model can judge this face (size, blur, pose)
 
 
 @dataclass
@@ -243,7 +244,8 @@ class Pipeline:
             faces, emb = faces[:max_faces], emb[:max_faces]
         results = []
         for i, (f, v) in enumerate(zip(faces, emb)):
-            r = FaceResult(i, f, np.asarray(v, np.float32))
+            # Cheap (no model): a face too small, blurred or turned gets no "match" verdict.
+            r = FaceResult(i, f, np.asarray(v, np.float32), quality=assess(img.rgb, f))
             if thumbs:
                 r.thumb = thumbnail(img.rgb, f, self.settings.thumb_size)
             if chips:

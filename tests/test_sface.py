@@ -225,3 +225,29 @@ def test_calibrate_command_reproduces_the_shipped_calibration(data_dir, tmp_path
                                                                  shipped.detector_key)
     assert np.abs(mine.tail - shipped.tail).max() < 1e-4
     assert mine.threshold_for_fpir(0.01, 10_000) == pytest.approx(shipped.threshold_for_fpir(0.01, 10_000), abs=1e-3)
+
+
+def test_a_face_too_small_to_judge_is_never_a_match(data_dir, own, tmp_path):
+    """Obama enrolled; the same photo shrunk until his face is about 24 px wide is found
+    again, but its verdict is "too small to judge", not "match"."""
+    import cv2
+
+    from facesearch.images import load_image
+    from facesearch.ingest import ingest
+    from facesearch.quality import MIN_FACE_WIDTH
+    from facesearch.search import TOO_SMALL, match
+
+    ingest(data_dir / "photos/people", settings=own)
+    big = load_image(data_dir / "photos/people/obama/obama.jpg").rgb
+    full = match(big, "obama", settings=own)
+    assert full.faces[0].verdict == "match" and full.faces[0].best.identity == "obama"
+    w = full.faces[0].face.face.box[2]
+    scale = 24.0 / w
+    small = cv2.resize(big, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full((max(200, small.shape[0]), max(200, small.shape[1]), 3), 255, np.uint8)
+    canvas[: small.shape[0], : small.shape[1]] = small
+    res = match(canvas, "obama-small", settings=own)
+    assert len(res.faces) == 1
+    fm = res.faces[0]
+    assert fm.face.face.box[2] < MIN_FACE_WIDTH
+    assert fm.verdict == TOO_SMALL and "small" in fm.quality_reason
