@@ -22,6 +22,10 @@ Datasets and tasks
   genuine/impostor pairs plus rank-1/rank-5 identification on a gallery/probe split.
 * ``master``: deepface's ``master.csv`` pair list.
 
+Open-set identification (1:N search, ``evaluate --open-set``): :func:`evaluate_open_set`
+embeds a ``folder`` or ``lfw`` dataset the same way and scores each model with
+:mod:`facesearch.openset` (FPIR/FNIR at the search threshold, DET, FPIR against gallery size).
+
 Pairs with a photo where no face was found (and no fallback) are left out of the
 metrics and counted (``n_pairs_skipped``); the no-face rate is reported per model.
 """
@@ -743,8 +747,8 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
             try:
                 return float(get_threshold(_m, settings, gallery_size=n))
             except ConfigError:
-                # search_thresholds also computes the "possible" band, which can lie beyond
-                # the calibration's kept tail for tiny galleries; the match threshold alone is fine.
+                # search_thresholds also computes the "possible" band; should that ever lie
+                # beyond the calibration's kept tail, the match threshold alone still does.
                 if _cal is None:
                     raise
                 return float(_cal.threshold_for_fpir(_target, n))
