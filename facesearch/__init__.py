@@ -28,6 +28,7 @@ _LAZY = {
     "open_gallery": "search",
     "ingest": "ingest", "IngestReport": "ingest",
     "get_threshold": "thresholds", "set_threshold": "thresholds", "threshold_info": "thresholds",
+    "search_thresholds": "thresholds", "set_target_fpir": "thresholds",
     "load_images": "datasets", "LabeledImage": "datasets",
 }
 
