@@ -23,6 +23,7 @@ on any labelled set into ``$FACESEARCH_HOME/calibration`` and that one is used i
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -162,13 +163,22 @@ def load(model: str, settings: Settings | None = None) -> Calibration | None:
     settings = settings or get_settings()
     for folder in (_user_dir(settings), SHIPPED):
         p = folder / f"{model}.json"
-        if p.is_file():
-            try:
-                return Calibration.from_json(p.read_text())
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(f"calibration file {p} is damaged ({exc}); delete it or run "
-                                  "'facesearch calibrate' again") from None
+        try:
+            mtime = p.stat().st_mtime_ns
+        except OSError:
+            continue
+        return _read(str(p), mtime)
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _read(path: str, mtime_ns: int) -> Calibration:
+    """Parsed once per file version: every search (and webcam frame) asks for it."""
+    try:
+        return Calibration.from_json(Path(path).read_text())
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"calibration file {path} is damaged ({exc}); delete it or run "
+                          "'facesearch calibrate' again") from None
 
 
 def save(cal: Calibration, folder: Path) -> Path:

@@ -543,43 +543,22 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     Raises ConfigError/UnknownModelError/DatasetError for bad arguments; a model that
     cannot run is reported in its result's ``error``.
     """
-    from .models import check_model_name
-    from .pipeline import Pipeline
-
     settings = settings or get_settings()
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    names = [check_model_name(m.strip()) for m in models if str(m).strip()]
-    if not names:
-        raise ConfigError("no model given")
-    names = list(dict.fromkeys(names))
+    names = _model_names(models)
     for v, what in ((target_precision, "target precision"), (target_fmr, "target FMR")):
         M._check_rate(v, what)
     if limit is not None and (isinstance(limit, bool) or int(limit) < 2):
         raise ConfigError(f"limit must be at least 2, got {limit}")
     if max_photos_per_member is not None and int(max_photos_per_member) < 1:
         raise ConfigError(f"max_photos_per_member must be >= 1, got {max_photos_per_member}")
-    if path is None:
-        path = default_path(dataset)
-        if path is None:
-            raise DatasetError(f"no path given for dataset {dataset!r} and ../shared/data/"
-                               f"{_DEFAULT_SUBPATH[dataset]} does not exist")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder")
+    path = _dataset_path(dataset, path)
     if crop_fallback is None:
         crop_fallback = dataset == "fiw"
 
     tasks = _build_tasks(dataset, path, task, seed, limit, max_photos_per_member)
-    states: list[_ModelState] = []
-    for n in names:
-        st = _ModelState(n, None)
-        try:
-            st.pipe = Pipeline(n, settings.detector, settings)
-            st.pipe.model.load()
-        except FaceSearchError as exc:
-            st.error = str(exc)
-        states.append(st)
+    states = _model_states(names, settings)
 
     results: list[ModelResult] = []
     for t in tasks:
@@ -661,6 +640,29 @@ class OpenSetComparison:
                            "open_set": {r.model: _jsonable(r.to_dict()) for r in self.results}}, indent=2)
 
 
+def _model_names(models: Sequence[str]) -> list[str]:
+    """Canonical, de-duplicated model names; ConfigError/UnknownModelError when none or unknown."""
+    from .models import check_model_name
+
+    names = list(dict.fromkeys(check_model_name(m.strip()) for m in models if str(m).strip()))
+    if not names:
+        raise ConfigError("no model given")
+    return names
+
+
+def _dataset_path(dataset: str, path: str | Path | None) -> Path:
+    """``path``, or the shared data's folder for ``dataset``; DatasetError when missing."""
+    if path is None:
+        path = default_path(dataset)
+        if path is None:
+            raise DatasetError(f"no path given for dataset {dataset!r} and ../shared/data/"
+                               f"{_DEFAULT_SUBPATH[dataset]} does not exist")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    return path
+
+
 def _model_states(names: Sequence[str], settings: Settings) -> list[_ModelState]:
     from .pipeline import Pipeline
 
@@ -695,28 +697,18 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
 
     from . import calibration as cal_mod
     from . import openset as OS
-    from .models import check_model_name
     from .thresholds import get_threshold, target_fpir, verify_threshold
 
     settings = settings or get_settings()
     if dataset not in OPEN_SET_DATASETS:
         raise ConfigError(f"the open-set evaluation needs an identity dataset ({', '.join(OPEN_SET_DATASETS)}), "
                           f"not {dataset!r}")
-    names = list(dict.fromkeys(check_model_name(m.strip()) for m in models if str(m).strip()))
-    if not names:
-        raise ConfigError("no model given")
+    names = _model_names(models)
     if isinstance(enroll, bool) or not isinstance(enroll, (int, np.integer)) or int(enroll) < 1:
         raise ConfigError(f"photos enrolled per identity must be an integer >= 1, got {enroll!r}")
     if max_identities is not None and (isinstance(max_identities, bool) or int(max_identities) < 2):
         raise ConfigError(f"max_identities must be at least 2 (one enrolled, one not), got {max_identities}")
-    if path is None:
-        path = default_path(dataset)
-        if path is None:
-            raise DatasetError(f"no path given for dataset {dataset!r} and ../shared/data/"
-                               f"{_DEFAULT_SUBPATH[dataset]} does not exist")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder")
+    path = _dataset_path(dataset, path)
     if dataset == "lfw" and path.is_file():
         path = path.parent  # pairs.txt given: its images sit beside it
     images = ds.load_images(path, "lfw" if dataset == "lfw" else "auto")
