@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (see README):
-#   make run   installs everything and starts the dashboard
+#   make run   installs everything and starts the database server and the dashboard
 #   make test  installs everything and runs every test
 # Both are idempotent: the venv is rebuilt only when a requirements file changes.
 
@@ -33,7 +33,7 @@ browser:
 	  else echo "chromium missing: run 'sudo apt-get install chromium' for the browser tests"; fi; }
 
 run: install
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m facesearch serve --port $(PORT)
 
 test: install browser
 	$(PY) -m pytest -q tests

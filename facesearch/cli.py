@@ -1,4 +1,4 @@
-"""Command line: ``facesearch ingest|match|verify|models|stats|evaluate``.
+"""Command line: ``facesearch ingest|match|verify|models|stats|evaluate|calibrate|serve``.
 
 User mistakes (a FaceSearchError) print one line to stderr and exit non-zero; only bugs
 show a traceback.
@@ -137,7 +137,10 @@ def cmd_stats(args) -> int:
 
     s = _settings(args)
     gals = list_galleries(s)
-    print(f"data folder: {s.home}  database: {s.chroma_url or s.chroma_path}")
+    from store.server import find_server
+
+    server = s.chroma_url or find_server(s)
+    print(f"data folder: {s.home}  database: {f'server {server}' if server else s.chroma_path}")
     if not gals:
         print("no galleries yet: run 'facesearch ingest PATH'")
         return 0
@@ -168,6 +171,46 @@ def cmd_calibrate(args) -> int:
         print(f"  gallery of {n:>9,} faces: match at distance <= {cal.threshold_for_fpir(0.01, n):.3f} "
               "for 1% of strangers called a match")
     return 0
+
+
+def cmd_serve(args) -> int:
+    """The data folder's Chroma server, then the dashboard on top of it; the server stops
+    when the dashboard does (Ctrl+C, SIGTERM, or the dashboard exiting)."""
+    import signal
+    import subprocess
+
+    from store.server import start_server
+
+    s = _settings(args)
+    srv = start_server(s, port=args.db_port)
+    where = "already running, shared" if not srv.owned else "started"
+    print(f"gallery database server {srv.url} ({where}; data {s.chroma_path})", file=sys.stderr, flush=True)
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    dash = None
+    try:
+        if args.no_dashboard:
+            while srv.proc is None or srv.proc.poll() is None:
+                time.sleep(1.0)
+            return 0 if srv.proc is None else 1
+        app = Path(__file__).resolve().parent.parent / "app.py"
+        env = {**os.environ, "FACESEARCH_HOME": str(s.home)}
+        dash = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+                                 *args.streamlit_args], env=env, cwd=str(app.parent))
+        return dash.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if dash is not None and dash.poll() is None:
+            dash.terminate()
+            try:
+                dash.wait(20)
+            except subprocess.TimeoutExpired:
+                dash.kill()
+        srv.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", default="auto", choices=["auto", "folders", "celeba", "lfw", "fiw", "csv"])
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_calibrate)
+
+    sv = sub.add_parser("serve", parents=[common], help="start the gallery's database server and the dashboard "
+                        "(what `make run` does); every facesearch command then shares that server")
+    sv.add_argument("--port", type=int, default=8501, help="the dashboard's port (default 8501)")
+    sv.add_argument("--db-port", type=int, default=None, help="the database server's port (default: a free one)")
+    sv.add_argument("--no-dashboard", action="store_true", help="only the database server, until Ctrl+C")
+    sv.add_argument("streamlit_args", nargs="*", help="more `streamlit run` options, after --")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

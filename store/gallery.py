@@ -36,6 +36,10 @@ from facesearch.errors import (
 from facesearch.settings import Settings, get_settings
 
 METRIC = "cosine"
+# The HNSW index every new collection is built with (bench/bench_query.py, docs/BENCHMARKS.md
+# "Query at 200,000 faces"). Chroma keeps a collection's own configuration: galleries created
+# before keep theirs (Chroma's defaults 100/100/16) and keep working.
+HNSW_CONFIG = {"space": METRIC, "ef_construction": 100, "ef_search": 100, "max_neighbors": 16}
 PREFIX = "faces"
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -65,21 +69,27 @@ _write_locks: dict[str, threading.Lock] = {}
 
 
 def get_client(settings: Settings):
-    """A Chroma client: ``HttpClient`` when a server URL is set, else ``PersistentClient``."""
+    """A Chroma client for ``settings``' database: ``HttpClient`` to ``chroma_url`` or to
+    the data folder's running server (``store.server``), else the embedded
+    ``PersistentClient``, which makes this process the folder's single owner until it
+    exits. Raises GalleryBusyError when another process owns the folder."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    key = settings.chroma_url or str(settings.chroma_path.resolve())
+    from .server import resolve
+
+    url = resolve(settings)
+    key = url or str(settings.chroma_path.resolve())
     with _clients_lock:
         c = _clients.get(key)
         if c is not None:
             return c
         cs = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         try:
-            if settings.chroma_url:
+            if url:
                 from urllib.parse import urlparse
 
-                u = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+                u = urlparse(url if "://" in url else f"http://{url}")
                 c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
                                         ssl=u.scheme == "https", settings=cs)
                 c.heartbeat()
@@ -87,10 +97,25 @@ def get_client(settings: Settings):
                 settings.chroma_path.mkdir(parents=True, exist_ok=True)
                 c = chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
         except Exception as exc:
-            where = settings.chroma_url or settings.chroma_path
-            raise StoreError(f"cannot open the gallery database at {where}: {exc}") from None
+            if url:
+                raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
+                                 "(make run) or `facesearch serve` still running? Start it again and retry.") from None
+            raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
         _clients[key] = c
         return c
+
+
+def close_client(settings: Settings) -> None:
+    """Forget this process's client for ``settings`` and give up embedded ownership of the
+    data folder, so another process can open it (a finished CLI job; tests)."""
+    from .server import release
+
+    with _clients_lock:
+        c = _clients.pop(str(settings.chroma_path.resolve()), None)
+    if c is not None:
+        with contextlib.suppress(Exception):
+            c.clear_system_cache()
+    release(settings)
 
 
 def _translate(exc: Exception, what: str) -> Exception:
@@ -99,6 +124,15 @@ def _translate(exc: Exception, what: str) -> Exception:
         return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
     if "dimension" in text.lower():
         return GalleryMismatchError(f"{what}: {text}")
+    low = text.lower()
+    if any(s in low for s in ("could not connect", "connection refused", "connecterror", "connection reset",
+                              "server disconnected", "timed out")):
+        return StoreError(f"{what} failed: the gallery's database server is not answering. Is the dashboard "
+                          "(make run) or `facesearch serve` still running? Start it again and retry.")
+    if "error finding id" in low or "error executing plan" in low:
+        # What an embedded reader sees after another process wrote the same folder.
+        return StoreError(f"{what} failed: the gallery's index is out of step with its database, which happens "
+                          "when two processes open it without the server. Restart the dashboard with `make run`.")
     return StoreError(f"{what} failed: {text}")
 
 
@@ -107,13 +141,16 @@ def list_galleries(settings: Settings | None = None) -> list[dict]:
     settings = settings or get_settings()
     client = get_client(settings)
     out = []
-    for c in client.list_collections():
-        col = c if hasattr(c, "metadata") else client.get_collection(c)
-        md = col.metadata or {}
-        if not col.name.startswith(PREFIX + "__") or "model" not in md:
-            continue
-        out.append({"name": col.name, "model": md.get("model"), "detector": md.get("detector"),
-                    "dim": md.get("dim"), "count": col.count()})
+    try:
+        for c in client.list_collections():
+            col = c if hasattr(c, "metadata") else client.get_collection(c)
+            md = col.metadata or {}
+            if not col.name.startswith(PREFIX + "__") or "model" not in md:
+                continue
+            out.append({"name": col.name, "model": md.get("model"), "detector": md.get("detector"),
+                        "dim": md.get("dim"), "count": col.count()})
+    except Exception as exc:
+        raise _translate(exc, "listing the galleries") from None
     return sorted(out, key=lambda d: d["name"])
 
 
@@ -132,7 +169,7 @@ class FaceGallery:
                     self.name, metadata={**want, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
                     # We always pass vectors; Chroma's default embedding function would try
                     # to download a text model.
-                    embedding_function=None, configuration={"hnsw": {"space": METRIC}},
+                    embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)},
                 )
             else:
                 self.col = self.client.get_collection(self.name, embedding_function=None)
@@ -237,13 +274,13 @@ class FaceGallery:
         if not ids and identity is None:
             raise ConfigError("delete: give ids or an identity")
         with self.writer():
-            if identity is not None:
-                found = self.col.get(where={"identity": identity}, include=[])["ids"]
-                ids = list(ids or []) + found
-            if not ids:
-                return 0
-            n = len(self.col.get(ids=list(ids), include=[])["ids"])
             try:
+                if identity is not None:
+                    found = self.col.get(where={"identity": identity}, include=[])["ids"]
+                    ids = list(ids or []) + found
+                if not ids:
+                    return 0
+                n = len(self.col.get(ids=list(ids), include=[])["ids"])
                 self.col.delete(ids=list(ids))
             except Exception as exc:
                 raise _translate(exc, "deleting faces") from None
@@ -260,7 +297,10 @@ class FaceGallery:
             return 5000
 
     def count(self) -> int:
-        return self.col.count()
+        try:
+            return self.col.count()
+        except Exception as exc:
+            raise _translate(exc, "counting the gallery's faces") from None
 
     def query(self, embeddings: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Hit]]:
         """Top-k neighbours for each of m embeddings ``(m, dim)``: m lists of :class:`Hit`."""
@@ -285,7 +325,10 @@ class FaceGallery:
     def get(self, ids: Sequence[str] | None = None, where: dict | None = None, limit: int | None = None,
             offset: int | None = None, embeddings: bool = False) -> dict:
         include = ["metadatas"] + (["embeddings"] if embeddings else [])
-        r = self.col.get(ids=list(ids) if ids else None, where=where, limit=limit, offset=offset, include=include)
+        try:
+            r = self.col.get(ids=list(ids) if ids else None, where=where, limit=limit, offset=offset, include=include)
+        except Exception as exc:
+            raise _translate(exc, "reading the gallery") from None
         if embeddings:
             e = r.get("embeddings")
             r["embeddings"] = np.asarray(e, np.float32).reshape(-1, self.dim) if e is not None and len(e) else np.zeros((0, self.dim), np.float32)
@@ -294,7 +337,7 @@ class FaceGallery:
     def iter_metadata(self, page: int = 5000) -> Iterator[tuple[str, dict]]:
         offset = 0
         while True:
-            r = self.col.get(limit=page, offset=offset, include=["metadatas"])
+            r = self.get(limit=page, offset=offset)
             if not r["ids"]:
                 return
             yield from zip(r["ids"], r["metadatas"])

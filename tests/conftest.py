@@ -33,12 +33,21 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_home(tmp_path_factory) -> Path:
-    """The session's FACESEARCH_HOME; subprocesses inherit it through the environment."""
+    """The session's FACESEARCH_HOME; subprocesses inherit it through the environment.
+
+    Its database is served by a real ``chroma run`` for the whole session, as ``make
+    run`` does, so the test process, CLI subprocesses and the dashboard share it (the
+    embedded database has one owner process). Tests with their own ``tmp_path`` home
+    get the embedded database."""
+    from facesearch.settings import Settings
+    from store.server import start_server
+
     home = tmp_path_factory.mktemp("fshome")
     os.environ["FACESEARCH_HOME"] = str(home)
     os.environ["DEEPFACE_HOME"] = str(home / "models")
     os.environ["KERAS_HOME"] = str(home / "models" / "keras")
-    return home
+    with start_server(Settings(home=home)):
+        yield home
 
 
 @pytest.fixture(scope="session")

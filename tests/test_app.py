@@ -182,3 +182,16 @@ def test_verify_same_and_different_person(celeba_gallery):
         assert [m.label for m in at.metric] == ["Distance", "Threshold", "Similarity"]
     assert res[True]["distance"] < res[False]["distance"]
     assert res[False]["verdict"] == "no match"
+
+
+@pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py"])
+def test_every_page_explains_a_database_that_is_not_answering(script, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as sk:  # a port nobody listens on
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACESEARCH_CHROMA_URL", f"http://127.0.0.1:{port}")
+    at = _run(AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT))
+    assert any("not answering" in e.value and "make run" in e.value for e in at.error), _texts(at)

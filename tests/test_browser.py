@@ -1,7 +1,8 @@
 """End to end: the real dashboard in headless Chromium (Playwright).
 
-One ``streamlit run app.py`` server for the module, on a free port, with the session's
-FACESEARCH_HOME (so it sees the gallery the fixture ingests). Chromium gets a fake camera
+One dashboard for the module, started as ``make run`` starts it (``facesearch serve``)
+on a free port, with the session's FACESEARCH_HOME and its database server (so it sees
+the gallery the fixture ingests, and what a CLI ingest adds while it runs). Chromium gets a fake camera
 that plays a .y4m clip made from a CelebA photo, so the live-webcam path is exercised
 through real WebRTC. Screenshots go to docs/screenshots/; the server log and failure
 screenshots to tests/_artifacts/.
@@ -52,13 +53,16 @@ def browser_gallery(settings):
 @pytest.fixture(scope="module")
 def server(browser_gallery, session_home):
     if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (make browser)")
         pytest.skip("chromium is not installed (make browser)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = open(ARTIFACTS / "streamlit.log", "wb")
     env = {**os.environ, "FACESEARCH_HOME": str(session_home), "ANONYMIZED_TELEMETRY": "False"}
+    # What `make run` runs: it finds the session's database server and shares it.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "facesearch", "serve", "--port", str(port), "--",
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
          "--client.toolbarMode", "minimal"],
@@ -267,8 +271,54 @@ def test_live_webcam_names_the_face(page, server, webcam_clip):
 @pytest.mark.parametrize("script,url,png", [("2_Explore.py", "/Explore", "explore.png"),
                                             ("3_Evaluate.py", "/Evaluate", "evaluate.png")])
 def test_other_pages_screenshots(page, server, script, url, png):
-    if not (ROOT / "pages" / script).exists():
-        pytest.skip(f"pages/{script} is not there yet")
     open_page(page, server + url)
     no_exception(page)
     shot(page, png)
+
+
+def _newcomer(n_photos: int = 4):
+    """A CelebA identity outside the browser gallery (celeba_split's first 10) with
+    enough photos: (identity, photos)."""
+    from facesearch.datasets import load_images
+
+    by_id: dict[str, list] = {}
+    for im in load_images(DATA / "celeba", "celeba"):
+        by_id.setdefault(im.identity, []).append(im.path)
+    ids = sorted(by_id, key=lambda i: (-len(by_id[i]), i))
+    ident = next(i for i in ids[10:] if len(by_id[i]) >= n_photos)
+    return ident, by_id[ident][:n_photos]
+
+
+def _map_size(page) -> int:
+    page.get_by_text(re.compile(r"faces in [\d.]+ s\.")).first.wait_for(timeout=MODEL_WAIT_MS)
+    m = re.search(r"([\d,]+) faces in [\d.]+ s\.", page.inner_text("body"))
+    assert m, page.inner_text("body")[:2000]
+    return int(m.group(1).replace(",", ""))
+
+
+def test_cli_ingest_while_dashboard_runs_is_seen(page, server, tmp_path):
+    """A CLI ingest in another process, with the dashboard open: the Match page names the
+    new person and Explore maps the new faces (one database server, no stale index)."""
+    open_page(page, server + "/Explore")
+    no_exception(page)
+    before = _map_size(page)
+    ident, photos = _newcomer()
+    name = f"newcomer_{ident}"
+    folder = tmp_path / "new" / name
+    folder.mkdir(parents=True)
+    for p in photos[:-1]:
+        (folder / p.name).symlink_to(p)
+    r = subprocess.run([sys.executable, "-m", "facesearch", "ingest", str(folder.parent), "--quiet"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    added = int(re.search(r"(\d+) faces added", r.stdout).group(1))
+    assert added >= 2, r.stdout
+    open_page(page, server + "/Match")
+    page.locator('input[type="file"]').first.set_input_files(str(photos[-1]))
+    face_headers(page).first.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    no_exception(page)
+    assert best_matches(page)[0] == name, page.inner_text("body")[:3000]
+    open_page(page, server + "/Explore")
+    no_exception(page)
+    assert _map_size(page) == before + added

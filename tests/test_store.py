@@ -63,23 +63,55 @@ def _hold_lock(home, ready, release):
         release.wait(30)
 
 
-def test_second_writer_gets_busy_error(tmp_path):
+def _open_embedded(home, q):
+    try:
+        FaceGallery("dlib", 128, "mtcnn", Settings(home=Path(home)))
+        q.put("opened")
+    except GalleryBusyError as exc:
+        q.put(f"busy: {exc}")
+
+
+def test_second_process_refused_while_one_owns_the_folder(tmp_path):
+    """The embedded database has one owner: another process is told who, not let in."""
+    import os
+
     s = Settings(home=tmp_path)
     FaceGallery("dlib", 128, "mtcnn", s)
     ctx = mp.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
-    p.start()
-    try:
-        assert ready.wait(60)
-        g = FaceGallery("dlib", 128, "mtcnn", s)
-        with pytest.raises(GalleryBusyError, match="pid"):
-            with g.writer(wait=0.5):
-                pass
-    finally:
-        release.set(); p.join(30)
-    with g.writer(wait=5):
-        pass
+    q = ctx.Queue()
+    p = ctx.Process(target=_open_embedded, args=(str(tmp_path), q))
+    p.start(); p.join(120)
+    msg = q.get(timeout=5)
+    assert msg.startswith("busy:") and f"pid {os.getpid()}" in msg and "make run" in msg
+    # Once this process lets go, the other one gets in.
+    gallery_mod.close_client(s)
+    p = ctx.Process(target=_open_embedded, args=(str(tmp_path), q))
+    p.start(); p.join(120)
+    assert q.get(timeout=5) == "opened"
+
+
+def test_second_writer_through_the_server_gets_busy_error(tmp_path):
+    from store.server import start_server
+
+    s = Settings(home=tmp_path)
+    with start_server(s) as srv:
+        assert srv.owned and srv.url.startswith("http://127.0.0.1:")
+        FaceGallery("dlib", 128, "mtcnn", s)
+        ctx = mp.get_context("spawn")
+        ready, release = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+        p.start()
+        try:
+            assert ready.wait(60)
+            g = FaceGallery("dlib", 128, "mtcnn", s)
+            with pytest.raises(GalleryBusyError, match="pid"):
+                with g.writer(wait=0.5):
+                    pass
+        finally:
+            release.set(); p.join(30)
+        with g.writer(wait=5):
+            pass
+    _forget_clients()
 
 
 def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, fresh_settings):
