@@ -179,7 +179,7 @@ def cmd_serve(args) -> int:
     import signal
     import subprocess
 
-    from store.server import start_server
+    from store.server import die_with_parent, start_server
 
     s = _settings(args)
     srv = start_server(s, port=args.db_port)
@@ -199,7 +199,8 @@ def cmd_serve(args) -> int:
         app = Path(__file__).resolve().parent.parent / "app.py"
         env = {**os.environ, "FACESEARCH_HOME": str(s.home)}
         dash = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-                                 *args.streamlit_args], env=env, cwd=str(app.parent))
+                                 *args.streamlit_args], env=env, cwd=str(app.parent),
+                                preexec_fn=die_with_parent)
         return dash.wait()
     except KeyboardInterrupt:
         return 0

@@ -185,7 +185,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux: the server gets SIGTERM when the process that started it dies, even by
     # SIGKILL, so a killed dashboard never leaves an orphan owning the folder.
     with contextlib.suppress(Exception):
@@ -268,7 +268,7 @@ def start_server(settings: Settings, port: int | None = None, timeout: float = 1
         # even if this process is gone.
         proc = subprocess.Popen([chroma_executable(), "run", "--path", str(settings.chroma_path), "--host", HOST,
                                  "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=env, pass_fds=(fd,), preexec_fn=_die_with_parent)
+                                env=env, pass_fds=(fd,), preexec_fn=die_with_parent)
         log.close()
     except BaseException:
         _release_fd(fd)
