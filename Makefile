@@ -40,7 +40,7 @@ test: install browser
 
 bench: install
 	$(PY) -m bench.bench_detectors
-	$(PY) -m bench.bench_ingest 60 2
+	$(PY) -m bench.bench_ingest --photos 240 --workers 2
 	$(PY) -m bench.bench_perplexity
 
 clean:

@@ -58,7 +58,7 @@ def cmd_ingest(args) -> int:
 
     s = _settings(args)
     rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
-                 all_faces=args.all_faces, progress=_Bar(args.quiet), restart=args.restart)
+                 all_faces=args.all_faces, progress=_Bar(args.quiet), restart=args.restart, dask=args.dask)
     for p, reason in rep.failed:
         print(f"skipped {p}: {reason}", file=sys.stderr)
     if args.verbose:
@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("path")
     a.add_argument("--format", default="auto", choices=["auto", "folders", "celeba", "lfw", "fiw", "csv"])
     a.add_argument("--limit", type=int, help="only the first N photos")
-    a.add_argument("--workers", type=int, help="worker processes for detection/embedding (default 1)")
+    a.add_argument("--workers", type=int, help="worker processes for detection/embedding (default 1; with "
+                   "--dask local, the LocalCluster's workers)")
+    a.add_argument("--dask", metavar="local|tcp://HOST:8786",
+                   help="detect and embed on a Dask cluster: a LocalCluster of processes, or a scheduler's address")
     a.add_argument("--all-faces", action="store_true", help="store every face of a photo, not only the largest")
     a.add_argument("--restart", action="store_true", help="forget which files earlier runs processed")
     a.add_argument("--quiet", action="store_true", help="no progress bar")

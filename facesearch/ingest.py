@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import sqlite3
@@ -21,14 +23,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from store import FaceGallery
 
 from .datasets import LabeledImage, load_images
-from .errors import FaceSearchError, ImageError, StorageFullError
+from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError
 from .images import load_image, to_jpeg
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
@@ -118,10 +120,12 @@ def face_id(sha1: str, index: int) -> str:
 
 # -- worker side (also used in-process when workers == 1) ------------------------------
 _worker_pipe: Pipeline | None = None
+_worker_args: tuple | None = None  # (model, detector, settings, use_cache) of _worker_pipe
 
 
-def _worker_init(model: str, detector: str, settings: Settings, single_thread: bool = False) -> None:
-    global _worker_pipe
+def _worker_init(model: str, detector: str, settings: Settings, single_thread: bool = False,
+                 use_cache: bool = True) -> None:
+    global _worker_pipe, _worker_args
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if single_thread:
         # N worker processes on N cores: each TensorFlow otherwise starts a pool of N
@@ -131,14 +135,19 @@ def _worker_init(model: str, detector: str, settings: Settings, single_thread: b
         os.environ["OMP_NUM_THREADS"] = "1"
         os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    _worker_pipe = Pipeline(model, detector, settings)
+    _worker_pipe = Pipeline(model, detector, settings, use_cache=use_cache)
+    _worker_args = (model, detector, settings, use_cache)
 
 
-def _process(path: str) -> dict:
-    """Detect + embed one file. Returns a plain dict (picklable)."""
+def _process(path: str, max_faces: int | None = None, data: bytes | None = None, cache: bool = True) -> dict:
+    """Detect + embed one file (or its bytes, read by the client, for a cluster whose
+    workers do not see the client's disk). ``max_faces``: only the largest faces get a
+    thumbnail and a quality check (the rest would be thrown away). Returns a plain,
+    picklable dict."""
     assert _worker_pipe is not None
     try:
-        a = _worker_pipe.analyze(path, thumbs=True)
+        a = _worker_pipe.analyze(data if data is not None else path, path, thumbs=True, max_faces=max_faces,
+                                 cache=cache)
     except ImageError as exc:
         return {"path": path, "error": exc.reason}
     except FaceSearchError:
@@ -149,6 +158,17 @@ def _process(path: str) -> dict:
         "path": path, "sha1": a.sha1,
         "faces": [(fr.face.to_dict(), fr.embedding, to_jpeg(fr.thumb)) for fr in a.faces],
     }
+
+
+def _dask_process(path: str, data: bytes | None, model: str, detector: str, settings: Settings,
+                  max_faces: int | None) -> dict:
+    """:func:`_process` on a Dask worker: the pipeline is built once per worker process
+    and reused by every task it runs. The embedding cache is the client's folder, so a
+    remote worker (``data`` given) neither reads nor writes it."""
+    local = data is None
+    if _worker_args != (model, detector, settings, local):
+        _worker_init(model, detector, settings, single_thread=True, use_cache=local)
+    return _process(path, max_faces, data, cache=local)
 
 
 def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: str) -> dict:
@@ -166,14 +186,108 @@ def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: 
     return md
 
 
+def _local_results(paths: list[str], model: str, detector: str, settings: Settings,
+                   max_faces: int | None) -> Iterator[dict]:
+    _worker_init(model, detector, settings)
+    for p in paths:
+        yield _process(p, max_faces)
+
+
+def _pool_results(paths: list[str], workers: int, model: str, detector: str, settings: Settings,
+                  max_faces: int | None) -> Iterator[dict]:
+    """Results of worker processes (one model each), in completion order. Closing the
+    generator (a stop, an error) cancels what has not started."""
+    ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                initargs=(model, detector, settings, True)) as pool:
+        # A bounded window keeps memory flat on 200k-photo datasets.
+        it = iter(paths)
+        futs = {pool.submit(_process, p, max_faces) for p in itertools.islice(it, workers * 8)}
+        try:
+            while futs:
+                finished, futs = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
+                for f in finished:
+                    yield f.result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        futs.add(pool.submit(_process, nxt, max_faces))
+        finally:
+            for f in futs:
+                f.cancel()
+
+
+def _dask_results(paths: list[str], address: str, workers: int, model: str, detector: str, settings: Settings,
+                  max_faces: int | None) -> Iterator[dict]:
+    """Results from a Dask cluster: ``"local"`` (a LocalCluster of ``workers`` processes,
+    one thread each) or a scheduler address (``tcp://host:8786``), whose workers get
+    each photo's bytes rather than a path on this machine's disk. A worker that dies is
+    replaced by Dask re-running its tasks elsewhere; face IDs are content hashes, so a
+    photo done twice is still stored once."""
+    import logging
+
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("--dask needs the dask and distributed packages (make install)") from None
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    remote = cluster is None
+    try:
+        n = max(1, len(client.scheduler_info().get("workers", {})))
+        it = iter(paths)
+
+        def submit(p: str):
+            data = None
+            if remote:
+                try:
+                    data = Path(p).read_bytes()
+                except OSError as exc:
+                    return {"path": p, "error": f"cannot read file ({exc.strerror or exc})"}
+            return client.submit(_dask_process, p, data, model, detector, settings, max_faces, pure=False)
+
+        first = [submit(p) for p in itertools.islice(it, n * 8)]
+        futs = [f for f in first if not isinstance(f, dict)]
+        yield from (f for f in first if isinstance(f, dict))
+        ac = as_completed(futs)
+        for f in ac:
+            yield f.result()
+            f.release()
+            nxt = next(it, None)
+            while nxt is not None:
+                sub = submit(nxt)
+                if isinstance(sub, dict):
+                    yield sub
+                    nxt = next(it, None)
+                else:
+                    ac.add(sub)
+                    break
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, detector: str | None = None,
            settings: Settings | None = None, limit: int | None = None, workers: int | None = None,
            all_faces: bool = False, progress: Progress | None = None, restart: bool = False,
-           items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None) -> IngestReport:
+           items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None,
+           dask: str | None = None) -> IngestReport:
     """Add the photos under ``path`` to the (model, detector) gallery.
 
     Only the largest face of each labelled photo is stored, since the label names one
-    person; ``all_faces=True`` stores every face under the same label.
+    person; ``all_faces=True`` stores every face under the same label. ``workers``: local
+    worker processes; ``dask``: run detection and embedding on a Dask cluster instead
+    (``"local"`` or a scheduler address) while this process writes, as it does for workers.
     """
     settings = settings or get_settings()
     model, detector = model or settings.model, detector or settings.detector
@@ -240,33 +354,21 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
             flush()
 
     paths = [str(it.path) for it, _, _ in todo]
+    max_faces = None if all_faces else 1
     try:
         with gallery.writer(wait=5.0):
-            if workers == 1 or len(paths) < 8:
-                _worker_init(emb.name, detector, settings)
-                for p in paths:
+            if dask:
+                results = _dask_results(paths, dask, workers, emb.name, detector, settings, max_faces)
+            elif workers == 1 or len(paths) < 8:
+                results = _local_results(paths, emb.name, detector, settings, max_faces)
+            else:
+                results = _pool_results(paths, workers, emb.name, detector, settings, max_faces)
+            with contextlib.closing(results):
+                for res in results:
+                    handle(res)
                     if stop is not None and stop.is_set():
                         report.stopped = "cancelled"
                         break
-                    handle(_process(p))
-            else:
-                ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
-                with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                            initargs=(emb.name, detector, settings, True)) as pool:
-                    # A bounded window keeps memory flat on 200k-photo datasets.
-                    window = workers * 8
-                    it_paths = iter(paths)
-                    futs = {pool.submit(_process, p) for p in [next(it_paths) for _ in range(min(window, len(paths)))]}
-                    while futs:
-                        finished, futs = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
-                        for f in finished:
-                            handle(f.result())
-                            if stop is not None and stop.is_set():
-                                report.stopped = "cancelled"
-                                continue
-                            nxt = next(it_paths, None)
-                            if nxt is not None and not report.stopped:
-                                futs.add(pool.submit(_process, nxt))
             flush()
     except StorageFullError as exc:
         report.stopped = str(exc)
