@@ -15,6 +15,16 @@ st.title("facesearch")
 st.caption("Find every face in a photo and the most similar people in the gallery. "
            "Build the gallery here, then go to **Match**.")
 
+# An ingest runs in the background (facesearch.jobs): the page shows its progress and a
+# Stop button, and collects its report once it has finished.
+job = st.session_state.get("ingest_job")
+if gallery_admin.job_panel(job):
+    del st.session_state["ingest_job"]
+    if job.error:
+        st.error(f"The ingest stopped: {job.error}")
+    else:
+        gallery_admin.remember(job.report, job.what)
+busy = "ingest_job" in st.session_state
 gallery_admin.messages()
 st.subheader("Gallery")
 gallery_admin.status_section()
@@ -23,10 +33,10 @@ st.subheader("Build or extend")
 t_folder, t_zip, t_enroll, t_delete = st.tabs(["Folder on the server", "Upload a zip", "Enroll a person",
                                                "Delete an identity"])
 with t_folder:
-    gallery_admin.folder_section()
+    gallery_admin.folder_section(busy)
 with t_zip:
-    gallery_admin.zip_section()
+    gallery_admin.zip_section(busy)
 with t_enroll:
-    gallery_admin.enroll_section()
+    gallery_admin.enroll_section(busy)
 with t_delete:
     gallery_admin.delete_section()

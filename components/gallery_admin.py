@@ -21,7 +21,8 @@ import streamlit as st
 
 from facesearch.datasets import FORMATS, IMAGE_EXTENSIONS, LabeledImage
 from facesearch.errors import ConfigError, DatasetError
-from facesearch.ingest import IngestReport, ingest
+from facesearch.ingest import IngestReport
+from facesearch.jobs import IngestJob
 
 from . import common
 
@@ -99,20 +100,40 @@ def save_enrollment(name: str, photos: Sequence[tuple[str, bytes]], home: Path) 
 
 
 # -- widgets -----------------------------------------------------------------------------
-def run_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = None, limit: int | None = None,
-               label: str = "Ingesting") -> IngestReport:
-    """Ingest with a progress bar, in the active gallery."""
+def start_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = None, limit: int | None = None,
+                 what: str = "Ingesting") -> IngestJob:
+    """Start an ingest into the active gallery in the background; the caller keeps the
+    job (one per session) and :func:`job_panel` shows it."""
     s, model, detector = common.active()
-    common.pipeline()  # load the model under its spinner before the progress bar starts
-    bar = st.progress(0.0, text=f"{label}…")
+    common.pipeline()  # load the model under its spinner, and fail here if it cannot load
+    return IngestJob(what, path, dict(fmt=fmt, model=model, detector=detector, settings=s, limit=limit,
+                                      items=items)).start()
 
-    def progress(done: int, total: int, current: str) -> None:
-        bar.progress(min(1.0, done / max(total, 1)), text=f"{label}: {done}/{total} · {Path(current).name}")
 
-    report = ingest(path, fmt, model=model, detector=detector, settings=s, limit=limit, items=items,
-                    progress=progress)
-    bar.progress(1.0, text=f"{label}: done")
-    return report
+def job_panel(job: IngestJob | None) -> bool:
+    """Progress and a Stop button for a running ingest, refreshed every second without
+    rerunning the page. Returns True once ``job`` has finished (the caller then collects
+    its report); False while it runs or when there is none."""
+    if job is None:
+        return False
+    if not job.running:
+        return True
+    _job_progress(job)
+    return False
+
+
+@st.fragment(run_every=1.0)
+def _job_progress(job: IngestJob) -> None:
+    if not job.running:
+        st.rerun()  # the whole page: it collects the report and refreshes the gallery status
+    frac = job.done / job.total if job.total else 0.0
+    text = f"{job.what}: {job.done:,}/{job.total:,}" + (f" · {Path(job.current).name}" if job.current else " · starting")
+    st.progress(min(1.0, frac), text=text)
+    if job.stopping:
+        st.caption("Stopping after the photo in hand; what is done stays in the gallery.")
+    elif st.button("Stop", key="ingest_stop"):
+        job.stop()
+        st.rerun(scope="fragment")
 
 
 def remember(report: IngestReport, what: str) -> None:
@@ -154,7 +175,8 @@ def status_section() -> None:
     st.session_state["home_identities"] = idents or {}
 
 
-def folder_section() -> None:
+def folder_section(busy: bool = False) -> None:
+    """``busy``: an ingest of this session is running (one at a time)."""
     st.caption("A folder on the server: one sub-folder per person (`NAME/*.jpg`), or a CelebA, LFW, "
                "FIW or CSV dataset. Only the largest face of each photo is stored.")
     path = st.text_input("Folder on the server", key="ingest_path", placeholder="/data/people")
@@ -163,42 +185,41 @@ def folder_section() -> None:
     limit = c2.number_input("Limit (0 = every photo)", min_value=0, value=0, step=100, key="ingest_limit")
     # Buttons are not disabled on empty text: a text input only commits when it loses
     # focus, so a disabled button would swallow the click that follows typing.
-    if st.button("Ingest folder", key="ingest_go", type="primary"):
+    if st.button("Ingest folder", key="ingest_go", type="primary", disabled=busy):
         p = Path(path.strip()).expanduser()
         with common.user_errors():
             if not path.strip():
                 raise ConfigError("type the folder's path on the server first")
             if not p.exists():
                 raise DatasetError(f"{p}: no such folder on the server")
-            report = run_ingest(p, fmt=fmt, limit=int(limit) or None, label=f"Ingesting {p.name}")
-        remember(report, f"Ingested {p}")
+            st.session_state["ingest_job"] = start_ingest(p, fmt=fmt, limit=int(limit) or None,
+                                                          what=f"Ingested {p}")
         st.rerun()
 
 
-def zip_section() -> None:
+def zip_section(busy: bool = False) -> None:
     st.caption("A zip of identity folders (`NAME/photo.jpg`), unpacked on the server then ingested.")
     up = st.file_uploader("Zip of identity folders", type=["zip"], key="ingest_zip")
-    if st.button("Ingest zip", key="ingest_zip_go", type="primary", disabled=up is None):
+    if st.button("Ingest zip", key="ingest_zip_go", type="primary", disabled=up is None or busy):
         s, _, _ = common.active()
         with common.user_errors():
             root = extract_zip(up.getvalue(), s.home)
-            report = run_ingest(root, fmt="auto", label=f"Ingesting {up.name}")
-        remember(report, f"Ingested {up.name}")
+            st.session_state["ingest_job"] = start_ingest(root, fmt="auto", what=f"Ingested {up.name}")
         st.rerun()
 
 
-def enroll_section() -> None:
+def enroll_section(busy: bool = False) -> None:
     st.caption("Add one person from a few photos (the largest face of each).")
     name = st.text_input("Name", key="enroll_name")
     files = st.file_uploader("Photos of this person", accept_multiple_files=True, key="enroll_files",
                              type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
     photos = [(f.name, f.getvalue()) for f in files or []] or list(st.session_state.get("enroll_inputs") or [])
-    if st.button("Enroll", key="enroll_go", type="primary"):
+    if st.button("Enroll", key="enroll_go", type="primary", disabled=busy):
         s, _, _ = common.active()
         with common.user_errors():
             items = save_enrollment(name, photos, s.home)
-            report = run_ingest(items[0].path.parent, items=items, label=f"Enrolling {name.strip()}")
-        remember(report, f"Enrolled {name.strip()}")
+            st.session_state["ingest_job"] = start_ingest(items[0].path.parent, items=items,
+                                                          what=f"Enrolled {name.strip()}")
         st.rerun()
 
 

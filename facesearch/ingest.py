@@ -367,7 +367,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
                 for res in results:
                     handle(res)
                     if stop is not None and stop.is_set():
-                        report.stopped = "cancelled"
+                        report.stopped = "stopped on request (run it again to go on from there)"
                         break
             flush()
     except StorageFullError as exc:

@@ -48,6 +48,18 @@ def _run(at):
     return at
 
 
+def _until_ingested(at, timeout: float = TIMEOUT):
+    """Rerun the Home page until its background ingest has finished and its report shows."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while "ingest_job" in at.session_state and time.monotonic() < deadline:
+        time.sleep(0.5)
+        _run(at)
+    assert "ingest_job" not in at.session_state, "the ingest did not finish"
+    return at
+
+
 def _match(photos, **state):
     at = AppTest.from_file(MATCH, default_timeout=TIMEOUT)
     at.session_state["match_inputs"] = photos
@@ -93,7 +105,7 @@ def test_home_ingest_folder_reports_failed_and_no_face_files(celeba_gallery, tmp
     at.text_input(key="ingest_path").set_value(str(tmp_path))
     at.selectbox(key="ingest_format").set_value("folders")
     at.button(key="ingest_go").click()
-    _run(at)
+    _until_ingested(_run(at))
     text = _texts(at)
     assert "1 faces added" in text, text
     assert any("Failed files (1)" in e.label for e in at.expander)
@@ -106,7 +118,7 @@ def test_home_enroll_then_delete(celeba_gallery, tmp_path):
     _run(at)
     at.text_input(key="enroll_name").set_value("Barack Obama")
     at.button(key="enroll_go").click()
-    _run(at)
+    _until_ingested(_run(at))
     assert "Enrolled Barack Obama" in _texts(at)
     assert "Barack Obama" in at.session_state["home_identities"]
 

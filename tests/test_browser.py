@@ -322,3 +322,81 @@ def test_cli_ingest_while_dashboard_runs_is_seen(page, server, tmp_path):
     open_page(page, server + "/Explore")
     no_exception(page)
     assert _map_size(page) == before + added
+
+
+@pytest.fixture
+def own_dashboard(tmp_path):
+    """A second dashboard, as `make run` starts it, on an empty data folder and an empty
+    embedding cache (so its ingest really detects and embeds, slowly enough to stop)."""
+    port = _free_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "FACESEARCH_HOME": str(home), "FACESEARCH_CACHE": str(tmp_path / "cache"),
+           "ANONYMIZED_TELEMETRY": "False"}
+    log = open(ARTIFACTS / "streamlit-own.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "facesearch", "serve", "--port", str(port), "--",
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"facesearch serve exited; see {ARTIFACTS / 'streamlit-own.log'}"
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the dashboard did not become healthy"
+            time.sleep(0.5)
+        yield url, home
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    # The server `serve` started stops with it.
+    assert not (home / "chroma-server.json").exists()
+
+
+def _ingest_progress(page) -> tuple[int, int] | None:
+    m = re.search(r"Ingested [^\n]*?: ([\d,]+)/([\d,]+)", page.inner_text("body"))
+    return (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))) if m else None
+
+
+def test_home_ingest_runs_in_the_background_and_stops(page, own_dashboard):
+    url, home = own_dashboard
+    open_page(page, url)
+    folder = page.get_by_role("textbox", name="Folder on the server")
+    folder.fill(str(DATA / "celeba"))
+    folder.press("Tab")
+    limit = page.get_by_role("spinbutton", name="Limit (0 = every photo)")
+    limit.fill("300")
+    limit.press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name="Ingest folder").click()
+    deadline = time.monotonic() + MODEL_WAIT_MS / 1000
+    while True:
+        prog = _ingest_progress(page)
+        if prog and prog[0] >= 10:
+            break
+        assert time.monotonic() < deadline, page.inner_text("body")[:2000]
+        page.wait_for_timeout(200)
+    # The page answers while the ingest runs: the progress moves between polls.
+    page.wait_for_timeout(1500)
+    assert _ingest_progress(page)[0] > prog[0]
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile("stopped on request")).first.wait_for(timeout=60_000)
+    no_exception(page)
+    m = re.search(r"(\d+) photos processed \(0 already done\)", page.inner_text("body"))
+    stopped_at = int(m.group(1))
+    assert 10 <= stopped_at < 300
+    # Run again: it goes on from where it stopped.
+    wait_idle(page)
+    page.get_by_role("button", name="Ingest folder").click()
+    page.get_by_text(re.compile(rf"\({stopped_at} already done\)")).first.wait_for(timeout=MODEL_WAIT_MS)
+    no_exception(page)
+    assert f"{300 - stopped_at} photos processed ({stopped_at} already done)" in page.inner_text("body")
