@@ -15,6 +15,7 @@ st.title("facesearch")
 st.caption("Find every face in a photo and the most similar people in the gallery. "
            "Build the gallery here, then go to **Match**.")
 
+me = common.actor()
 # An ingest runs in the background (facesearch.jobs): the page shows its progress and a
 # Stop button, and collects its report once it has finished.
 job = st.session_state.get("ingest_job")
@@ -27,16 +28,20 @@ if gallery_admin.job_panel(job):
 busy = "ingest_job" in st.session_state
 gallery_admin.messages()
 st.subheader("Gallery")
-gallery_admin.status_section()
+gallery_admin.status_section(show_folder=me.admin)
 
-st.subheader("Build or extend")
-t_folder, t_zip, t_enroll, t_delete = st.tabs(["Folder on the server", "Upload a zip", "Enroll a person",
-                                               "Delete an identity"])
-with t_folder:
-    gallery_admin.folder_section(busy)
-with t_zip:
-    gallery_admin.zip_section(busy)
-with t_enroll:
-    gallery_admin.enroll_section(busy)
-with t_delete:
-    gallery_admin.delete_section()
+if me.admin:
+    st.subheader("Build or extend")
+    t_folder, t_zip, t_enroll, t_delete = st.tabs(["Folder on the server", "Upload a zip", "Enroll a person",
+                                                   "Delete an identity"])
+    with t_folder:
+        gallery_admin.folder_section(busy)
+    with t_zip:
+        gallery_admin.zip_section(busy)
+    with t_enroll:
+        gallery_admin.enroll_section(busy)
+    with t_delete:
+        gallery_admin.delete_section()
+else:
+    st.info("Search the gallery on **Match**, map it on **Explore**, compare models on **Evaluate**. "
+            "Only the gallery's admin can change it (sign in from the sidebar).")

@@ -38,9 +38,34 @@ def cached_pipeline(model: str, detector: str, home: str):
     return pipe
 
 
+def _secret(key: str):
+    try:
+        return st.secrets.get(key)
+    except Exception:  # no secrets.toml: Streamlit raises rather than returning nothing
+        return None
+
+
+def settings() -> Settings:
+    """The environment's settings, with the admin password from Streamlit's secrets when
+    the environment sets none."""
+    s = get_settings()
+    if not s.admin_password:
+        pw = _secret("admin_password")
+        if pw:
+            s = s.with_(admin_password=str(pw))
+    return s
+
+
+def actor():
+    """This session's :class:`facesearch.access.Actor` (visitor, admin or local user)."""
+    from facesearch.access import session_actor
+
+    return session_actor(settings(), bool(st.session_state.get("admin_signed_in")))
+
+
 def active() -> tuple[Settings, str, str]:
     """(settings, model, detector) chosen in the sidebar for this session."""
-    s = get_settings()
+    s = settings()
     model = st.session_state.get("model", s.model)
     detector = st.session_state.get("detector", s.detector)
     return s.with_(model=model, detector=detector), model, detector
@@ -65,9 +90,10 @@ def pipeline():
 
 
 def gallery(create: bool = True):
+    """The active gallery, written (if at all) as this session's actor."""
     from facesearch.search import open_gallery
 
-    return open_gallery(pipeline(), create=create)
+    return open_gallery(pipeline(), create=create, actor=actor())
 
 
 @contextlib.contextmanager
@@ -86,7 +112,7 @@ def sidebar() -> None:
     from facesearch.models import MODELS
     from store import list_galleries
 
-    s = get_settings()
+    s = settings()
     with st.sidebar:
         st.subheader("Gallery")
         st.session_state.setdefault("model", s.model)
@@ -106,4 +132,35 @@ def sidebar() -> None:
         others = [f"{k[0]} / {k[1]} ({v['count']:,})" for k, v in gals.items() if k != (st.session_state['model'], st.session_state['detector'])]
         if others:
             st.caption("Other galleries: " + ", ".join(others))
-        st.caption(f"Data folder: `{s.home}`")
+        me = actor()
+        if me.admin:
+            st.caption(f"Data folder: `{s.home}`")
+        admin_box(s)
+
+
+def admin_box(s: Settings) -> None:
+    """Sign in and out as the admin (hosted), or say that this is a single-user setup."""
+    from facesearch.access import check_password, hosted
+
+    if not hosted(s):
+        st.caption("Single-user mode: no admin password is set, so whoever opens this page can change the "
+                   "gallery. Set `FACESEARCH_ADMIN_PASSWORD` before hosting it for others.")
+        return
+    if st.session_state.get("admin_signed_in"):
+        st.caption("Signed in as **admin**.")
+        if st.button("Sign out", key="admin_sign_out"):
+            st.session_state["admin_signed_in"] = False
+            st.rerun()
+        return
+    with st.expander("Admin sign-in"):
+        pw = st.text_input("Admin password", type="password", key="admin_password_input")
+        if st.button("Sign in", key="admin_sign_in"):
+            if check_password(s, pw):
+                st.session_state["admin_signed_in"] = True
+                st.session_state.pop("admin_password_input", None)
+                st.rerun()
+            else:
+                import time
+
+                time.sleep(1.0)  # slows guessing down
+                st.error("Wrong password.")

@@ -57,7 +57,13 @@ def _controls(settings: Settings) -> dict | None:
     c1, c2 = st.columns([1, 2])
     dataset = c1.selectbox("Dataset", DATASETS, key="eval_dataset", format_func=lambda d: _DATASET_LABELS[d])
     default = default_path(dataset)
-    path = c2.text_input("Dataset path (folder or pairs file)", value=str(default or ""), key=f"eval_path_{dataset}")
+    if common_actor().admin:
+        path = c2.text_input("Dataset path (folder or pairs file)", value=str(default or ""),
+                             key=f"eval_path_{dataset}")
+    else:
+        # A visitor may not point the server at its own folders: the shipped datasets only.
+        path = str(default or "")
+        c2.caption("The server's copy of this dataset." if default else "Not available on this server.")
     tasks = TASKS[dataset]
     c1, c2, c3 = st.columns(3)
     task = c1.selectbox("Task", ["all", *tasks] if len(tasks) > 1 else list(tasks), key=f"eval_task_{dataset}")
@@ -119,7 +125,8 @@ def _curves(cmp: Comparison, task: str):
     return pr, roc
 
 
-def _threshold_panel(r: ModelResult, settings: Settings) -> None:
+def _threshold_panel(r: ModelResult, settings: Settings, actor=None) -> None:
+    """``actor``: the session's; only an admin is offered the buttons that save a threshold."""
     from facesearch.thresholds import set_threshold, threshold_info
 
     best = float(r.summary["best_f1"]["threshold"])
@@ -143,13 +150,15 @@ def _threshold_panel(r: ModelResult, settings: Settings) -> None:
         notes.append(f"FMR ≤ {r.at_fmr['target']:.3f} at {r.at_fmr['threshold']:.3f} "
                      f"(recall {r.at_fmr['recall']:.3f})")
     st.caption("; ".join(notes))
+    admin = actor is not None and actor.admin
     if r.task == "kinship":
         st.caption("Kinship thresholds are for exploring only: verdicts are about the same person.")
-    elif st.button(f"Use this threshold to verify two photos with {r.model}", key=f"use_{r.model}_{r.task}"):
+    elif admin and st.button(f"Use this threshold to verify two photos with {r.model}", key=f"use_{r.model}_{r.task}"):
         with user_errors():
-            v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs", settings)
+            v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs", settings,
+                              actor=actor)
             st.success(f"{r.model} now calls two photos the same person at distance ≤ {v:.3f} (verify, page and CLI).")
-    _search_target(r.model, settings)
+    _search_target(r.model, settings, actor)
 
 
 # A gallery search's threshold follows the gallery's size, so what a user picks for it is
@@ -157,7 +166,7 @@ def _threshold_panel(r: ModelResult, settings: Settings) -> None:
 FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
-def _search_target(model: str, settings: Settings) -> None:
+def _search_target(model: str, settings: Settings, actor=None) -> None:
     from facesearch.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
 
     from .common import active_gallery_size
@@ -171,12 +180,13 @@ def _search_target(model: str, settings: Settings) -> None:
         thr, _ = search_thresholds(model, settings, n, target=pick)
         st.caption(f"With the current gallery: match at distance ≤ {thr:.3f}; {describe_fpir(pick, n)}. "
                    "The threshold tightens as the gallery grows.")
-        if st.button(f"Use this target for {model}'s gallery searches", key=f"use_fpir_{model}"):
-            set_target_fpir(model, pick, "Evaluate page", settings)
+        if actor is not None and actor.admin and st.button(f"Use this target for {model}'s gallery searches",
+                                                           key=f"use_fpir_{model}"):
+            set_target_fpir(model, pick, "Evaluate page", settings, actor=actor)
             st.success(f"{model}: gallery searches now call about {pick:.1%} of people not in the gallery a match.")
 
 
-def _results(cmp: Comparison, settings: Settings) -> None:
+def _results(cmp: Comparison, settings: Settings, actor=None) -> None:
     st.subheader("Side by side")
     for r in cmp.results:
         if r.error:
@@ -197,7 +207,7 @@ def _results(cmp: Comparison, settings: Settings) -> None:
     c2.plotly_chart(roc)
     st.subheader("Threshold")
     for r in ok:
-        _threshold_panel(r, settings)
+        _threshold_panel(r, settings, actor)
     rel = [row for r in ok for row in r.by_relation]
     if rel:
         import pandas as pd
@@ -313,6 +323,12 @@ def _open_set_results(osc: OpenSetComparison) -> None:
     c2.download_button("Everything (JSON)", osc.to_json(), f"{stem}.json", "application/json", key="eval_os_dl_json")
 
 
+def common_actor():
+    from .common import actor
+
+    return actor()
+
+
 def render() -> None:
     sidebar()
     st.title("Evaluate models")
@@ -341,7 +357,7 @@ def render() -> None:
         st.session_state[OPEN_SET_KEY] = osc
     cmp = st.session_state.get(RESULT_KEY)
     if cmp is not None:
-        _results(cmp, settings)
+        _results(cmp, settings, common_actor())
     osc = st.session_state.get(OPEN_SET_KEY)
     if osc is not None:
         _open_set_results(osc)

@@ -107,7 +107,7 @@ def start_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = 
     s, model, detector = common.active()
     common.pipeline()  # load the model under its spinner, and fail here if it cannot load
     return IngestJob(what, path, dict(fmt=fmt, model=model, detector=detector, settings=s, limit=limit,
-                                      items=items)).start()
+                                      items=items, actor=common.actor())).start()
 
 
 def job_panel(job: IngestJob | None) -> bool:
@@ -156,7 +156,8 @@ def render_report(report: IngestReport, what: str = "") -> None:
             st.dataframe([{"file": p} for p in report.no_face], hide_index=True)
 
 
-def status_section() -> None:
+def status_section(show_folder: bool = True) -> None:
+    """Model, detector, faces and identities; the data folder's path only with ``show_folder``."""
     s, model, detector = common.active()
     with common.user_errors():
         from store import list_galleries
@@ -171,7 +172,8 @@ def status_section() -> None:
         with common.user_errors():
             idents = common.gallery().identities()
     c[3].metric("Identities", f"{len(idents):,}" if idents else "0")
-    st.caption(f"Data folder: `{s.home}` · collection `{g['name'] if g else 'not created yet'}`")
+    if show_folder:
+        st.caption(f"Data folder: `{s.home}` · collection `{g['name'] if g else 'not created yet'}`")
     st.session_state["home_identities"] = idents or {}
 
 

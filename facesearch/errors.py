@@ -50,6 +50,12 @@ class WeightsMissingError(FaceSearchError):
         super().__init__(msg)
 
 
+class PermissionDeniedError(FaceSearchError):
+    """A visitor of a hosted dashboard asked for an admin action."""
+
+    exit_code = 3
+
+
 class ImageError(FaceSearchError):
     """A file that cannot be read as an image (not an image, truncated, unsupported)."""
 

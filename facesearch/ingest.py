@@ -29,6 +29,7 @@ import numpy as np
 
 from store import FaceGallery
 
+from .access import Actor, check_ingest_path, require_admin
 from .datasets import LabeledImage, load_images
 from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError
 from .images import load_image, to_jpeg
@@ -242,6 +243,7 @@ def _dask_results(paths: list[str], address: str, workers: int, model: str, dete
             cluster.close()
         raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     remote = cluster is None
+    settings = settings.with_(admin_password=None)  # workers have no use for it
     try:
         n = max(1, len(client.scheduler_info().get("workers", {})))
         it = iter(paths)
@@ -281,15 +283,19 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
            settings: Settings | None = None, limit: int | None = None, workers: int | None = None,
            all_faces: bool = False, progress: Progress | None = None, restart: bool = False,
            items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None,
-           dask: str | None = None) -> IngestReport:
+           dask: str | None = None, actor: Actor | None = None) -> IngestReport:
     """Add the photos under ``path`` to the (model, detector) gallery.
 
     Only the largest face of each labelled photo is stored, since the label names one
     person; ``all_faces=True`` stores every face under the same label. ``workers``: local
     worker processes; ``dask``: run detection and embedding on a Dask cluster instead
     (``"local"`` or a scheduler address) while this process writes, as it does for workers.
+    ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
     """
     settings = settings or get_settings()
+    require_admin(actor, "adding photos to the gallery")
+    if path is not None:
+        check_ingest_path(settings, path, actor)
     model, detector = model or settings.model, detector or settings.detector
     workers = max(1, workers or settings.workers)
     t0 = time.perf_counter()
@@ -297,7 +303,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     from .models import get_model
 
     emb = get_model(model, settings)
-    gallery = FaceGallery(emb.name, emb.dim, detector, settings)
+    gallery = FaceGallery(emb.name, emb.dim, detector, settings, actor=actor)
     ledger = Ledger(settings.home / "ingest.sqlite", gallery.name)
     if restart:
         ledger.forget()
@@ -317,6 +323,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     by_path = {str(it.path): (it, s, m) for it, s, m in todo}
     root = str(path)
     pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger = [], [], [], [], []
+    pending_set: set[str] = set()
 
     def flush():
         if pending_ids:
@@ -327,7 +334,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
             gallery.upsert(pending_ids, np.stack(pending_emb), pending_md, lock=False)
             report.faces_added += len(pending_ids)
         ledger.mark(pending_ledger)
-        for lst in (pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger):
+        for lst in (pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger, pending_set):
             lst.clear()
 
     def handle(res: dict):
@@ -344,6 +351,9 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
             faces = res["faces"] if all_faces else res["faces"][:1]
             for idx, (fd, e, jpg) in enumerate(faces):
                 fid = face_id(res["sha1"], idx)
+                if fid in pending_set:
+                    continue  # the same photo twice in one batch (a copy in another folder): stored once
+                pending_set.add(fid)
                 pending_ids.append(fid); pending_emb.append(e)
                 pending_md.append(_metadata(it, res["sha1"], idx, fd, root))
                 pending_thumbs.append((fid, jpg))

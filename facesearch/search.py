@@ -108,8 +108,9 @@ def aggregate(hits: list[Hit], threshold: float, possible: float | None = None) 
     return sorted(scores, key=lambda s: (s.distance, -s.n_hits))
 
 
-def open_gallery(pipeline: Pipeline, create: bool = True) -> FaceGallery:
-    return FaceGallery(pipeline.model.name, pipeline.model.dim, pipeline.detector.name, pipeline.settings, create=create)
+def open_gallery(pipeline: Pipeline, create: bool = True, actor=None) -> FaceGallery:
+    return FaceGallery(pipeline.model.name, pipeline.model.dim, pipeline.detector.name, pipeline.settings,
+                       create=create, actor=actor)
 
 
 def match_faces(analysis: Analysis, gallery: FaceGallery, k: int, threshold: float,

@@ -36,6 +36,10 @@ class Settings:
     # The embedding cache may live apart from the gallery (FACESEARCH_CACHE), so several
     # galleries, or throwaway test galleries, share already-computed embeddings.
     cache_dir: Path | None = None
+    # Hosting (facesearch.access): with a password, visitors are read-only; ingest from
+    # server folders is confined to these roots (empty: anywhere, for a local user).
+    admin_password: str | None = field(default=None, repr=False)
+    ingest_roots: tuple[Path, ...] = ()
 
     @property
     def chroma_path(self) -> Path:
@@ -82,6 +86,9 @@ class Settings:
             workers=_env_int("FACESEARCH_WORKERS", 1),
             thumb_size=_env_int("FACESEARCH_THUMB_SIZE", 112),
             cache_dir=Path(env["FACESEARCH_CACHE"]).expanduser() if env.get("FACESEARCH_CACHE") else None,
+            admin_password=env.get("FACESEARCH_ADMIN_PASSWORD") or None,
+            ingest_roots=tuple(Path(p).expanduser() for p in env.get("FACESEARCH_INGEST_ROOTS", "").split(os.pathsep)
+                               if p.strip()),
         )
 
 

@@ -25,6 +25,7 @@ from . import calibration as _cal
 from .errors import ConfigError, StorageFullError
 from .models import check_model_name, get_model
 from .settings import Settings, get_settings
+from .access import Actor, require_admin
 
 DEFAULT_TARGET_FPIR = 0.01
 # "possible" (worth a human's second look) reaches the threshold for this many times the
@@ -126,8 +127,10 @@ def _save(model: str, settings: Settings, **fields) -> None:
         _write(settings, data)
 
 
-def set_target_fpir(model: str, value: float, source: str = "", settings: Settings | None = None) -> float:
+def set_target_fpir(model: str, value: float, source: str = "", settings: Settings | None = None,
+                    actor: Actor | None = None) -> float:
     """Persist the share of strangers a search with ``model`` may call a match."""
+    require_admin(actor, "changing a search threshold")
     settings = settings or get_settings()
     value = float(value)
     if not 0.0 < value < 0.5:
@@ -136,8 +139,10 @@ def set_target_fpir(model: str, value: float, source: str = "", settings: Settin
     return value
 
 
-def set_threshold(model: str, value: float, source: str = "", settings: Settings | None = None) -> float:
+def set_threshold(model: str, value: float, source: str = "", settings: Settings | None = None,
+                  actor: Actor | None = None) -> float:
     """Persist ``value`` as ``model``'s 1:1 verify threshold. Returns it."""
+    require_admin(actor, "changing a verify threshold")
     settings = settings or get_settings()
     value = float(value)
     if not 0.0 <= value <= 2.0:

@@ -33,6 +33,7 @@ from facesearch.errors import (
     StorageFullError,
     StoreError,
 )
+from facesearch.access import Actor, require_admin
 from facesearch.settings import Settings, get_settings
 
 METRIC = "cosine"
@@ -156,9 +157,12 @@ def list_galleries(settings: Settings | None = None) -> list[dict]:
 
 class FaceGallery:
     def __init__(self, model: str, dim: int, detector: str, settings: Settings | None = None,
-                 create: bool = True):
-        """``model``/``dim``: the embedder's name and vector size; ``detector``: its name."""
+                 create: bool = True, actor: Actor | None = None):
+        """``model``/``dim``: the embedder's name and vector size; ``detector``: its name.
+        ``actor``: who writes through this object (None: the command line); a visitor
+        of a hosted dashboard may read but not write (facesearch.access)."""
         self.settings = settings or get_settings()
+        self.actor = actor
         self.model, self.dim, self.detector = model, int(dim), detector
         self.name = collection_name(model, detector)
         self.client = get_client(self.settings)
@@ -248,6 +252,7 @@ class FaceGallery:
     # -- writes ----------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict], *, lock: bool = True) -> int:
         """Insert or replace faces. ``embeddings``: (n, dim). Returns n."""
+        require_admin(self.actor, "adding faces to the gallery")
         x = self._check(embeddings, "add")
         ids = [str(i) for i in ids]
         if not (len(ids) == len(x) == len(metadatas)):
@@ -271,6 +276,7 @@ class FaceGallery:
 
     def delete(self, ids: Sequence[str] | None = None, identity: str | None = None) -> int:
         """Delete by ids or by identity; returns how many faces were removed."""
+        require_admin(self.actor, "deleting faces from the gallery")
         if not ids and identity is None:
             raise ConfigError("delete: give ids or an identity")
         with self.writer():

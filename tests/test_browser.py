@@ -64,8 +64,7 @@ def server(browser_gallery, session_home):
     proc = subprocess.Popen(
         [sys.executable, "-m", "facesearch", "serve", "--port", str(port), "--",
          "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-         "--client.toolbarMode", "minimal"],
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -213,6 +212,8 @@ def test_home(page, server, settings):
     page.get_by_text("Identities").first.wait_for()
     body = page.inner_text("body")
     assert settings.model in body and "Faces" in body and str(settings.home) in body
+    # .streamlit/config.toml runs the toolbar in viewer mode: no Deploy button for visitors.
+    assert page.get_by_role("button", name="Deploy").count() == 0
     no_exception(page)
     shot(page, "home.png")
 

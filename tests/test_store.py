@@ -247,3 +247,15 @@ def test_two_worker_processes_ingest_the_same_as_one(tmp_path):
     assert rep.processed == 9 and not rep.failed
     g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
     assert g.count() == rep.faces_added and len(g.identities()) == 3
+
+
+def test_same_photo_in_two_folders_is_stored_once(tmp_path, data_dir, fresh_settings):
+    """Two paths, identical bytes, in one batch: one face, not a refused batch."""
+    photo = next((data_dir / "photos/people/obama").iterdir())
+    for who in ("a", "b"):
+        (tmp_path / "ds" / who).mkdir(parents=True)
+        shutil.copy(photo, tmp_path / "ds" / who / photo.name)
+    rep = ingest(tmp_path / "ds", "folders", settings=fresh_settings)
+    assert rep.processed == 2 and not rep.failed, rep.summary()
+    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
+    assert g.count() == 1 and rep.faces_added == 1

@@ -1,0 +1,127 @@
+"""Hosted mode: visitors read, only an admin changes the gallery (facesearch.access)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+from facesearch.access import ADMIN, VISITOR, check_ingest_path, check_password, session_actor
+from facesearch.errors import PermissionDeniedError
+from facesearch.settings import Settings
+
+sys.path.insert(0, str(ROOT))
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+APP = str(ROOT / "app.py")
+
+
+def _unit(n, d=128):
+    x = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_core_refuses_a_visitor_whatever_the_page_does(tmp_path):
+    from facesearch.ingest import ingest
+    from facesearch.thresholds import set_target_fpir, set_threshold
+    from store import FaceGallery
+
+    s = Settings(home=tmp_path, admin_password="s3cret")
+    FaceGallery("sface", 128, "yunet", s, actor=ADMIN).upsert(["a"], _unit(1), [{"identity": "x"}])
+    g = FaceGallery("sface", 128, "yunet", s, actor=VISITOR)
+    assert g.count() == 1 and g.query(_unit(1), k=1)[0][0].id == "a"  # reading is fine
+    with pytest.raises(PermissionDeniedError, match="admin"):
+        g.upsert(["b"], _unit(1), [{"identity": "y"}])
+    with pytest.raises(PermissionDeniedError):
+        g.delete(identity="x")
+    with pytest.raises(PermissionDeniedError):
+        ingest(DATA / "photos/people", settings=s, actor=VISITOR)
+    with pytest.raises(PermissionDeniedError):
+        set_threshold("sface", 0.5, "forged", s, actor=VISITOR)
+    with pytest.raises(PermissionDeniedError):
+        set_target_fpir("sface", 0.05, "forged", s, actor=VISITOR)
+    assert g.count() == 1 and not s.thresholds_file.exists()
+
+
+def test_password_and_roles():
+    hosted = Settings(admin_password="s3cret")
+    assert check_password(hosted, "s3cret") and not check_password(hosted, "s3cre") and not check_password(hosted, "")
+    assert not check_password(Settings(), "")  # no password: nobody signs in, everyone is the local user
+    assert session_actor(hosted, False) == VISITOR and session_actor(hosted, True) == ADMIN
+    assert session_actor(Settings(), False).admin
+
+
+def test_ingest_roots_confine_dashboard_ingests(tmp_path):
+    root, outside = tmp_path / "photos", tmp_path / "private"
+    (root / "people").mkdir(parents=True)
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    s = Settings(home=tmp_path / "home", admin_password="pw", ingest_roots=(root,))
+    check_ingest_path(s, root / "people", ADMIN)
+    check_ingest_path(s, s.home / "uploads" / "zip-1", ADMIN)  # unpacked uploads
+    for bad in (outside, root / ".." / "private", root / "escape", Path("/etc")):
+        with pytest.raises(PermissionDeniedError, match="outside"):
+            check_ingest_path(s, bad, ADMIN)
+    with pytest.raises(PermissionDeniedError):  # hosted, no roots: server folders are off
+        check_ingest_path(Settings(home=tmp_path / "h", admin_password="pw"), root, ADMIN)
+    check_ingest_path(s, outside, None)  # the command line reads what its user can
+    check_ingest_path(Settings(home=tmp_path / "h"), outside, ADMIN)  # a local user's own machine
+
+
+def _texts(at) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "subheader", "title", "success", "warning", "error", "info"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def _keys(at) -> set[str]:
+    return {w.key for kind in ("button", "text_input", "selectbox", "checkbox", "number_input")
+            for w in getattr(at, kind) if w.key}
+
+
+@pytest.fixture
+def hosted_env(monkeypatch, tmp_path, session_home):
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    monkeypatch.setenv("FACESEARCH_ADMIN_PASSWORD", "s3cret")
+    return tmp_path / "home"
+
+
+def test_visitor_sees_no_admin_control_and_no_server_path(hosted_env):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    keys = _keys(at)
+    for k in ("ingest_go", "ingest_path", "ingest_zip_go", "enroll_go", "delete_go", "delete_identity"):
+        assert k not in keys, k
+    assert str(hosted_env) not in _texts(at)
+    assert "admin_password_input" in keys
+    # A wrong password: refused, still a visitor.
+    at.text_input(key="admin_password_input").set_value("guess")
+    at.button(key="admin_sign_in").click().run()
+    assert any("Wrong password" in e.value for e in at.error) and "ingest_go" not in _keys(at)
+    at.text_input(key="admin_password_input").set_value("s3cret")
+    at.button(key="admin_sign_in").click().run()
+    assert not at.exception
+    assert {"ingest_go", "ingest_path", "enroll_go"} <= _keys(at) and str(hosted_env) in _texts(at)
+    at.button(key="admin_sign_out").click().run()
+    assert "ingest_go" not in _keys(at)
+
+
+def test_without_a_password_it_says_it_is_single_user(monkeypatch, tmp_path, session_home):
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACESEARCH_ADMIN_PASSWORD", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception
+    assert "Single-user mode" in _texts(at) and "ingest_go" in _keys(at)
+
+
+def test_visitor_evaluates_only_the_servers_datasets(hosted_env):
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=120).run()
+    assert not at.exception
+    assert not any((w.key or "").startswith("eval_path_") for w in at.text_input)
