@@ -14,8 +14,6 @@ drops frames that arrive while a slow pass is running, so the delay never builds
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import threading
 import time
@@ -29,19 +27,6 @@ from facesearch.errors import FaceSearchError
 from facesearch.search import search_gallery
 
 from . import common
-
-# No STUN/TURN by default: browser and server on one machine or LAN connect directly.
-# For a server behind NAT set FACESEARCH_ICE_SERVERS='[{"urls": ["stun:stun.l.google.com:19302"]}]'.
-def ice_servers() -> list:
-    raw = os.environ.get("FACESEARCH_ICE_SERVERS", "").strip()
-    if not raw:
-        return []
-    try:
-        val = json.loads(raw)
-    except json.JSONDecodeError:
-        return [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
-    return val if isinstance(val, list) else [val]
-
 
 @dataclass
 class LiveFace:
@@ -167,6 +152,27 @@ def _describe(res: LiveResult) -> str:
     return "Recognised — " + " · ".join(parts) + f"  \n_{res.seconds * 1000:.0f} ms per pass_"
 
 
+# What the browser does not tell the server: shown under the widget until it plays.
+TROUBLESHOOTING = (
+    "No picture? The browser names the problem in the widget: *NotFoundError*, no camera is connected (plug "
+    "one in, or upload a photo instead); *NotAllowedError*, the camera was refused (allow it in the browser's "
+    "site settings, then reload); stuck on *connecting*, the browser cannot reach this server's media port "
+    "(ask the admin for a TURN server, `FACESEARCH_ICE_SERVERS`).")
+
+
+def camera_blocker(url: str) -> str | None:
+    """Why a browser will refuse the camera for a page at ``url``, or None. Browsers give
+    the camera only to secure pages: HTTPS, or http on this very machine."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    if u.scheme == "http" and u.hostname not in ("localhost", "127.0.0.1", "::1", None):
+        return (f"This page is served over plain HTTP ({u.hostname}), so the browser will not give it the camera. "
+                "Open it over HTTPS (put the dashboard behind a TLS proxy, see the README's Hosting section), "
+                "or upload a photo instead.")
+    return None
+
+
 def live_webcam(k: int = 5) -> None:
     """The webcam widget and a status line that follows the recognised faces."""
     import sys
@@ -177,8 +183,14 @@ def live_webcam(k: int = 5) -> None:
         return
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+    with common.user_errors():
+        from facesearch.settings import parse_ice_servers
+
+        ice = {"iceServers": list(parse_ice_servers(common.settings().ice_servers))}
+    why = camera_blocker(st.context.url or "")
+    if why:
+        st.warning(why)
     rec = _recognizer(k)
-    ice = {"iceServers": ice_servers()}
     ctx = webrtc_streamer(
         key="live_webcam",
         mode=WebRtcMode.SENDRECV,
@@ -192,6 +204,7 @@ def live_webcam(k: int = 5) -> None:
     status = st.empty()
     if not ctx.state.playing:
         status.info("Press START and allow the camera: faces are boxed and named live.")
+        st.caption(TROUBLESHOOTING)
         return
     status.caption("Waiting for the first frame…")
     # Drain the queue while the stream plays; a click on STOP (or any widget) reruns the

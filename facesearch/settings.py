@@ -23,6 +23,37 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def parse_ice_servers(raw: str) -> tuple:
+    """``FACESEARCH_ICE_SERVERS`` as RTCIceServer dicts: a JSON list (or one object), e.g.
+    ``[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]``, or
+    comma-separated URLs (``stun:stun.example.org:3478,turn:...``). Raises ConfigError."""
+    import json
+
+    from .errors import ConfigError
+
+    raw = (raw or "").strip()
+    if not raw:
+        return ()
+    if raw[0] in "[{":
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"FACESEARCH_ICE_SERVERS is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        servers = val if isinstance(val, list) else [val]
+    else:
+        servers = [{"urls": [u.strip() for u in raw.split(",") if u.strip()]}]
+    for sv in servers:
+        urls = sv.get("urls") if isinstance(sv, dict) else None
+        urls = [urls] if isinstance(urls, str) else urls
+        if not urls or not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "stuns", "turn", "turns")
+                               for u in urls):
+            raise ConfigError(f"FACESEARCH_ICE_SERVERS: each server needs \"urls\" starting with stun:, stuns:, "
+                              f"turn: or turns:, got {sv!r}")
+        if any(u.startswith("turn") for u in urls) and not (sv.get("username") and sv.get("credential")):
+            raise ConfigError("FACESEARCH_ICE_SERVERS: a TURN server needs \"username\" and \"credential\"")
+    return tuple(servers)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path("data"))
@@ -40,6 +71,10 @@ class Settings:
     # server folders is confined to these roots (empty: anywhere, for a local user).
     admin_password: str | None = field(default=None, repr=False)
     ingest_roots: tuple[Path, ...] = ()
+    # WebRTC STUN/TURN servers for the live webcam (FACESEARCH_ICE_SERVERS: a JSON list of
+    # RTCIceServer objects, or comma-separated URLs). Empty: browser and server connect
+    # directly, which works on one machine or a LAN, not through NAT.
+    ice_servers: str = ""  # as given; parse_ice_servers() validates it where it is used
 
     @property
     def chroma_path(self) -> Path:
@@ -87,6 +122,7 @@ class Settings:
             thumb_size=_env_int("FACESEARCH_THUMB_SIZE", 112),
             cache_dir=Path(env["FACESEARCH_CACHE"]).expanduser() if env.get("FACESEARCH_CACHE") else None,
             admin_password=env.get("FACESEARCH_ADMIN_PASSWORD") or None,
+            ice_servers=env.get("FACESEARCH_ICE_SERVERS", ""),
             ingest_roots=tuple(Path(p).expanduser() for p in env.get("FACESEARCH_INGEST_ROOTS", "").split(os.pathsep)
                                if p.strip()),
         )

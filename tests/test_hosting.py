@@ -125,3 +125,41 @@ def test_visitor_evaluates_only_the_servers_datasets(hosted_env):
     at = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=120).run()
     assert not at.exception
     assert not any((w.key or "").startswith("eval_path_") for w in at.text_input)
+
+
+def test_ice_servers_are_validated():
+    from facesearch.errors import ConfigError
+    from facesearch.settings import parse_ice_servers
+
+    assert parse_ice_servers("") == ()
+    assert parse_ice_servers("stun:stun.example.org:3478") == ({"urls": ["stun:stun.example.org:3478"]},)
+    turn = '[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]'
+    assert parse_ice_servers(turn)[0]["username"] == "u"
+    for bad, why in (("[{", "not valid JSON"), ('[{"urls": ["http://x"]}]', "stun:"),
+                     ('{"urls": "turn:t.example.org"}', "username")):
+        with pytest.raises(ConfigError, match=why):
+            parse_ice_servers(bad)
+
+
+def test_camera_needs_a_secure_page():
+    from components.webcam import camera_blocker
+
+    assert camera_blocker("http://localhost:8501/Match") is None
+    assert camera_blocker("https://faces.example.org/Match") is None
+    assert "HTTPS" in camera_blocker("http://faces.example.org:8501/Match")
+
+
+def test_a_bad_ice_setting_is_an_error_on_the_match_page_not_a_traceback(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACESEARCH_ICE_SERVERS", '[{"urls": ["turn:t.example.org"]}]')
+    from store import FaceGallery
+    from store.gallery import close_client
+
+    s = Settings(home=tmp_path / "home")
+    FaceGallery("sface", 128, "yunet", s).upsert(["a"], _unit(1), [{"identity": "x"}])
+    close_client(s)
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Match.py"), default_timeout=120)
+    at.session_state["match_mode"] = "Live webcam"
+    at.run()
+    assert not at.exception
+    assert any("FACESEARCH_ICE_SERVERS" in e.value and "username" in e.value for e in at.error), _texts(at)
