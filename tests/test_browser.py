@@ -401,3 +401,26 @@ def test_home_ingest_runs_in_the_background_and_stops(page, own_dashboard):
     page.get_by_text(re.compile(rf"\({stopped_at} already done\)")).first.wait_for(timeout=MODEL_WAIT_MS)
     no_exception(page)
     assert f"{300 - stopped_at} photos processed ({stopped_at} already done)" in page.inner_text("body")
+
+
+def test_several_sessions_at_once(browser, server, browser_gallery):
+    """Four browser sessions upload four people's photos at the same time; each page
+    names its own person."""
+    _, probes = browser_gallery
+    probes = probes[:4]
+    contexts = [browser.new_context(viewport=VIEWPORT) for _ in probes]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for pg in pages:
+            pg.set_default_timeout(60_000)
+            open_page(pg, server + "/Match")
+        for pg, probe in zip(pages, probes):  # no waiting in between: the uploads overlap
+            pg.locator('input[type="file"]').first.set_input_files(str(probe.path))
+        for pg, probe in zip(pages, probes):
+            face_headers(pg).first.wait_for(timeout=MODEL_WAIT_MS)
+            wait_idle(pg)
+            no_exception(pg)
+            assert best_matches(pg)[0] == probe.identity, pg.inner_text("body")[:2000]
+    finally:
+        for c in contexts:
+            c.close()
