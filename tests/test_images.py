@@ -10,6 +10,7 @@ from facesearch.errors import ImageError
 from facesearch.images import load_image
 
 
+@pytest.mark.timeout(30)
 def test_not_an_image_and_truncated_are_reported(data_dir):
     with pytest.raises(ImageError, match="not an image"):
         load_image(data_dir / "photos/edge/not-an-image.jpg")
@@ -21,6 +22,7 @@ def test_not_an_image_and_truncated_are_reported(data_dir):
         load_image(b"")
 
 
+@pytest.mark.timeout(30)
 def test_rgba_png_becomes_rgb_on_white(data_dir):
     img = load_image(data_dir / "photos/edge/32bit.png")
     assert img.rgb.ndim == 3 and img.rgb.shape[2] == 3 and img.rgb.dtype == np.uint8
@@ -29,6 +31,7 @@ def test_rgba_png_becomes_rgb_on_white(data_dir):
     assert (load_image(buf.getvalue()).rgb == 255).all()
 
 
+@pytest.mark.timeout(30)
 def test_exif_orientation_is_applied():
     # A 40x20 landscape image tagged "rotate 90 CW" (orientation 6) must load as 20x40.
     arr = np.zeros((20, 40, 3), np.uint8); arr[:, :20] = 255
@@ -37,6 +40,7 @@ def test_exif_orientation_is_applied():
     assert load_image(buf.getvalue()).shape == (40, 20)
 
 
+@pytest.mark.timeout(30)
 def test_grayscale_and_16_bit():
     g = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
     buf = io.BytesIO(); Image.fromarray(g, "L").save(buf, "PNG")
@@ -50,6 +54,7 @@ def test_grayscale_and_16_bit():
     assert load_image(np.zeros((5, 5), np.uint16)).rgb.shape == (5, 5, 3)
 
 
+@pytest.mark.timeout(30)
 def test_same_bytes_same_hash(data_dir):
     p = data_dir / "photos/people/obama/obama.jpg"
     assert load_image(p).sha1 == load_image(p.read_bytes()).sha1

@@ -1,0 +1,380 @@
+"""Hostile and broken input (issue 10): every case gets a clear FaceSearchError, nothing is
+written, and the process goes on serving.
+
+Every input here is generated at run time: decompression bombs are built byte by byte
+(never as pixels in memory), zips with ``zipfile``, corrupt databases by overwriting files.
+The bomb cases run in a subprocess so their peak memory (``ru_maxrss``) is theirs alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from PIL import Image
+
+from facesearch import images as I
+from facesearch.errors import ImageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- generated files
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def big_jpeg(w: int, h: int, *, components: int = 1, interleaved: bool = True, sof: int = 0xC0) -> bytes:
+    """A valid JPEG of ``w`` x ``h`` uniform grey pixels, a few bytes per 1,000 pixels.
+
+    Hand-built so a 400-megapixel image never exists as pixels here: one quantisation
+    table, one-code Huffman tables (DC difference 0, end of block), so every 8x8 block is
+    two zero bits. ``interleaved=False`` puts each component in its own scan (which makes
+    libjpeg buffer the whole image); ``sof=0xC2`` marks it progressive (header only: such
+    a file is refused before its scans are read)."""
+    out = bytearray(b"\xff\xd8")
+    out += _segment(0xDB, b"\x00" + bytes([1] * 64))
+    comps = b"".join(bytes([c + 1, 0x11, 0]) for c in range(components))
+    out += _segment(sof, struct.pack(">BHHB", 8, h, w, components) + comps)
+    one_code = bytes([1] + [0] * 15) + b"\x00"
+    out += _segment(0xC4, b"\x00" + one_code) + _segment(0xC4, b"\x10" + one_code)
+    blocks = -(-w // 8) * -(-h // 8)
+    scans = [list(range(components))] if interleaved else [[c] for c in range(components)]
+    for scan in scans:
+        out += _segment(0xDA, bytes([len(scan)]) + b"".join(bytes([c + 1, 0]) for c in scan) + b"\x00\x3f\x00")
+        out += bytes(-(-blocks * len(scan) * 2 // 8))
+    return bytes(out + b"\xff\xd9")
+
+
+def big_png(w: int, h: int) -> bytes:
+    """A valid black RGB PNG of ``w`` x ``h``: 20,000 x 20,000 is 1.2 MB, as in issue 10.
+
+    Deflate with a full flush resets the compressor, so every run of identical rows
+    compresses to the same bytes: compressed once, repeated, and the zlib checksum of
+    all-zero data written directly (its sum part is 1, its running part the length)."""
+    row = b"\x00" + bytes(3 * w)
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    step = 64
+    z.compress(row * step), z.flush(zlib.Z_FULL_FLUSH)
+    chunk = z.compress(row * step) + z.flush(zlib.Z_FULL_FLUSH)
+    n, rest = divmod(h, step)
+    body = chunk * n + z.compress(row * rest) + z.flush()
+    adler = ((len(row) * h % 65521) << 16) | 1
+    idat = b"\x78\xda" + body + struct.pack(">I", adler)
+
+    def chunk_(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk_(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk_(b"IDAT", idat) + chunk_(b"IEND", b""))
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def quadrants(w: int = 64, h: int = 32) -> np.ndarray:
+    """``(h, w, 3)`` uint8: red, green / blue, white quadrants, to see rotations."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[: h // 2, : w // 2] = (255, 0, 0)
+    a[: h // 2, w // 2:] = (0, 255, 0)
+    a[h // 2:, : w // 2] = (0, 0, 255)
+    a[h // 2:, w // 2:] = (255, 255, 255)
+    return a
+
+
+def corner_colours(rgb: np.ndarray) -> list[tuple[int, ...]]:
+    """The colour near each corner (top-left, top-right, bottom-left, bottom-right),
+    rounded to 0/255 so JPEG's error does not matter."""
+    h, w = rgb.shape[:2]
+    ys, xs = (h // 8, h - 1 - h // 8), (w // 8, w - 1 - w // 8)
+    return [tuple(int(v) for v in (rgb[y, x] > 127) * 255) for y in ys for x in xs]
+
+
+# --------------------------------------------------------------------------- not an image at all
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty"),
+    (b"Dear visitor,\nthis is a letter, not a photo.\n", "not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 5, "not an image"),
+    # Pillow would hand this to Ghostscript: formats a photo never comes in are not opened.
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not a supported format"),
+    (b"8BPS\x00\x01" + bytes(20), "not a supported format"),  # Photoshop
+], ids=["empty", "text", "png-signature-only", "eps", "psd"])
+def test_not_an_image_is_told_so(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        I.load_image(data, "upload.jpg")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "TIFF"])
+def test_truncated_images_are_told_so(fmt):
+    rng = np.random.default_rng(0)
+    data = encode(Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)), fmt)
+    with pytest.raises(ImageError, match="truncated|corrupt"):
+        I.load_image(data[: len(data) * 2 // 3], f"cut.{fmt.lower()}")
+
+
+@pytest.mark.timeout(30)
+def test_empty_file_and_folder_on_disk(tmp_path):
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty"):
+        I.load_image(tmp_path / "zero.jpg")
+    with pytest.raises(ImageError, match="folder"):
+        I.load_image(tmp_path)
+    with pytest.raises(ImageError, match="no pixels"):
+        I.load_image(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(ImageError, match="type"):
+        I.load_image(np.array([["a", "b"]], dtype=object))
+
+
+# --------------------------------------------------------------------------- decompression bombs
+
+_PEAK = r"""
+import json, resource, sys, time
+from facesearch.errors import ImageError
+from facesearch.images import load_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+try:
+    out = {"shape": list(load_image(sys.argv[1]).rgb.shape)}
+except ImageError as exc:
+    out = {"error": str(exc)}
+out["seconds"] = time.perf_counter() - t
+out["peak_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps(out))
+"""
+
+
+def load_in_subprocess(path: Path) -> dict:
+    """``load_image(path)`` in a fresh interpreter: its shape or error, seconds, and how
+    far the process's peak memory rose above what the imports took (MB)."""
+    r = subprocess.run([sys.executable, "-c", _PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print(path.name, out)  # the figures quoted in the report; shown with pytest -s
+    return out
+
+
+# Two RGB copies of the largest image ever decoded: the decoded photo and the array made
+# from it. Without the limits each bomb below rises by gigabytes.
+MEMORY_BOUND_MB = 2 * 3 * I.MAX_PIXELS / 2**20
+
+
+@pytest.mark.timeout(120)
+def test_png_bomb_is_refused_from_its_header(tmp_path):
+    """The 1.2 MB PNG of 20,000 x 20,000 (400 MP) that took 20 s and 6.3 GB."""
+    p = tmp_path / "bomb.png"
+    p.write_bytes(big_png(20_000, 20_000))
+    assert p.stat().st_size < 2_000_000
+    out = load_in_subprocess(p)
+    assert "too large" in out.get("error", "") and "20,000 x 20,000" in out["error"]
+    assert "50 megapixels" in out["error"]
+    assert out["seconds"] < 1.0 and out["peak_growth_mb"] < 50
+
+
+@pytest.mark.timeout(120)
+def test_jpeg_bomb_decodes_at_reduced_scale_in_bounded_memory(tmp_path):
+    p = tmp_path / "bomb.jpg"
+    p.write_bytes(big_jpeg(20_000, 20_000, components=3))
+    out = load_in_subprocess(p)
+    # 400 MP: 1/2 scale is 100 MP, over the limit; 1/4 is 25 MP.
+    assert out.get("shape") == [5000, 5000, 3], out
+    assert out["peak_growth_mb"] < MEMORY_BOUND_MB, out
+    assert out["seconds"] < 10
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["multi-scan", "progressive", "beyond-eighth"])
+def test_jpeg_that_cannot_be_read_small_is_refused_quickly(tmp_path, kind):
+    """libjpeg holds every coefficient of a progressive or multi-scan JPEG whatever the
+    scale (2 bytes per pixel and component): over the budget, refused from the header. So
+    is a JPEG still over the budget at 1/8 (65,000 x 65,000 at 1/8 is 66 MP)."""
+    data = {"multi-scan": lambda: big_jpeg(8_000, 8_000, components=3, interleaved=False),
+            "progressive": lambda: big_jpeg(20_000, 20_000, components=3, sof=0xC2),
+            "beyond-eighth": lambda: big_jpeg(65_000, 65_000)}[kind]()
+    p = tmp_path / f"{kind}.jpg"
+    p.write_bytes(data)
+    out = load_in_subprocess(p)
+    assert "too large" in out.get("error", ""), out
+    assert out["seconds"] < 1.0 and out["peak_growth_mb"] < 50, out
+
+
+@pytest.mark.timeout(60)
+def test_reduced_decode_is_the_same_photo_upright(monkeypatch):
+    """With the budget lowered, an ordinary JPEG decodes at the reduction that fits, the
+    same picture (EXIF rotation applied after the reduction); a PNG or a progressive
+    JPEG over it is refused, and one within it is read at full size."""
+    monkeypatch.setattr(I, "MAX_PIXELS", 100_000)
+    a = np.repeat(np.repeat(quadrants(), 10, axis=0), 10, axis=1)  # 640 x 320: 204,800 px
+    jpg = encode(Image.fromarray(a), "JPEG", quality=95)
+    small = I.load_image(jpg).rgb
+    assert small.shape == (160, 320, 3)  # 1/2 is 51,200 px
+    assert corner_colours(small) == corner_colours(a)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise
+    turned = I.load_image(encode(Image.fromarray(a), "JPEG", quality=95, exif=exif)).rgb
+    assert turned.shape == (320, 160, 3)
+    assert corner_colours(turned) == corner_colours(np.rot90(a, -1))
+    for data in (encode(Image.fromarray(a), "PNG"), encode(Image.fromarray(a), "JPEG", progressive=True)):
+        with pytest.raises(ImageError, match="too large"):
+            I.load_image(data)
+    monkeypatch.setattr(I, "MAX_PIXELS", 640 * 320)
+    assert I.load_image(encode(Image.fromarray(a), "PNG")).rgb.shape == (320, 640, 3)
+
+
+# --------------------------------------------------------------------------- colour modes, EXIF
+
+
+def _paletted_with_transparency() -> Image.Image:
+    p = Image.new("P", (8, 6), 0)
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.paste(1, (0, 0, 4, 6))
+    p.info["transparency"] = 0
+    return p
+
+
+def _float_with_nan_and_inf() -> Image.Image:
+    f = np.tile(np.linspace(-1.0, 3.0, 8, dtype=np.float32), (6, 1))
+    f[0, 0], f[0, 1], f[0, 2] = np.nan, np.inf, -np.inf
+    return Image.fromarray(f, "F")
+
+
+def _sixteen_bit_rgb_png() -> bytes:
+    import cv2
+
+    bgr = np.zeros((6, 8, 3), np.uint16)
+    bgr[..., 2] = 65535  # red, in OpenCV's BGR order
+    return cv2.imencode(".png", bgr)[1].tobytes()
+
+
+# (name, bytes, the RGB expected at pixel (row 3, column 1), and at (3, 6))
+MODES = [
+    ("RGBA transparent", lambda: encode(Image.new("RGBA", (8, 6), (0, 0, 0, 0)), "PNG"), (255,) * 3, (255,) * 3),
+    ("RGBA opaque", lambda: encode(Image.new("RGBA", (8, 6), (255, 0, 0, 255)), "PNG"), (255, 0, 0), (255, 0, 0)),
+    ("LA", lambda: encode(Image.new("LA", (8, 6), (0, 0)), "PNG"), (255,) * 3, (255,) * 3),
+    ("P transparency PNG", lambda: encode(_paletted_with_transparency(), "PNG"), (255, 0, 0), (255,) * 3),
+    ("P transparency GIF", lambda: encode(_paletted_with_transparency(), "GIF"), (255, 0, 0), (255,) * 3),
+    ("CMYK JPEG white", lambda: encode(Image.new("CMYK", (8, 6), (0, 0, 0, 0)), "JPEG", quality=95),
+     (255,) * 3, (255,) * 3),
+    ("CMYK TIFF cyan", lambda: encode(Image.new("CMYK", (8, 6), (255, 0, 0, 0)), "TIFF"), (0, 255, 255),
+     (0, 255, 255)),
+    ("L", lambda: encode(Image.new("L", (8, 6), 200), "PNG"), (200,) * 3, (200,) * 3),
+    ("1-bit BMP", lambda: encode(Image.new("1", (8, 6), 1), "BMP"), (255,) * 3, (255,) * 3),
+    ("I;16 PNG", lambda: encode(Image.fromarray(np.tile(np.arange(8, dtype=np.uint16) * 9000, (6, 1))), "PNG"),
+     (36,) * 3, (219,) * 3),
+    ("16-bit RGB PNG", _sixteen_bit_rgb_png, (255, 0, 0), (255, 0, 0)),
+    # The finite values span -1..3: stretched over them, NaN and infinities black.
+    ("F TIFF with NaN and inf", lambda: encode(_float_with_nan_and_inf(), "TIFF"), (36,) * 3, (219,) * 3),
+    ("YCbCr TIFF", lambda: encode(Image.new("RGB", (8, 6), (0, 0, 255)).convert("YCbCr"), "TIFF"),
+     (0, 0, 255), (0, 0, 255)),
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name, make, at1, at6", MODES, ids=[m[0] for m in MODES])
+def test_colour_modes_load_as_rgb(name, make, at1, at6):
+    rgb = I.load_image(make(), name).rgb
+    assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8 and rgb.flags.c_contiguous
+    for (y, x), want in (((3, 1), at1), ((3, 6), at6)):
+        assert np.abs(rgb[y, x].astype(int) - want).max() <= 6, (name, (y, x), rgb[y, x], want)
+
+
+# EXIF orientation -> what a viewer shows, as numpy operations on the stored pixels.
+ORIENTATIONS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_is_applied(orientation, fmt):
+    a = quadrants()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    rgb = I.load_image(encode(Image.fromarray(a), fmt, exif=exif, quality=95)).rgb
+    want = ORIENTATIONS[orientation](a)
+    assert rgb.shape == want.shape
+    assert corner_colours(rgb) == corner_colours(want)
+
+
+# --------------------------------------------------------------------------- property-based
+
+_VALID = [encode(Image.fromarray(quadrants(24, 16)), fmt) for fmt in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")]
+
+
+@st.composite
+def damaged_images(draw) -> bytes:
+    """A valid small image with bytes overwritten, inserted or cut off: past the magic
+    number, into each decoder's parsing code, which random bytes alone rarely reach."""
+    data = bytearray(draw(st.sampled_from(_VALID)))
+    for _ in range(draw(st.integers(1, 8))):
+        pos = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["set", "insert", "cut"]))
+        if op == "set":
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        else:
+            del data[pos:]
+            if not data:
+                break
+    return bytes(data)
+
+
+@pytest.mark.timeout(120)
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=512), damaged_images()))
+def test_any_bytes_give_an_image_or_an_image_error(data):
+    try:
+        rgb = I.load_image(data, "upload").rgb
+    except ImageError as exc:
+        assert str(exc).startswith("upload: ") and len(str(exc)) > len("upload: ")
+        return
+    assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8 and rgb.size > 0
+
+
+# Every (mode, format) pair Pillow writes that a photo could come as.
+_SAVABLE = [("RGB", f) for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")] + [
+    ("L", "JPEG"), ("L", "PNG"), ("L", "BMP"), ("L", "TIFF"), ("1", "PNG"), ("1", "BMP"), ("1", "TIFF"),
+    ("RGBA", "PNG"), ("RGBA", "WEBP"), ("RGBA", "TIFF"), ("LA", "PNG"), ("P", "PNG"), ("P", "GIF"),
+    ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("I;16", "PNG"), ("I;16", "TIFF"), ("I", "TIFF"), ("F", "TIFF"),
+    ("YCbCr", "TIFF"),
+]
+
+
+@pytest.mark.timeout(120)
+@hsettings(max_examples=80, deadline=None)
+@given(st.sampled_from(_SAVABLE), st.integers(1, 300), st.integers(1, 300), st.integers(0, 2**32 - 1))
+def test_valid_images_of_any_size_and_mode_load_as_rgb(mode_fmt, w, h, seed):
+    mode, fmt = mode_fmt
+    rng = np.random.default_rng(seed)
+    rgb = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    img = rgb.convert(mode) if mode not in ("I;16", "I", "F") else Image.fromarray(
+        rng.integers(0, 65535, (h, w)).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]))
+    out = I.load_image(encode(img, fmt)).rgb
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
