@@ -1,22 +1,18 @@
-"""Verification and identification metrics for face pairs, in plain numpy.
+"""Verification and identification metrics for face pairs, on top of scikit-learn.
 
 Convention used everywhere in this module: a pair has a ``distance`` (cosine distance,
 lower = more similar) and a boolean label ``same``. A threshold ``t`` predicts "same"
-when ``distance <= t``.
+when ``distance <= t``. scikit-learn ranks by score (higher = more similar), so it is
+called with ``score = -distance`` and thresholds are negated back to distances.
 
-Two kinds of thresholds appear here and they are deliberately different:
-
-* Curves (:func:`roc_curve`, :func:`pr_curve`) use the observed distances themselves as
-  thresholds, exactly like scikit-learn does with ``score = -distance``, so that the
-  curves and the areas under them (:func:`roc_auc`, :func:`average_precision`) match
-  ``sklearn.metrics`` to the last bit.
-* Operating points (:func:`sweep`, :func:`best_f1`, :func:`best_accuracy_threshold`,
-  :func:`threshold_for_precision`, :func:`threshold_for_fmr`, :func:`kfold_accuracy`)
-  use the *midpoint* between consecutive distinct distances. Any threshold in the open
-  gap between two observed distances gives the same confusion matrix on this data, but
-  a threshold sitting exactly on an observed distance is the most fragile choice for
-  unseen pairs: the midpoint leaves the largest margin on both sides, which is why
-  thresholds chosen on one set of pairs transfer better to another.
+Curves and areas (:func:`roc_curve`, :func:`pr_curve`, :func:`roc_auc`,
+:func:`average_precision`, :func:`confusion_at`) are scikit-learn's. What it lacks is
+here: operating points (:func:`best_f1`, :func:`best_accuracy_threshold`,
+:func:`threshold_for_precision`, :func:`threshold_for_fmr`, :func:`equal_error_rate`),
+LFW's k-fold protocol and rank-k identification. Operating points use the *midpoint*
+between consecutive distinct distances: any threshold in the gap between two observed
+distances gives the same confusion matrix on this data, and the midpoint leaves the
+largest margin on both sides for unseen pairs.
 
 All array arguments are 1-d: ``distances`` is ``(n,)`` float, ``labels`` is ``(n,)``
 bool (``0/1`` integers are accepted). Bad input raises :class:`ConfigError`.
@@ -29,26 +25,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 from .errors import ConfigError
 
-__all__ = [
-    "ThresholdPoint",
-    "confusion_at",
-    "sweep",
-    "roc_auc",
-    "average_precision",
-    "pr_curve",
-    "roc_curve",
-    "best_f1",
-    "best_accuracy_threshold",
-    "threshold_for_precision",
-    "threshold_for_fmr",
-    "equal_error_rate",
-    "kfold_accuracy",
-    "rank_k",
-    "summary",
-]
+__all__ = ["ThresholdPoint", "confusion_at", "roc_curve", "roc_auc", "pr_curve", "average_precision", "best_f1",
+           "best_accuracy_threshold", "threshold_for_precision", "threshold_for_fmr", "equal_error_rate",
+           "kfold_accuracy", "rank_k", "summary"]
 
 
 @dataclass(frozen=True)
@@ -76,243 +59,37 @@ class ThresholdPoint:
         return asdict(self)
 
 
-# --------------------------------------------------------------------------- validation
+def _point(threshold: float, tp: int, fp: int, tn: int, fn: int) -> ThresholdPoint:
+    def ratio(a, b):
+        return float(a / b) if b else 0.0
+
+    return ThresholdPoint(float(threshold), ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn),
+                          ratio(fp, fp + tn), ratio(tp + tn, tp + fp + tn + fn), int(tp), int(fp), int(tn), int(fn))
 
 
-def _as_arrays(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and convert to ``(n,)`` float64 distances and ``(n,)`` bool labels."""
+def _as_arrays(distances: Any, labels: Any, need_both: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(n,)`` float64 distances and ``(n,)`` bool labels; ``need_both``: the caller's
+    name, when it needs same and different pairs."""
     try:
         d = np.asarray(distances, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"distances must be numbers: {exc}") from None
-    y_raw = np.asarray(labels)
-    if d.ndim != 1:
-        raise ConfigError(f"distances must be a 1-d array, got shape {d.shape}")
-    if y_raw.ndim != 1:
-        raise ConfigError(f"labels must be a 1-d array, got shape {y_raw.shape}")
-    if d.shape[0] != y_raw.shape[0]:
-        raise ConfigError(
-            f"distances and labels must have the same length, got {d.shape[0]} and {y_raw.shape[0]}"
-        )
-    if d.shape[0] == 0:
+    y = np.asarray(labels)
+    if d.ndim != 1 or y.ndim != 1 or d.shape != y.shape:
+        raise ConfigError(f"distances and labels must be 1-d arrays of one length, got shapes {d.shape} and {y.shape}")
+    if d.size == 0:
         raise ConfigError("no pairs: distances and labels are empty")
     if not np.all(np.isfinite(d)):
         raise ConfigError("distances contain NaN or infinite values")
-    if y_raw.dtype == np.bool_:
-        y = y_raw
-    else:
-        # Accept 0/1 (ints or floats) but refuse anything else: a label of 2 or "yes"
-        # is much more likely a bug upstream than a deliberate encoding.
-        if y_raw.dtype.kind not in "iuf" or not np.all(np.isin(y_raw, (0, 1))):
+    if y.dtype != np.bool_:
+        # 0/1 is fine; a label of 2 or "yes" is much more likely a bug upstream.
+        if y.dtype.kind not in "iuf" or not np.all(np.isin(y, (0, 1))):
             raise ConfigError("labels must be booleans or 0/1")
-        y = y_raw.astype(bool)
+        y = y.astype(bool)
+    if need_both and (y.all() or not y.any()):
+        kind = "different-person (negative)" if y.all() else "same-person (positive)"
+        raise ConfigError(f"{need_both} needs both classes, but there is no {kind} pair")
     return d, y
-
-
-def _need_both(y: np.ndarray, what: str) -> None:
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == y.shape[0]:
-        kind = "same-person (positive)" if n_pos == 0 else "different-person (negative)"
-        raise ConfigError(f"{what} needs both classes, but there is no {kind} pair")
-
-
-def _point(threshold: float, tp: int, fp: int, tn: int, fn: int) -> ThresholdPoint:
-    n = tp + fp + tn + fn
-    return ThresholdPoint(
-        threshold=float(threshold),
-        precision=float(tp / (tp + fp)) if tp + fp else 0.0,
-        recall=float(tp / (tp + fn)) if tp + fn else 0.0,
-        f1=float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0,
-        fpr=float(fp / (fp + tn)) if fp + tn else 0.0,
-        accuracy=float((tp + tn) / n) if n else 0.0,
-        tp=int(tp),
-        fp=int(fp),
-        tn=int(tn),
-        fn=int(fn),
-    )
-
-
-# --------------------------------------------------------------------------- confusion / sweep
-
-
-def confusion_at(distances: Any, labels: Any, threshold: float) -> ThresholdPoint:
-    """Confusion matrix when predicting "same" for ``distance <= threshold``.
-
-    ``distances``: ``(n,)``; ``labels``: ``(n,)`` bool.
-    """
-    d, y = _as_arrays(distances, labels)
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise ConfigError(f"threshold must be a number, got {threshold!r}") from None
-    if not np.isfinite(threshold):
-        raise ConfigError(f"threshold must be a finite number, got {threshold!r}")
-    pred = d <= threshold
-    tp = int(np.sum(pred & y))
-    fp = int(np.sum(pred & ~y))
-    fn = int(np.sum(~pred & y))
-    tn = int(np.sum(~pred & ~y))
-    return _point(threshold, tp, fp, tn, fn)
-
-
-def _cumulative(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct sorted distances ``(k,)`` with cumulative tp ``(k,)`` and fp ``(k,)``.
-
-    ``tp[i]``/``fp[i]`` count pairs with ``distance <= values[i]``.
-    """
-    order = np.argsort(d, kind="mergesort")
-    ds, ys = d[order], y[order]
-    tp_all = np.cumsum(ys, dtype=np.int64)
-    fp_all = np.arange(1, ds.shape[0] + 1, dtype=np.int64) - tp_all
-    # The last index of each run of equal distances: ties must be accepted together.
-    last = np.r_[np.nonzero(np.diff(ds))[0], ds.shape[0] - 1]
-    return ds[last], tp_all[last], fp_all[last]
-
-
-def _sweep_counts(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Midpoint thresholds ``(k+1,)`` with tp and fp ``(k+1,)`` at each.
-
-    Index 0 rejects every pair (threshold just below the smallest distance); index i>=1
-    accepts exactly the i smallest distinct distances, with the threshold halfway to the
-    next distinct distance (the largest one for the last point).
-    """
-    values, tp, fp = _cumulative(d, y)
-    upper = np.r_[values[1:], values[-1]]
-    mid = (values + upper) / 2.0
-    # Two distances one ulp apart have no representable midpoint strictly between them;
-    # the lower value itself still separates them under ``<=``.
-    mid = np.where(mid < upper, mid, values)
-    thresholds = np.r_[np.nextafter(values[0], -np.inf), mid]
-    return thresholds, np.r_[0, tp], np.r_[0, fp]
-
-
-def sweep(distances: Any, labels: Any) -> dict[str, np.ndarray]:
-    """Every distinct operating point, vectorised (one sort, one cumsum).
-
-    ``distances``: ``(n,)``; ``labels``: ``(n,)`` bool. Returns a dict of ``(k+1,)``
-    arrays, where ``k`` is the number of distinct distances, ordered by increasing
-    threshold: ``thresholds``, ``precision``, ``recall``, ``tpr`` (same as recall),
-    ``fpr``, ``f1``, ``accuracy``, ``tp``, ``fp``, ``tn``, ``fn``. The first point
-    rejects every pair; the others use midpoints between consecutive distinct distances
-    (see the module docstring), the last one accepts every pair.
-    """
-    d, y = _as_arrays(distances, labels)
-    thresholds, tp, fp = _sweep_counts(d, y)
-    n_pos = int(y.sum())
-    n_neg = y.shape[0] - n_pos
-    fn = n_pos - tp
-    tn = n_neg - fp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
-        recall = tp / n_pos if n_pos else np.zeros(tp.shape)
-        fpr = fp / n_neg if n_neg else np.zeros(fp.shape)
-        denom = 2 * tp + fp + fn
-        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    accuracy = (tp + tn) / y.shape[0]
-    return {
-        "thresholds": thresholds,
-        "precision": precision.astype(np.float64),
-        "recall": np.asarray(recall, dtype=np.float64),
-        "tpr": np.asarray(recall, dtype=np.float64),
-        "fpr": np.asarray(fpr, dtype=np.float64),
-        "f1": f1.astype(np.float64),
-        "accuracy": accuracy.astype(np.float64),
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-    }
-
-
-def _point_from_sweep(s: dict[str, np.ndarray], i: int) -> ThresholdPoint:
-    return _point(s["thresholds"][i], s["tp"][i], s["fp"][i], s["tn"][i], s["fn"][i])
-
-
-# --------------------------------------------------------------------------- curves and areas
-
-
-def roc_curve(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve: ``(fpr, tpr, thresholds)``, each ``(k+1,)``, ``k`` distinct distances.
-
-    Equal to ``sklearn.metrics.roc_curve(labels, -distances, drop_intermediate=False)``
-    with thresholds negated back to distances: increasing thresholds, the first point is
-    ``(0, 0)`` with threshold ``-inf`` (nothing accepted), the others are the observed
-    distinct distances.
-    """
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "roc_curve")
-    values, tp, fp = _cumulative(d, y)
-    n_pos = int(y.sum())
-    n_neg = y.shape[0] - n_pos
-    fpr = np.r_[0.0, fp / n_neg]
-    tpr = np.r_[0.0, tp / n_pos]
-    return fpr, tpr, np.r_[-np.inf, values]
-
-
-def roc_auc(distances: Any, labels: Any) -> float:
-    """Area under the ROC curve; equals ``sklearn.metrics.roc_auc_score(labels, -distances)``.
-
-    Ties between a positive and a negative count one half (the trapezoid over the
-    distinct thresholds does this implicitly).
-    """
-    fpr, tpr, _ = roc_curve(distances, labels)
-    return float(np.trapezoid(tpr, fpr))
-
-
-def pr_curve(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision-recall curve: ``(precision (k+1,), recall (k+1,), thresholds (k,))``.
-
-    Same arrays and order as ``sklearn.metrics.precision_recall_curve(labels,
-    -distances)`` with thresholds negated back to distances: thresholds are the distinct
-    distances in *decreasing* order (recall decreasing), and the final point
-    ``precision=1, recall=0`` has no threshold.
-    """
-    d, y = _as_arrays(distances, labels)
-    if not y.any():
-        raise ConfigError("pr_curve needs at least one same-person (positive) pair")
-    values, tp, fp = _cumulative(d, y)
-    precision = tp / (tp + fp)  # tp + fp >= 1 at every observed distance
-    recall = tp / tp[-1]
-    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], values[::-1].copy()
-
-
-def average_precision(distances: Any, labels: Any) -> float:
-    """Average precision; equals ``sklearn.metrics.average_precision_score(labels, -distances)``.
-
-    The step-wise sum ``sum_n (R_n - R_{n-1}) P_n`` (no interpolation).
-    """
-    precision, recall, _ = pr_curve(distances, labels)
-    return float(-np.sum(np.diff(recall) * precision[:-1]))
-
-
-# --------------------------------------------------------------------------- operating points
-
-
-def best_f1(distances: Any, labels: Any) -> ThresholdPoint:
-    """The operating point with the highest F1 (ties: the lowest, i.e. strictest, threshold).
-
-    ``distances``: ``(n,)``; ``labels``: ``(n,)`` bool; both classes required.
-    """
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "best_f1")
-    s = sweep(d, y)
-    return _point_from_sweep(s, int(np.argmax(s["f1"])))
-
-
-def _best_accuracy_index(s: dict[str, np.ndarray]) -> int:
-    # Compare integer counts, not float accuracies, so ties are exact.
-    return int(np.argmax(s["tp"] + s["tn"]))
-
-
-def best_accuracy_threshold(distances: Any, labels: Any) -> float:
-    """Threshold with the highest accuracy (ties: the lowest, i.e. strictest, threshold).
-
-    ``distances``: ``(n,)``; ``labels``: ``(n,)`` bool; both classes required.
-    """
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "best_accuracy_threshold")
-    s = sweep(d, y)
-    return float(s["thresholds"][_best_accuracy_index(s)])
 
 
 def _check_rate(value: float, name: str) -> float:
@@ -325,58 +102,137 @@ def _check_rate(value: float, name: str) -> float:
     return v
 
 
-def threshold_for_precision(distances: Any, labels: Any, target: float) -> ThresholdPoint | None:
-    """The point with the largest recall whose precision is ``>= target``.
+# --------------------------------------------------------------------------- scikit-learn's
 
-    Ties in recall go to the lowest threshold (fewest false matches for the same hits).
-    Returns ``None`` when no threshold accepting at least one positive reaches the
-    target precision.
-    """
-    target = _check_rate(target, "target precision")
+
+def confusion_at(distances: Any, labels: Any, threshold: float) -> ThresholdPoint:
+    """Confusion matrix when predicting "same" for ``distance <= threshold``."""
     d, y = _as_arrays(distances, labels)
-    _need_both(y, "threshold_for_precision")
-    s = sweep(d, y)
-    ok = np.nonzero((s["precision"] >= target) & (s["tp"] > 0))[0]
-    if ok.size == 0:
-        return None
-    # tp is non-decreasing in the threshold, so the first index reaching the best tp
-    # among the feasible points is the lowest threshold with the largest recall.
-    best_tp = s["tp"][ok].max()
-    return _point_from_sweep(s, int(ok[np.argmax(s["tp"][ok] == best_tp)]))
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold must be a number, got {threshold!r}") from None
+    if not np.isfinite(threshold):
+        raise ConfigError(f"threshold must be a finite number, got {threshold!r}")
+    tn, fp, fn, tp = skm.confusion_matrix(y, d <= threshold, labels=[False, True]).ravel()
+    return _point(threshold, tp, fp, tn, fn)
+
+
+def roc_curve(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)``, each ``(k+1,)`` for ``k`` distinct distances, thresholds
+    increasing from ``-inf`` (nothing accepted): ``sklearn.metrics.roc_curve(labels,
+    -distances, drop_intermediate=False)`` with thresholds as distances."""
+    d, y = _as_arrays(distances, labels, "roc_curve")
+    fpr, tpr, thr = skm.roc_curve(y, -d, drop_intermediate=False)
+    return fpr, tpr, -thr
+
+
+def roc_auc(distances: Any, labels: Any) -> float:
+    """``sklearn.metrics.roc_auc_score(labels, -distances)``."""
+    d, y = _as_arrays(distances, labels, "roc_auc")
+    return float(skm.roc_auc_score(y, -d))
+
+
+def pr_curve(distances: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(precision (k+1,), recall (k+1,), thresholds (k,))``:
+    ``sklearn.metrics.precision_recall_curve(labels, -distances)`` with thresholds as
+    distances (decreasing); the final point ``precision=1, recall=0`` has no threshold."""
+    d, y = _as_arrays(distances, labels)
+    if not y.any():
+        raise ConfigError("pr_curve needs at least one same-person (positive) pair")
+    precision, recall, thr = skm.precision_recall_curve(y, -d)
+    return precision, recall, -thr
+
+
+def average_precision(distances: Any, labels: Any) -> float:
+    """``sklearn.metrics.average_precision_score(labels, -distances)``."""
+    d, y = _as_arrays(distances, labels)
+    if not y.any():
+        raise ConfigError("average_precision needs at least one same-person (positive) pair")
+    return float(skm.average_precision_score(y, -d))
+
+
+# --------------------------------------------------------------------------- operating points
+
+
+def _operating_points(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Midpoint thresholds ``(k+1,)`` with the true and false positives ``(k+1,)`` at each,
+    from scikit-learn's ROC curve over the ``k`` distinct distances. Index 0 rejects every
+    pair; index i accepts the i smallest distinct distances, with the threshold halfway to
+    the next one (the largest distance itself for the last point)."""
+    fpr, tpr, thr = skm.roc_curve(y, -d, drop_intermediate=False)
+    values = -thr[1:]
+    upper = np.r_[values[1:], values[-1]]
+    mid = (values + upper) / 2.0
+    # Two distances one ulp apart have no midpoint strictly between them; the lower value
+    # itself still separates them under ``<=``.
+    mid = np.where(mid < upper, mid, values)
+    n_pos = int(y.sum())
+    tp = np.rint(tpr * n_pos).astype(np.int64)
+    fp = np.rint(fpr * (y.size - n_pos)).astype(np.int64)
+    return np.r_[np.nextafter(values[0], -np.inf), mid], tp, fp
+
+
+def _at(d: np.ndarray, y: np.ndarray, pick) -> ThresholdPoint | None:
+    """The operating point ``pick(tp, fp, n_pos, n_neg) -> index or None`` chooses."""
+    thresholds, tp, fp = _operating_points(d, y)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    i = pick(tp, fp, n_pos, n_neg)
+    return None if i is None else _point(thresholds[i], tp[i], fp[i], n_neg - fp[i], n_pos - tp[i])
+
+
+def best_f1(distances: Any, labels: Any) -> ThresholdPoint:
+    """The operating point with the highest F1 (ties: the lowest, i.e. strictest, threshold)."""
+    d, y = _as_arrays(distances, labels, "best_f1")
+    # F1 = 2tp / (2tp + fp + fn) = 2tp / (tp + fp + n_pos); index 0 (tp = fp = 0) scores 0.
+    return _at(d, y, lambda tp, fp, n_pos, n_neg: int(np.argmax(2 * tp / (tp + fp + n_pos))))
+
+
+def _best_accuracy(tp, fp, n_pos, n_neg) -> int:
+    return int(np.argmax(tp - fp))  # tp + tn = tp + n_neg - fp: integer counts, exact ties
+
+
+def best_accuracy_threshold(distances: Any, labels: Any) -> float:
+    """Threshold with the highest accuracy (ties: the lowest, i.e. strictest, threshold)."""
+    d, y = _as_arrays(distances, labels, "best_accuracy_threshold")
+    return _at(d, y, _best_accuracy).threshold
+
+
+def _most_hits(ok: np.ndarray, tp: np.ndarray) -> int | None:
+    """Among the feasible points ``ok`` that accept a positive, the first (lowest threshold)
+    with the most true positives."""
+    ok = np.nonzero(ok & (tp > 0))[0]
+    return None if ok.size == 0 else int(ok[np.argmax(tp[ok] == tp[ok].max())])
+
+
+def threshold_for_precision(distances: Any, labels: Any, target: float) -> ThresholdPoint | None:
+    """The point with the largest recall whose precision is ``>= target`` (ties: the lowest
+    threshold). None when no threshold accepting a positive reaches the target."""
+    target = _check_rate(target, "target precision")
+    d, y = _as_arrays(distances, labels, "threshold_for_precision")
+    return _at(d, y, lambda tp, fp, n_pos, n_neg: _most_hits(tp / np.maximum(tp + fp, 1) >= target, tp))
 
 
 def threshold_for_fmr(distances: Any, labels: Any, target_fmr: float) -> ThresholdPoint | None:
-    """The point with the largest recall (TMR) whose false match rate (fpr) is ``<= target_fmr``.
-
-    Ties in recall go to the lowest threshold. Returns ``None`` when every threshold
-    that accepts at least one positive already exceeds the target FMR (i.e. TMR at this
-    FMR is 0 on these pairs). Note the resolution: with ``N`` negatives the smallest
-    non-zero FMR is ``1/N``.
-    """
+    """The point with the largest recall (TMR) whose false match rate is ``<= target_fmr``
+    (ties: the lowest threshold). None when every threshold accepting a positive exceeds
+    it. With ``N`` negatives the smallest non-zero FMR is ``1/N``."""
     target_fmr = _check_rate(target_fmr, "target FMR")
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "threshold_for_fmr")
-    s = sweep(d, y)
-    # fpr is non-decreasing in the threshold, so the feasible points are a prefix.
-    ok = np.nonzero((s["fpr"] <= target_fmr) & (s["tp"] > 0))[0]
-    if ok.size == 0:
-        return None
-    best_tp = s["tp"][ok].max()
-    return _point_from_sweep(s, int(ok[np.argmax(s["tp"][ok] == best_tp)]))
+    d, y = _as_arrays(distances, labels, "threshold_for_fmr")
+    return _at(d, y, lambda tp, fp, n_pos, n_neg: _most_hits(fp / n_neg <= target_fmr, tp))
 
 
 def equal_error_rate(distances: Any, labels: Any) -> tuple[float, float]:
-    """``(eer, threshold)``: the point where false match and false non-match rates meet.
-
-    On a finite set the two rates rarely cross exactly, so this takes the operating
-    point where ``|fpr - fnr|`` is smallest and reports their mean.
-    """
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "equal_error_rate")
-    s = sweep(d, y)
-    fnr = 1.0 - s["recall"]
-    i = int(np.argmin(np.abs(s["fpr"] - fnr)))
-    return float((s["fpr"][i] + fnr[i]) / 2.0), float(s["thresholds"][i])
+    """``(eer, threshold)``: where the false match and false non-match rates meet. On a
+    finite set they rarely cross exactly: the point where ``|fpr - fnr|`` is smallest,
+    reported as their mean."""
+    d, y = _as_arrays(distances, labels, "equal_error_rate")
+    thresholds, tp, fp = _operating_points(d, y)
+    n_pos = int(y.sum())
+    fpr, fnr = fp / (y.size - n_pos), 1.0 - tp / n_pos
+    i = int(np.argmin(np.abs(fpr - fnr)))
+    return float((fpr[i] + fnr[i]) / 2.0), float(thresholds[i])
 
 
 # --------------------------------------------------------------------------- protocols
@@ -385,13 +241,11 @@ def equal_error_rate(distances: Any, labels: Any) -> tuple[float, float]:
 def kfold_accuracy(distances: Any, labels: Any, folds: Any) -> dict[str, Any]:
     """LFW-style k-fold verification accuracy.
 
-    ``distances``: ``(n,)``; ``labels``: ``(n,)`` bool; ``folds``: ``(n,)`` int fold index
-    of each pair (e.g. ``Pair.fold``). For each fold ``k`` the best-accuracy threshold
-    is chosen on the pairs of all *other* folds, then accuracy is measured on fold
-    ``k``; so no test pair ever influences its own threshold.
-
-    With a single fold there is nothing to train on: the threshold is chosen on the fold
-    itself, the result has ``threshold_on_test = True`` and its accuracy is optimistic.
+    ``folds``: ``(n,)`` int fold index of each pair (e.g. ``Pair.fold``). For each fold
+    ``k`` the best-accuracy threshold is chosen on the pairs of all *other* folds, then
+    accuracy is measured on fold ``k``; so no test pair ever influences its own threshold.
+    With a single fold the threshold is chosen on the fold itself: the result has
+    ``threshold_on_test = True`` and its accuracy is optimistic.
 
     Returns a JSON-serialisable dict: ``mean``, ``std`` (population std over folds, as
     the LFW results tables report), ``per_fold`` (accuracies), ``thresholds`` (one per
@@ -400,9 +254,7 @@ def kfold_accuracy(distances: Any, labels: Any, folds: Any) -> dict[str, Any]:
     d, y = _as_arrays(distances, labels)
     f = np.asarray(folds)
     if f.ndim != 1 or f.shape[0] != d.shape[0]:
-        raise ConfigError(
-            f"folds must be a 1-d array with one entry per pair ({d.shape[0]}), got shape {f.shape}"
-        )
+        raise ConfigError(f"folds must be a 1-d array with one entry per pair ({d.shape[0]}), got shape {f.shape}")
     if f.dtype.kind not in "iu":
         if f.dtype.kind == "f" and np.all(np.isfinite(f)) and np.all(f == np.round(f)):
             f = f.astype(np.int64)
@@ -410,32 +262,19 @@ def kfold_accuracy(distances: Any, labels: Any, folds: Any) -> dict[str, Any]:
             raise ConfigError("folds must be integer fold indices")
     fold_ids = np.unique(f)
     single = fold_ids.shape[0] == 1
-    accs: list[float] = []
-    thresholds: list[float] = []
-    sizes: list[int] = []
+    accs, thresholds, sizes = [], [], []
     for k in fold_ids:
         test = f == k
         train = test if single else ~test
-        ytr = y[train]
-        if ytr.all() or not ytr.any():
+        if y[train].all() or not y[train].any():
             where = "fold" if single else f"the folds other than {int(k)}"
             raise ConfigError(f"kfold_accuracy: {where} must contain both same and different pairs")
-        s = sweep(d[train], ytr)
-        t = float(s["thresholds"][_best_accuracy_index(s)])
-        correct = np.sum((d[test] <= t) == y[test])
-        accs.append(float(correct / np.sum(test)))
+        t = _at(d[train], y[train], _best_accuracy).threshold
+        accs.append(float(np.mean((d[test] <= t) == y[test])))
         thresholds.append(t)
         sizes.append(int(np.sum(test)))
-    acc = np.asarray(accs)
-    return {
-        "mean": float(acc.mean()),
-        "std": float(acc.std()),
-        "per_fold": accs,
-        "thresholds": thresholds,
-        "folds": [int(k) for k in fold_ids],
-        "n_pairs": sizes,
-        "threshold_on_test": bool(single),
-    }
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "per_fold": accs, "thresholds": thresholds,
+            "folds": [int(k) for k in fold_ids], "n_pairs": sizes, "threshold_on_test": bool(single)}
 
 
 def rank_k(
@@ -515,10 +354,8 @@ def summary(distances: Any, labels: Any) -> dict[str, Any]:
     from FMR target as string to TAR, or ``None`` where not reachable), ``distance``
     (min/max/mean distance per class).
     """
-    d, y = _as_arrays(distances, labels)
-    _need_both(y, "summary")
-    s = sweep(d, y)
-    acc_point = _point_from_sweep(s, _best_accuracy_index(s))
+    d, y = _as_arrays(distances, labels, "summary")
+    acc_point = _at(d, y, _best_accuracy)
     eer, eer_t = equal_error_rate(d, y)
     tar: dict[str, float | None] = {}
     for fmr in (1e-1, 1e-2, 1e-3):

@@ -39,79 +39,67 @@ CASES = [
 ]
 
 
+def _candidates(d):
+    """Every threshold that gives a different prediction: below the smallest distance and
+    each distinct distance."""
+    return np.r_[d.min() - 1.0, np.unique(d)]
+
+
 @pytest.mark.parametrize("d,y", CASES)
-def test_auc_and_ap_match_sklearn(d, y):
+def test_curves_and_areas_are_sklearns_on_negated_distances(d, y):
     assert M.roc_auc(d, y) == pytest.approx(skm.roc_auc_score(y, -d), abs=1e-12)
     assert M.average_precision(d, y) == pytest.approx(skm.average_precision_score(y, -d), abs=1e-12)
-
-
-@pytest.mark.parametrize("d,y", CASES)
-def test_curves_match_sklearn(d, y):
     p, r, t = M.pr_curve(d, y)
     sp, sr, st = skm.precision_recall_curve(y, -d)
     np.testing.assert_allclose(p, sp)
     np.testing.assert_allclose(r, sr)
     np.testing.assert_allclose(t, -st)
-
     fpr, tpr, thr = M.roc_curve(d, y)
-    sfpr, stpr, sthr = skm.roc_curve(y, -d, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, sfpr)
-    np.testing.assert_allclose(tpr, stpr)
-    np.testing.assert_array_equal(thr, -sthr)
+    # Thresholds are distances, increasing from "accept nothing".
+    assert thr[0] == -np.inf and np.all(np.diff(thr) > 0)
+    np.testing.assert_array_equal(thr[1:], np.unique(d))
+    for f, t_, x in zip(fpr, tpr, thr):
+        pred = d <= x
+        assert f == pytest.approx(np.mean(pred[~y])) and t_ == pytest.approx(np.mean(pred[y]))
 
 
-@pytest.mark.parametrize("d,y", CASES)
-def test_sweep_matches_sklearn_at_every_threshold(d, y):
-    s = M.sweep(d, y)
-    distinct = np.unique(d)
-    assert s["thresholds"].shape == (distinct.size + 1,)
-    assert np.all(np.diff(s["thresholds"]) > 0)
-    # Each midpoint threshold lies strictly between the distances it separates.
-    assert s["thresholds"][0] < distinct[0]
-    assert np.all((s["thresholds"][1:-1] > distinct[:-1]) & (s["thresholds"][1:-1] < distinct[1:]))
-    # sklearn is slow per call: check every threshold of the small cases, ~60 of the big one.
-    idx = np.unique(np.linspace(0, s["thresholds"].size - 1, 60).round().astype(int))
-    for i in idx:
-        t = s["thresholds"][i]
-        pred = d <= t
-        tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[False, True]).ravel()
-        assert (s["tp"][i], s["fp"][i], s["tn"][i], s["fn"][i]) == (tp, fp, tn, fn)
-        assert s["f1"][i] == pytest.approx(skm.f1_score(y, pred, zero_division=0))
-        assert s["precision"][i] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
-        assert s["recall"][i] == pytest.approx(skm.recall_score(y, pred, zero_division=0))
-        assert s["accuracy"][i] == pytest.approx(skm.accuracy_score(y, pred))
-        assert s["fpr"][i] == pytest.approx(fp / (fp + tn))
+def test_areas_by_hand():
+    d = np.array([0.1, 0.2, 0.8, 0.9])
+    close, far = np.array([True, True, False, False]), np.array([False, False, True, True])
+    assert M.roc_auc(d, close) == 1.0 and M.average_precision(d, close) == 1.0
+    assert M.roc_auc(d, far) == 0.0
+    assert M.roc_auc(np.full(6, 0.4), [1, 0, 1, 0, 0, 1]) == 0.5  # all tied: a coin toss
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.1, 0.25, 0.3, 0.55, 2.0])
-def test_confusion_at_matches_sklearn(threshold):
+def test_confusion_at_by_hand(threshold):
     d, y = CASES[3]
     pt = M.confusion_at(d, y, threshold)
     pred = d <= threshold
-    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[False, True]).ravel()
-    assert (pt.tp, pt.fp, pt.tn, pt.fn) == (tp, fp, tn, fn)
+    assert (pt.tp, pt.fp, pt.tn, pt.fn) == (np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & ~y), np.sum(~pred & y))
     assert pt.f1 == pytest.approx(skm.f1_score(y, pred, zero_division=0))
     assert pt.precision == pytest.approx(skm.precision_score(y, pred, zero_division=0))
     assert pt.accuracy == pytest.approx(skm.accuracy_score(y, pred))
     assert pt.threshold == threshold
 
 
-@pytest.mark.parametrize("d,y", CASES[:4])
-def test_best_points_are_optimal(d, y):
-    s = M.sweep(d, y)
+@pytest.mark.parametrize("d,y", CASES)
+def test_best_points_beat_every_threshold(d, y):
+    cands = _candidates(d)
+    f1s = [skm.f1_score(y, d <= t, zero_division=0) for t in cands]
+    accs = [skm.accuracy_score(y, d <= t) for t in cands]
     bf = M.best_f1(d, y)
-    assert bf.f1 == pytest.approx(s["f1"].max())
-    # Brute force over many thresholds: nothing beats the chosen points.
-    grid = np.linspace(d.min() - 0.1, d.max() + 0.1, 2001)
-    pred = d[None, :] <= grid[:, None]  # (grid, n)
-    tp = (pred & y).sum(1)
-    fp = (pred & ~y).sum(1)
-    fn = (~pred & y).sum(1)
-    assert bf.f1 >= (2 * tp / (2 * tp + fp + fn)).max() - 1e-12
+    assert bf.f1 == pytest.approx(max(f1s))
+    assert skm.f1_score(y, d <= bf.threshold, zero_division=0) == pytest.approx(max(f1s))
+    assert M.confusion_at(d, y, bf.threshold) == bf
     t = M.best_accuracy_threshold(d, y)
-    best_grid_acc = (pred == y).mean(1).max()
-    assert np.mean((d <= t) == y) >= best_grid_acc - 1e-12
-    assert np.mean((d <= t) == y) == pytest.approx(M.sweep(d, y)["accuracy"].max())
+    assert skm.accuracy_score(y, d <= t) == pytest.approx(max(accs))
+    # Ties go to the strictest threshold: every threshold accepting fewer pairs does worse.
+    for best, scores in ((bf.threshold, f1s), (t, accs)):
+        fewer = [s for c, s in zip(cands, scores) if np.any((d > c) & (d <= best))]
+        assert all(s < max(scores) - 1e-12 for s in fewer)
+    # A midpoint between observed distances (or the largest one, accepting every pair).
+    assert t not in set(d) or t == d.max()
 
 
 def test_best_threshold_is_a_midpoint():
@@ -121,7 +109,33 @@ def test_best_threshold_is_a_midpoint():
     assert M.best_f1(d, y).threshold == pytest.approx(0.45)
 
 
-def test_threshold_for_precision_and_fmr():
+@pytest.mark.parametrize("d,y", CASES)
+@pytest.mark.parametrize("target", [0.5, 0.8, 1.0])
+def test_threshold_for_precision_has_the_most_recall_reaching_the_target(d, y, target):
+    feasible = [(skm.recall_score(y, d <= t), t) for t in _candidates(d)
+                if np.any((d <= t) & y) and skm.precision_score(y, d <= t, zero_division=0) >= target]
+    p = M.threshold_for_precision(d, y, target)
+    if not feasible:
+        assert p is None
+        return
+    assert p.recall == pytest.approx(max(r for r, _ in feasible))
+    assert p.precision >= target and skm.precision_score(y, d <= p.threshold) == pytest.approx(p.precision)
+
+
+@pytest.mark.parametrize("d,y", CASES)
+@pytest.mark.parametrize("target", [0.0, 0.1, 0.25])
+def test_threshold_for_fmr_has_the_most_recall_within_the_target(d, y, target):
+    feasible = [skm.recall_score(y, d <= t) for t in _candidates(d)
+                if np.any((d <= t) & y) and np.mean((d <= t)[~y]) <= target]
+    f = M.threshold_for_fmr(d, y, target)
+    if not feasible:
+        assert f is None
+        return
+    assert f.recall == pytest.approx(max(feasible))
+    assert f.fpr <= target and np.mean((d <= f.threshold)[~y]) == pytest.approx(f.fpr)
+
+
+def test_threshold_for_precision_and_fmr_by_hand():
     d = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
     y = np.array([1, 1, 0, 1, 1, 0, 0, 0], bool)
     p = M.threshold_for_precision(d, y, 1.0)
@@ -135,6 +149,18 @@ def test_threshold_for_precision_and_fmr():
     # Unreachable: the closest pair is a negative.
     assert M.threshold_for_precision(np.array([0.1, 0.5]), np.array([False, True]), 1.0) is None
     assert M.threshold_for_fmr(np.array([0.1, 0.5]), np.array([False, True]), 0.0) is None
+
+
+def test_equal_error_rate_by_hand():
+    # Accepting the 4 closest: 3 of 4 positives (FNMR 1/4), 1 of 4 negatives (FMR 1/4).
+    d = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    y = np.array([1, 1, 0, 1, 1, 0, 0, 0], bool)
+    eer, t = M.equal_error_rate(d, y)
+    assert eer == pytest.approx(0.25) and t == pytest.approx(0.45)
+    # Alternating labels never cross exactly: closest point is FMR 1/2, FNMR 1/2 at 0.25.
+    assert M.equal_error_rate([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0]) == pytest.approx((0.5, 0.25))
+    # Perfect separation: no errors at the gap's midpoint.
+    assert M.equal_error_rate([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == pytest.approx((0.0, 0.5))
 
 
 def test_kfold_thresholds_come_from_other_folds():
@@ -208,7 +234,21 @@ def test_summary_is_json_and_consistent():
     assert s["roc_auc"] == pytest.approx(skm.roc_auc_score(y, -d))
     assert s["average_precision"] == pytest.approx(skm.average_precision_score(y, -d))
     assert s["best_f1"]["f1"] == pytest.approx(M.best_f1(d, y).f1)
-    assert 0.0 <= s["eer"] <= 0.5
+    assert (s["eer"], s["eer_threshold"]) == M.equal_error_rate(d, y)
+
+
+def test_summary_by_hand():
+    d = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    y = np.array([1, 1, 0, 1, 1, 0, 0, 0], bool)
+    s = M.summary(d, y)
+    assert (s["n_pairs"], s["n_pos"], s["n_neg"]) == (8, 4, 4)
+    assert s["roc_auc"] == pytest.approx(14 / 16)  # 14 of the 16 (same, different) pairs ordered right
+    assert s["eer"] == pytest.approx(0.25) and s["eer_threshold"] == pytest.approx(0.45)
+    # Best accuracy accepts the 5 closest: 4 hits, 1 false match, 7 of 8 right.
+    assert s["best_accuracy"]["accuracy"] == pytest.approx(7 / 8) and s["best_accuracy_threshold"] == pytest.approx(0.55)
+    # No false match allowed below FMR 1/4: only the 2 closest positives are accepted.
+    assert s["tar_at_fmr"] == {"0.1": 0.5, "0.01": 0.5, "0.001": 0.5}
+    assert s["distance"]["same_min"] == 0.1 and s["distance"]["different_max"] == 0.8
 
 
 @pytest.mark.parametrize(
@@ -221,8 +261,9 @@ def test_summary_is_json_and_consistent():
         lambda: M.roc_auc([0.1, 0.2], [True, True]),  # one class
         lambda: M.best_f1([0.1, 0.2], [False, False]),
         lambda: M.average_precision([0.1, 0.2], [False, False]),
-        lambda: M.sweep([0.1, 0.2], [2, 0]),  # not 0/1
-        lambda: M.sweep([0.1, 0.2], ["a", "b"]),
+        lambda: M.best_f1([0.1, 0.2], [2, 0]),  # not 0/1
+        lambda: M.best_f1([0.1, 0.2], ["a", "b"]),
+        lambda: M.pr_curve([0.1, 0.2], [False, False]),
         lambda: M.confusion_at([0.1], [True], float("nan")),
         lambda: M.threshold_for_precision([0.1, 0.2], [True, False], 1.5),
         lambda: M.threshold_for_fmr([0.1, 0.2], [True, False], -0.1),
@@ -239,8 +280,8 @@ def test_bad_input_raises_config_error(call):
         call()
 
 
-def test_sweep_is_fast_enough_for_large_inputs():
+def test_large_input_best_accuracy_is_the_maximum():
     d, y = _random_case(3, n=200_000)
-    s = M.sweep(d, y)
-    assert s["thresholds"].size == np.unique(d).size + 1
-    assert M.roc_auc(d, y) == pytest.approx(skm.roc_auc_score(y, -d))
+    fpr, tpr, _ = skm.roc_curve(y, -d, drop_intermediate=False)
+    best = np.max(tpr * y.sum() + (1 - fpr) * (~y).sum()) / y.size
+    assert np.mean((d <= M.best_accuracy_threshold(d, y)) == y) == pytest.approx(best)
