@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
-import shutil
 import time
-import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -23,60 +20,9 @@ from facesearch.datasets import FORMATS, IMAGE_EXTENSIONS, LabeledImage
 from facesearch.errors import ConfigError, DatasetError
 from facesearch.ingest import IngestReport
 from facesearch.jobs import IngestJob
+from facesearch.uploads import MAX_ZIP_ENTRIES, MAX_ZIP_UNPACKED, extract_zip, safe_name, uploads_dir  # noqa: F401
 
 from . import common
-
-# Bounds against zip bombs: a gallery upload is photos, not terabytes.
-MAX_ZIP_FILES = 50_000
-MAX_ZIP_BYTES = 4 * 1024**3
-
-
-def uploads_dir(home: Path) -> Path:
-    return home / "uploads"
-
-
-def extract_zip(data: bytes, home: Path) -> Path:
-    """Unpack an uploaded zip of identity folders; returns the dataset root.
-
-    Rejects paths that escape the target folder, and skips macOS resource forks. When
-    the zip holds a single top folder (``people/NAME/*.jpg``) that folder is the root.
-    """
-    digest = hashlib.sha1(data).hexdigest()[:16]
-    dest = uploads_dir(home) / f"zip-{digest}"
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise DatasetError("the upload is not a zip file") from None
-    with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()
-                 and not i.filename.startswith("__MACOSX/") and not Path(i.filename).name.startswith("._")]
-        if len(infos) > MAX_ZIP_FILES or sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
-            raise DatasetError(f"the zip is too large (at most {MAX_ZIP_FILES:,} files and "
-                               f"{MAX_ZIP_BYTES // 1024**3} GB unpacked)")
-        if not any(Path(i.filename).suffix.lower() in IMAGE_EXTENSIONS for i in infos):
-            raise DatasetError("the zip holds no photos (expected NAME/photo.jpg folders)")
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for info in infos:
-            target = (tmp / info.filename).resolve()
-            if not str(target).startswith(str(tmp.resolve()) + "/"):
-                raise DatasetError(f"the zip has an unsafe path: {info.filename!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    kids = [p for p in dest.iterdir() if not p.name.startswith(".")]
-    if len(kids) == 1 and kids[0].is_dir() and any(c.is_dir() for c in kids[0].iterdir()):
-        return kids[0]
-    return dest
-
-
-def safe_name(name: str) -> str:
-    """A person's name as a folder name (identity labels keep the name as typed)."""
-    s = re.sub(r"[^\w.-]+", "_", name.strip()).strip("._")
-    return s or "person"
 
 
 def save_enrollment(name: str, photos: Sequence[tuple[str, bytes]], home: Path) -> list[LabeledImage]:

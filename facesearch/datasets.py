@@ -46,9 +46,11 @@ import csv
 import logging
 import os
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FORMATS",
     "IMAGE_EXTENSIONS",
+    "MAX_LABEL_CHARS",
+    "clean_label",
+    "label_problem",
     "LabeledImage",
     "Pair",
     "MemberPair",
@@ -107,6 +112,83 @@ _LAYOUT_HELP = (
 )
 
 
+# --------------------------------------------------------------------------- identity labels
+
+# Three times what a passport holds (its machine-readable line has 39 characters for the
+# whole name; the longest LFW name in ../shared/data has 28): a longer label is a mistake
+# or an attack, and it would fill every screen it is shown on.
+MAX_LABEL_CHARS = 128
+# Embedding, override and isolate controls reorder the text around them on screen: a
+# label could display as another person's name.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _shown(text: str) -> str:
+    """A label as a message quotes it: escaped, at most 60 characters."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+@lru_cache(maxsize=65536)
+def _check_label(text: str) -> tuple[str, str | None]:
+    """``(cleaned label, None)`` or ``(text, why it is refused)``; cached because a
+    dataset repeats each label over all of that person's photos."""
+    label = unicodedata.normalize("NFC", text).strip()
+    if not label:
+        return text, "the name is empty"
+    for ch in label:
+        cat = unicodedata.category(ch)
+        if cat == "Cc":
+            return text, f"it contains a control character ({ch!r})"
+        if cat == "Cs":
+            return text, "it contains bytes that are not text (a file name in another encoding?)"
+        if ch in _BIDI_CONTROLS:
+            return text, f"it contains a text-direction override (U+{ord(ch):04X}) that changes how it displays"
+    if not any(unicodedata.category(ch)[0] in "LN" for ch in label):
+        return text, "it has no letter or digit"
+    if len(label) > MAX_LABEL_CHARS:
+        return text, f"it is {len(label):,} characters long; at most {MAX_LABEL_CHARS} are allowed"
+    return label, None
+
+
+def _label(text: object) -> tuple[str, str | None]:
+    if not isinstance(text, str):
+        return str(text), f"a name must be text, got {type(text).__name__}"
+    if len(text) > 4 * MAX_LABEL_CHARS:  # not worth normalising, nor keeping in the cache
+        return text, f"it is {len(text):,} characters long; at most {MAX_LABEL_CHARS} are allowed"
+    return _check_label(text)
+
+
+def label_problem(text: object) -> str | None:
+    """Why ``text`` is not a usable identity label (see :func:`clean_label`), or None."""
+    return _label(text)[1]
+
+
+def clean_label(text: str) -> str:
+    """The identity label for ``text`` (a folder name, a csv cell, a typed name).
+
+    A label names a person: it is shown to users and stored in the gallery's metadata,
+    and is never used as a path (:func:`facesearch.uploads.safe_name` makes a folder
+    name of it). The rule:
+
+    - every script is kept as written (``"王小明"``, ``"محمد"``, ``"Zoë"``, ``"Ελένη"``),
+      as are spaces, ``/``, ``.``, ``'`` and ``-`` inside it (``"F0001/MID1"`` is an FIW
+      member, ``"O'Brien"`` a name);
+    - Unicode NFC form, leading and trailing whitespace removed: a folder from a Mac
+      (whose file names are decomposed) and the same name typed in a browser are one
+      person;
+    - refused, with the reason: an empty name; one with no letter or digit in any
+      script (``".."``, ``"/"``, ``"---"``); control characters (newline, tab, NUL,
+      DEL, ...); undecodable bytes of a file name; text-direction overrides, which can
+      make a label display as another; more than :data:`MAX_LABEL_CHARS` characters.
+
+    Raises :class:`DatasetError` saying which rule the label breaks.
+    """
+    label, why = _label(text)
+    if why is not None:
+        raise DatasetError(f"unusable identity label {_shown(label)}: {why}")
+    return label
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -115,7 +197,8 @@ class LabeledImage:
     """One photo and who is on it.
 
     ``identity`` is the label compared for same/different: the CelebA id (``"7201"``),
-    the folder name (``"George_W_Bush"``) or the FIW member (``"F0001/MID1"``). FIW also
+    the folder name (``"George_W_Bush"``) or the FIW member (``"F0001/MID1"``), cleaned
+    by :func:`clean_label` (which raises DatasetError for an unusable one). FIW also
     fills ``family``/``member`` and, from ``mid.csv``, ``extra`` such as
     ``(("name", "amina"), ("gender", "f"))``.
     """
@@ -125,6 +208,17 @@ class LabeledImage:
     family: str | None = None
     member: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        # One label rule whatever made the record (loaders, enrollment, callers' lists).
+        # Inlined to one cache lookup: CelebA builds 200,000 of these.
+        ident = self.identity
+        ok_type = type(ident) is str and len(ident) <= 4 * MAX_LABEL_CHARS
+        label, why = _check_label(ident) if ok_type else _label(ident)
+        if why is not None:
+            raise DatasetError(f"unusable identity label {_shown(label)}: {why}")
+        if label != ident:
+            object.__setattr__(self, "identity", label)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The value of ``key`` in ``extra``, or ``default``."""
@@ -344,7 +438,13 @@ def _load_folders(root: Path) -> list[LabeledImage]:
     out: list[LabeledImage] = []
     for name in _subdirs(root):
         folder = root / name
-        out.extend(LabeledImage(path=folder / f, identity=name) for f in _image_names(folder))
+        names = _image_names(folder)
+        if not names:
+            continue
+        why = label_problem(name)
+        if why is not None:
+            raise DatasetError(f"{root}: the folder {_shown(name)} cannot name a person: {why}. Rename it.")
+        out.extend(LabeledImage(path=folder / f, identity=name) for f in names)
     return out
 
 
@@ -383,6 +483,10 @@ def _load_celeba(root: Path, limit: int | None) -> list[LabeledImage]:
     names = sorted(labels)
     if limit is not None:
         names = names[:limit]
+    for ident in {labels[n] for n in names}:
+        why = label_problem(ident)
+        if why is not None:
+            raise DatasetError(f"{ident_file}: identity {_shown(ident)} is not usable: {why}")
     return [LabeledImage(path=img_dir / n, identity=labels[n]) for n in names]
 
 
@@ -402,6 +506,9 @@ def _load_csv(path: Path) -> list[LabeledImage]:
         p, label = row.get("path", ""), row.get("label", "")
         if not p or not label:
             raise DatasetError(f"{path}:{lineno}: empty path or label")
+        why = label_problem(label)
+        if why is not None:
+            raise DatasetError(f"{path}:{lineno}: label {_shown(label)} is not usable: {why}")
         fp = Path(p).expanduser()
         extra = tuple((c, row[c]) for c in extra_cols if row.get(c))
         out.append(LabeledImage(path=fp if fp.is_absolute() else base / fp, identity=label, extra=extra))

@@ -378,3 +378,339 @@ def test_valid_images_of_any_size_and_mode_load_as_rgb(mode_fmt, w, h, seed):
         rng.integers(0, 65535, (h, w)).astype({"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]))
     out = I.load_image(encode(img, fmt)).rgb
     assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+# --------------------------------------------------------------------------- zip uploads
+
+from facesearch import uploads as U  # noqa: E402
+from facesearch.datasets import clean_label, load_images  # noqa: E402
+from facesearch.errors import ConfigError, DatasetError  # noqa: E402
+
+PHOTO = encode(Image.fromarray(quadrants()), "JPEG")
+_ZEROS_16M = 16 * 2**20
+
+
+def zip_of(entries: list[tuple[str | object, bytes]]) -> bytes:
+    """A zip made by ``zipfile`` from (name or ZipInfo, content) pairs."""
+    buf = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def raw_zip(entries: list[tuple[str, bytes, int, int]], *, listed: int | None = None) -> bytes:
+    """A zip built by hand from (name, deflated payload, CRC-32, unpacked size): the
+    sizes and counts it declares are whatever the test says, true or not."""
+    out, central = bytearray(), bytearray()
+    for name, payload, crc, size in entries:
+        n, at = name.encode(), len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x800, 8, 0, 0, crc, len(payload), size, len(n), 0)
+        out += n + payload
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0x800, 8, 0, 0, crc, len(payload), size,
+                               len(n), 0, 0, 0, 0, 0o100644 << 16, at) + n
+    count = len(entries) if listed is None else listed
+    return bytes(out + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), len(out), 0))
+
+
+def deflated_zeros(n: int) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return z.compress(bytes(n)) + z.flush()
+
+
+def leftovers(home: Path) -> list[str]:
+    """What an upload left under ``uploads/``."""
+    up = home / "uploads"
+    return sorted(str(p.relative_to(up)) for p in up.rglob("*")) if up.exists() else []
+
+
+@pytest.mark.timeout(60)
+def test_zip_of_identity_folders_keeps_every_script(tmp_path):
+    import zipfile
+
+    names = ["王小明", "محمد", "Zoë", "Ελένη Π.", "F0001-MID1"]
+    root = U.extract_zip(zip_of([(f"people/{n}/1.jpg", PHOTO) for n in names]), tmp_path)
+    assert root.name == "people" and root.parent.parent == tmp_path / "uploads"
+    assert sorted({im.identity for im in load_images(root)}) == sorted(names)
+    # A zip from a Linux or macOS tool: UTF-8 names without the UTF-8 flag, which
+    # zipfile reads as cp437 ("çÄïσ░Åµÿ\x8e").
+    data = bytearray(zip_of([("王小明/1.jpg", PHOTO)]))
+    for sig, flag_at in ((b"PK\x03\x04", 7), (b"PK\x01\x02", 9)):
+        at = data.find(sig)
+        data[at + flag_at] &= ~0x08  # bit 11 of the little-endian flags: the high byte's bit 3
+    assert zipfile.ZipFile(io.BytesIO(bytes(data))).namelist() != ["王小明/1.jpg"]
+    root = U.extract_zip(bytes(data), tmp_path / "b")
+    assert [im.identity for im in load_images(root)] == ["王小明"]
+
+
+def _symlink_zip() -> bytes:
+    import stat
+    import zipfile
+
+    link = zipfile.ZipInfo("people/ann/passwd.jpg")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return zip_of([("people/ann/1.jpg", PHOTO), (link, b"/etc/passwd")])
+
+
+def _fifo_zip() -> bytes:
+    import stat
+    import zipfile
+
+    fifo = zipfile.ZipInfo("people/ann/pipe.jpg")
+    fifo.external_attr = (stat.S_IFIFO | 0o644) << 16
+    return zip_of([("people/ann/1.jpg", PHOTO), (fifo, b"")])
+
+
+def _twice_zip() -> bytes:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name": the point here
+        return zip_of([("ann/1.jpg", PHOTO), ("ann/1.jpg", PHOTO)])
+
+
+def _encrypted_zip() -> bytes:
+    data = bytearray(zip_of([("ann/1.jpg", PHOTO)]))
+    for sig, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        data[data.find(sig) + flag_at] |= 0x01
+    return bytes(data)
+
+
+HOSTILE_ZIPS = {
+    "traversal": (lambda home: zip_of([("ann/1.jpg", PHOTO), ("../evil.jpg", PHOTO)]), "leads out"),
+    "deep traversal": (lambda home: zip_of([("ann/../../../evil.jpg", PHOTO)]), "leads out"),
+    "backslash traversal": (lambda home: zip_of([("ann/1.jpg", PHOTO), ("..\\..\\evil.jpg", PHOTO)]), "leads out"),
+    "absolute": (lambda home: zip_of([("ann/1.jpg", PHOTO), (str(home / "evil.jpg"), PHOTO)]), "absolute"),
+    "drive letter": (lambda home: zip_of([("C:/evil.jpg", PHOTO)]), "absolute"),
+    "symlink": (lambda home: _symlink_zip(), "symbolic link"),
+    "fifo": (lambda home: _fifo_zip(), "not a file"),
+    "control character": (lambda home: zip_of([("ann\x07/1.jpg", PHOTO)]), "control"),
+    "name over 255 bytes": (lambda home: zip_of([("a" * 300 + "/1.jpg", PHOTO)]), "255 bytes"),
+    "twice": (lambda home: _twice_zip(), "twice"),
+    "encrypted": (lambda home: _encrypted_zip(), "encrypted"),
+    "not a zip": (lambda home: b"PK\x03\x04 this is not really a zip" * 10, "not a zip"),
+    "no photos": (lambda home: zip_of([("ann/readme.txt", b"hello")]), "no photos"),
+    "photos without folders": (lambda home: zip_of([("1.jpg", PHOTO), ("2.jpg", PHOTO)]), "cannot be ingested"),
+    "label without letters": (lambda home: zip_of([("people/--/1.jpg", PHOTO), ("people/bo/1.jpg", PHOTO)]),
+                              "no letter or digit"),
+    "label too long": (lambda home: zip_of([("people/" + "a" * 200 + "/1.jpg", PHOTO), ("people/bo/1.jpg", PHOTO)]),
+                       "at most 128"),
+    "lying header": (lambda home: raw_zip([("ann/1.jpg", deflated_zeros(_ZEROS_16M), zlib.crc32(bytes(_ZEROS_16M)),
+                                            1000)]), "damaged"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", sorted(HOSTILE_ZIPS))
+def test_hostile_zip_is_refused_and_leaves_nothing(tmp_path, case):
+    make, reason = HOSTILE_ZIPS[case]
+    home = tmp_path / "home"
+    with pytest.raises(DatasetError, match=reason) as exc:
+        U.extract_zip(make(home), home)
+    assert "Traceback" not in str(exc.value)
+    assert leftovers(home) == [], leftovers(home)
+    assert not (home / "evil.jpg").exists() and not (tmp_path / "evil.jpg").exists()
+    # The same process goes on: an honest zip right after unpacks.
+    root = U.extract_zip(zip_of([("ann/1.jpg", PHOTO)]), home)
+    assert [im.identity for im in load_images(root)] == ["ann"]
+
+
+@pytest.mark.timeout(60)
+def test_zip_bomb_is_refused_from_its_declared_sizes(tmp_path):
+    """1 MB of zip that unpacks to 1 GiB (64 entries of 16 MiB of zeros)."""
+    payload, crc = deflated_zeros(_ZEROS_16M), zlib.crc32(bytes(_ZEROS_16M))
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = raw_zip([("ann/1.jpg", z.compress(PHOTO) + z.flush(), zlib.crc32(PHOTO), len(PHOTO))]
+                   + [(f"ann/{i}.jpg", payload, crc, _ZEROS_16M) for i in range(2, 66)])
+    assert len(bomb) < 2_000_000
+    t = time.perf_counter()
+    with pytest.raises(DatasetError, match="1,024 MB; at most 512 MB"):
+        U.extract_zip(bomb, tmp_path)
+    assert time.perf_counter() - t < 1.0 and leftovers(tmp_path) == []
+
+
+@pytest.mark.timeout(60)
+def test_zip_stops_when_the_bytes_written_pass_the_limit(tmp_path, monkeypatch):
+    """The streaming guard, on its own: with the declared check passed (the limit raised
+    after planning), unpacking stops at the limit and removes its .part folder."""
+    payload, crc = deflated_zeros(_ZEROS_16M), zlib.crc32(bytes(_ZEROS_16M))
+    bomb = raw_zip([(f"ann/{i}.jpg", payload, crc, _ZEROS_16M) for i in range(4)])
+    plan = U._plan
+    monkeypatch.setattr(U, "MAX_ZIP_UNPACKED", 10**12)
+
+    def plan_then_lower_the_limit(zf):
+        out = plan(zf)
+        monkeypatch.setattr(U, "MAX_ZIP_UNPACKED", 40 * 2**20)
+        return out
+
+    monkeypatch.setattr(U, "_plan", plan_then_lower_the_limit)
+    with pytest.raises(DatasetError, match="more than"):
+        U.extract_zip(bomb, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("listed", ["honestly", "as one"])
+def test_zip_of_more_than_10000_entries_is_refused(tmp_path, listed):
+    """Counted from the end record before Python parses the entries; a record that
+    understates the count is caught once they are parsed."""
+    tiny, crc = deflated_zeros(1), zlib.crc32(b"\x00")
+    entries = [(f"ann/{i}.jpg", tiny, crc, 1) for i in range(10_001)]
+    data = raw_zip(entries, listed=None if listed == "honestly" else 1)
+    t = time.perf_counter()
+    with pytest.raises(DatasetError, match="10,000"):
+        U.extract_zip(data, tmp_path)
+    assert time.perf_counter() - t < 5.0 and leftovers(tmp_path) == []
+
+
+@st.composite
+def damaged_zips(draw) -> bytes:
+    data = bytearray(zip_of([("people/ann/1.jpg", PHOTO), ("people/bo/2.jpg", PHOTO)]))
+    for _ in range(draw(st.integers(1, 6))):
+        pos = draw(st.integers(0, len(data) - 1))
+        if draw(st.booleans()):
+            data[pos] = draw(st.integers(0, 255))
+        else:
+            del data[pos:pos + draw(st.integers(1, 64))]
+        if not data:
+            break
+    return bytes(data)
+
+
+@pytest.mark.timeout(120)
+@hsettings(max_examples=60, deadline=None)
+@given(damaged_zips())
+def test_damaged_zips_give_a_dataset_error_and_leave_no_part_folder(data):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        home = Path(d)
+        try:
+            root = U.extract_zip(data, home)
+        except DatasetError:
+            assert leftovers(home) == []
+        else:
+            assert load_images(root)
+            assert not [p for p in leftovers(home) if ".part" in p]
+
+
+# --------------------------------------------------------------------------- labels
+
+KEPT = ["王小明", "محمد بن سلمان", "Ελένη", "Сергей", "김민준", "स्मिता", "山田\u3000太郎", "O'Brien", "F0001/MID1",
+        "AC/DC", "Jean-Luc Picard", "7201", "x" * 128]
+REFUSED = {
+    "": "empty", "   ": "empty", "\t\n": "empty", "..": "no letter or digit", "/": "no letter or digit",
+    "../..": "no letter or digit", "---": "no letter or digit", "Ann\nSmith": "control", "Ann\x00": "control",
+    "Ann\x7f": "control", "Ann\x85Smith": "control", "\u202eevil": "direction", "bad\udcffbytes": "not text",
+    "x" * 129: "at most 128", "y" * 100_000: "at most 128",
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", KEPT)
+def test_labels_in_any_script_are_kept_as_written(name):
+    assert clean_label(name) == name
+    assert clean_label(f"  {name} ") == name
+
+
+@pytest.mark.timeout(30)
+def test_labels_are_nfc():
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Zoë Ångström")  # as a Mac names folders
+    assert decomposed != "Zoë Ångström" and clean_label(decomposed) == "Zoë Ångström"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text", sorted(REFUSED), ids=lambda t: repr(t[:12]))
+def test_unusable_labels_are_refused_with_the_reason(text):
+    with pytest.raises(DatasetError, match=REFUSED[text]) as exc:
+        clean_label(text)
+    assert len(str(exc.value)) < 200  # a 100,000-character label is not echoed back
+
+
+@pytest.mark.timeout(30)
+def test_dataset_labels_from_folders_and_csv(tmp_path):
+    from facesearch.datasets import LabeledImage
+
+    good = tmp_path / "good"
+    for n in ("王小明", "محمد", "Zoë"):
+        (good / n).mkdir(parents=True)
+        (good / n / "1.jpg").write_bytes(PHOTO)
+    assert sorted(im.identity for im in load_images(good)) == sorted(["王小明", "محمد", "Zoë"])
+    bad = tmp_path / "bad"
+    for n in ("ann", "line\nbreak"):  # a newline is legal in a Linux folder name
+        (bad / n).mkdir(parents=True)
+        (bad / n / "1.jpg").write_bytes(PHOTO)
+    with pytest.raises(DatasetError, match=r"line\\nbreak.*control"):
+        load_images(bad)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\ngood/Zoë/1.jpg, Zoë \ngood/محمد/1.jpg,محمد\n", encoding="utf-8")
+    assert [im.identity for im in load_images(csv)] == ["Zoë", "محمد"]
+    csv.write_text("path,label\ngood/Zoë/1.jpg,Zoë\ngood/ann/1.jpg,\u202eeve\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"labels.csv:3: .*direction"):
+        load_images(csv)
+    with pytest.raises(DatasetError, match="control"):
+        LabeledImage(Path("x.jpg"), "tab\there")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name, folder", [
+    ("王小明", "王小明"), ("Ann Smith", "Ann_Smith"), ("../../etc/passwd", "etc_passwd"), ("AC/DC", "AC_DC"),
+    ("..hidden", "hidden"), ("a..b", "a.b"), ("C:\\Windows", "C_Windows"), ("محمد", "محمد"),
+])
+def test_safe_name_is_one_plain_folder_name(name, folder):
+    assert U.safe_name(name) == folder
+
+
+@pytest.mark.timeout(30)
+def test_safe_name_caps_long_names_and_keeps_them_apart():
+    a, b = "长" * 120 + "甲", "长" * 120 + "乙"  # 121 characters, 363 bytes each
+    sa, sb = U.safe_name(a), U.safe_name(b)
+    assert sa != sb and len(sa.encode()) <= 100 and len(sb.encode()) <= 100
+    for bad in ("", "..", "x" * 500, "a\x00b"):
+        with pytest.raises(ConfigError):
+            U.safe_name(bad)
+
+
+@pytest.mark.timeout(60)
+def test_enrollment_names_cannot_escape_or_break_the_uploads_folder(tmp_path):
+    from components.gallery_admin import save_enrollment
+
+    home = tmp_path / "home"
+    items = save_enrollment("../../../evil", [("a.jpg", PHOTO)], home)
+    assert items[0].identity == "../../../evil"  # the label is the name as typed
+    assert items[0].path.parent == home / "uploads" / "enroll" / "evil"
+    assert not (tmp_path / "evil").exists()
+    for bad in ("Ann\x00", "x" * 1000, "\u202eeve", "..."):
+        with pytest.raises(ConfigError):
+            save_enrollment(bad, [("a.jpg", PHOTO)], tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # nothing written for a refused name
+    items = save_enrollment(" 王小明 ", [("a.jpg", PHOTO)], home)
+    assert items[0].identity == "王小明" and items[0].path.parent.name == "王小明"
+
+
+@pytest.mark.timeout(120)
+@hsettings(max_examples=300, deadline=None)
+@given(st.text(max_size=300) | st.sampled_from(KEPT + sorted(REFUSED)))
+def test_any_text_is_a_clean_label_or_a_dataset_error(text):
+    import unicodedata
+
+    try:
+        label = clean_label(text)
+    except DatasetError as exc:
+        assert "unusable identity label" in str(exc) and len(str(exc)) < 300
+        with pytest.raises(ConfigError):
+            U.safe_name(text)
+        return
+    assert label == unicodedata.normalize("NFC", label) == label.strip() == clean_label(label)
+    assert 0 < len(label) <= 128 and any(unicodedata.category(c)[0] in "LN" for c in label)
+    assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in label)
+    folder = U.safe_name(text)
+    assert folder not in ("", ".", "..") and not folder.startswith(".")
+    assert "/" not in folder and "\\" not in folder and "\x00" not in folder
+    assert 0 < len(folder.encode()) <= 100
+    base = Path("/srv/uploads/enroll")
+    assert (base / folder).parent == base
