@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
-from facesearch.evaluate import evaluate, format_table
+from facesearch.cli import format_table
+from facesearch.evaluate import evaluate
 from facesearch.settings import get_settings
 
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import FaceSearchError
+from tqdm import tqdm
+
+from .errors import ConfigError, FaceSearchError
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .evaluate import Comparison, OpenSetComparison
 
 
 def _settings(args) -> Settings:
@@ -31,26 +38,27 @@ def _settings(args) -> Settings:
     return s.with_(**changes) if changes else s
 
 
-class _Bar:
-    """A one-line progress bar on stderr (no dependency, fine in CI logs)."""
+def progress_bar(quiet: bool = False) -> Callable[[int, int, str], None] | None:
+    """The ``progress(done, total, path)`` callback of ingest, calibrate and evaluate as a
+    tqdm bar on stderr; None when ``quiet``. A count that starts over (evaluate's next
+    task) starts a new bar."""
+    if quiet:
+        return None
+    bar: tqdm | None = None
 
-    def __init__(self, quiet: bool):
-        self.quiet, self.t0, self.last = quiet, time.perf_counter(), 0.0
-
-    def __call__(self, done: int, total: int, path: str):
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        if now - self.last < 0.5 and done < total:
-            return
-        self.last = now
-        rate = done / max(now - self.t0, 1e-9)
-        width = 30
-        fill = int(width * done / max(total, 1))
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rate:.1f}/s {Path(path).name[:30]:<30}")
+    def progress(done: int, total: int, path: str) -> None:
+        nonlocal bar
+        if bar is None or done < bar.n or total != bar.total:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, unit="photo", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+        bar.set_postfix_str(Path(path).name[:30], refresh=False)
+        bar.update(done - bar.n)
         if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            bar.close()
+            bar = None
+
+    return progress
 
 
 def cmd_ingest(args) -> int:
@@ -58,7 +66,7 @@ def cmd_ingest(args) -> int:
 
     s = _settings(args)
     rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
-                 all_faces=args.all_faces, progress=_Bar(args.quiet), restart=args.restart, dask=args.dask)
+                 all_faces=args.all_faces, progress=progress_bar(args.quiet), restart=args.restart, dask=args.dask)
     for p, reason in rep.failed:
         print(f"skipped {p}: {reason}", file=sys.stderr)
     if args.verbose:
@@ -153,19 +161,184 @@ def cmd_stats(args) -> int:
     return 0
 
 
+# -- evaluate: tables of facesearch.evaluate's results --------------------------------
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def format_table(cmp: Comparison) -> str:
+    """The side-by-side table as fixed-width text."""
+    cols = [("model", "model", 0), ("task", "task", 0), ("pairs", "pairs", 0), ("roc_auc", "AUC", 3),
+            ("ap", "AP", 3), ("f1_threshold", "thr@F1", 3), ("f1_precision", "P@F1", 3), ("f1_recall", "R@F1", 3),
+            ("f1", "F1", 3), ("p_threshold", "thr@P", 3), ("p_recall", "R@P", 3), ("fmr_threshold", "thr@FMR", 3),
+            ("fmr_recall", "R@FMR", 3), ("lfw_acc", "acc", 3), ("lfw_std", "±", 3), ("rank1", "rank1", 3),
+            ("rank5", "rank5", 3), ("no_face_rate", "noface", 3), ("ms_per_face", "ms/face", 1),
+            ("computed", "computed", 0), ("cached", "cached", 0)]
+    rows = [r.row() for r in cmp.results]
+    # Drop columns that are empty for every row (e.g. rank-k outside identity datasets).
+    cols = [c for c in cols if c[0] in ("model", "task") or any(r.get(c[0]) not in (None, "") for r in rows if not r["error"])]
+    cells = [[h for _, h, _ in cols]]
+    for r in rows:
+        if r["error"]:
+            cells.append([r["model"], r["task"], "error: " + r["error"]])
+            continue
+        cells.append([_fmt(r[k], nd) for k, _, nd in cols])
+    widths = [max(len(c[i]) for c in cells if len(c) == len(cols)) for i in range(len(cols))]
+    lines = []
+    for c in cells:
+        if len(c) != len(cols):
+            lines.append(f"{c[0]:<{widths[0]}}  {c[1]:<{widths[1]}}  {c[2]}")
+        else:
+            lines.append("  ".join(f"{x:<{w}}" if i < 2 else f"{x:>{w}}" for i, (x, w) in enumerate(zip(c, widths))))
+    return "\n".join(lines)
+
+
 def cmd_evaluate(args) -> int:
-    try:
-        from .evaluate import cli_evaluate
-    except ImportError:
-        raise FaceSearchError("evaluation is not available in this build") from None
-    return cli_evaluate(args, _settings(args))
+    """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
+    from .evaluate import apply_threshold, evaluate
+
+    settings = _settings(args)
+    if getattr(args, "open_set", False):
+        return _cmd_open_set(args, settings)
+    models = [m for m in str(args.models).split(",") if m.strip()]
+    cmp = evaluate(args.dataset, args.path, models, settings, task=args.task, seed=args.seed, limit=args.limit,
+                   target_precision=args.target_precision, target_fmr=args.target_fmr,
+                   progress=progress_bar(getattr(args, "quiet", False)),
+                   crop_fallback=getattr(args, "crop_fallback", None),
+                   max_photos_per_member=getattr(args, "max_photos", None))
+    print(f"dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, seed {args.seed}"
+          + (f", limit {args.limit}" if args.limit else "")
+          + f"; thr@P: target precision {args.target_precision}, thr@FMR: target FMR {args.target_fmr}")
+    print(format_table(cmp))
+    for r in cmp.results:
+        if r.kfold and r.kfold.get("threshold_on_test"):
+            print(f"note: {r.model}: a single fold, so the accuracy threshold was chosen on the test pairs "
+                  "(optimistic)")
+            break
+    for r in cmp.results:
+        if r.by_relation:
+            print(f"\n{r.model} {r.task} by relation (at its best-F1 threshold {r.summary['best_f1']['threshold']:.3f}):")
+            for b in r.by_relation:
+                print(f"  {b['relation']:<6} pos {b['pos']:>4} neg {b['neg']:>4}  AUC {_fmt(b['roc_auc'])}  "
+                      f"P {_fmt(b['precision'])} R {_fmt(b['recall'])} F1 {_fmt(b['f1'])}")
+    print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {sum(r.n_cached for r in cmp.results)}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() in (".json", ".csv"):
+            out = out.with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        j = out.with_name(out.name + ".json")
+        j.write_text(cmp.to_json())
+        written = [j, *cmp.to_csv(out)]
+        print("wrote " + ", ".join(str(p) for p in written))
+    if args.apply:
+        tf = getattr(args, "target_fpir", None)
+        thr = apply_threshold(cmp, args.apply, args.task, getattr(args, "apply_at", "f1") or "f1", settings, tf)
+        print(f"saved {args.apply} verify threshold {thr:.4f} (used by verify from now on)"
+              + (f"; gallery searches now call about {tf:.2%} of people not in the gallery a match" if tf else ""))
+    if all(not r.ok for r in cmp.results):
+        print("error: no model could be evaluated", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pct(v: Any, nd: int = 2) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.{nd}f}%"
+
+
+def format_open_set_table(cmp: OpenSetComparison) -> str:
+    """One row per model: FPIR and FNIR at its threshold, FNIR at FPIR 1% / 0.1%, rank-k."""
+    head = ["model", "FPIR", "FNIR", "threshold", "ids", "faces", "FNIR@FPIR1%", "FNIR@FPIR0.1%", "rank1",
+            "rank5", "pred.FPIR", "mated", "nonmated", "noface"]
+    cells = [head]
+    errors = []
+    for r in cmp.results:
+        if not r.ok:
+            errors.append(f"{r.model}  error: {r.error}")
+            continue
+        f1, f01 = r.fnir_at_fpir.get("1pct") or {}, r.fnir_at_fpir.get("01pct") or {}
+        cells.append([r.model, _pct(r.fpir), _pct(r.fnir), _fmt(r.threshold, 4), str(r.gallery_identities),
+                      str(r.gallery_faces), _pct(f1.get("fnir")),
+                      _pct(f01.get("fnir")) + ("" if f01.get("resolved") else "*"),
+                      _fmt(r.rank1), _fmt(r.rank5), _pct(r.predicted_fpir), str(r.n_mated), str(r.n_nonmated),
+                      str(r.n_no_face)])
+    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    lines = ["  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(c)) for c in cells]
+    return "\n".join(lines + errors)
+
+
+def format_fpir_vs_size(r: Any) -> str:
+    """FPIR against the number of enrolled identities for one model, measured and predicted."""
+    if not r.fpir_vs_size:
+        return ""
+    preds = [k for k in r.fpir_vs_size[0] if k.startswith("predicted_fpir_")]
+    head = ["threshold", "value", "ids", "faces", "subsets", "measured"] + [k.removeprefix("predicted_fpir_")
+                                                                          for k in preds]
+    cells = [head]
+    for row in r.fpir_vs_size:
+        cells.append([row["threshold_name"], _fmt(row["threshold"], 4), str(row["identities"]), str(row["faces"]),
+                      str(row["subsets"]), _pct(row["measured_fpir"])] + [_pct(row[k]) for k in preds])
+    w = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(x.ljust(w[i]) if i == 0 else x.rjust(w[i]) for i, x in enumerate(c))
+                     for c in cells)
+
+
+def _cmd_open_set(args, settings: Settings) -> int:
+    """``facesearch evaluate --open-set``: the open-set table, FPIR against gallery size,
+    ``--out PREFIX`` writes ``PREFIX.json`` (key ``open_set``) and ``PREFIX.csv``."""
+    from .evaluate import evaluate_open_set
+
+    if getattr(args, "apply", None):
+        raise ConfigError("--apply saves a 1:1 threshold from the pair evaluation; it does not combine with "
+                          "--open-set (search thresholds come from the calibration and its target FPIR)")
+    if getattr(args, "limit", None):
+        raise ConfigError("--limit counts pairs; with --open-set use --max-identities N")
+    models = [m for m in str(args.models).split(",") if m.strip()]
+    cmp = evaluate_open_set(args.dataset, args.path, models, settings, seed=args.seed,
+                            enroll=getattr(args, "enroll", 1) or 1,
+                            max_identities=getattr(args, "max_identities", None),
+                            progress=progress_bar(getattr(args, "quiet", False)))
+    print(f"open-set identification: dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, "
+          f"seed {args.seed}, {cmp.params['enroll']} photo(s) enrolled per identity"
+          + (f", {cmp.params['max_identities']} identities at most" if cmp.params["max_identities"] else ""))
+    print(format_open_set_table(cmp))
+    ok = [r for r in cmp.results if r.ok]
+    if any(not (r.fnir_at_fpir.get("01pct") or {}).get("resolved") for r in ok):
+        print("* fewer than 1,000 non-mated probes: FNIR at FPIR 0.1% is read at FPIR 0 (an upper bound)")
+    for r in ok:
+        print(f"{r.model}: threshold from {r.threshold_source}"
+              + (f"; calibration: {r.calibration}" if r.calibration else "")
+              + f"; verify threshold {r.verify_threshold:.4f}")
+    for r in ok:
+        print(f"\n{r.model}: FPIR against the number of enrolled identities (fixed thresholds; "
+              "predicted = 1-(1-FMR(t))^faces, FMR from the calibration / this data's impostor pairs)")
+        print(format_fpir_vs_size(r))
+    print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {cmp.n_cached}")
+    if args.out:
+        out = Path(args.out)
+        if out.suffix.lower() in (".json", ".csv"):
+            out = out.with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        j, c = out.with_name(out.name + ".json"), out.with_name(out.name + ".csv")
+        j.write_text(cmp.to_json())
+        c.write_text(cmp.table_csv())
+        print(f"wrote {j}, {c}")
+    if not ok:
+        print("error: no model could be evaluated", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_calibrate(args) -> int:
     from .calibration import calibrate
 
     s = _settings(args)
-    cal, path = calibrate(args.path, args.format, s.model, s, progress=_Bar(args.quiet))
+    cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet))
     print(f"{cal.model}: {cal.n_pairs:,} impostor pairs from {cal.source}; saved {path}")
     for n in (100, 10_000, 1_000_000):
         print(f"  gallery of {n:>9,} faces: match at distance <= {cal.threshold_for_fpir(0.01, n):.3f} "
