@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import re
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -96,11 +97,20 @@ def get_client(settings: Settings):
                 c.heartbeat()
             else:
                 settings.chroma_path.mkdir(parents=True, exist_ok=True)
+                _refuse_foreign_database(settings.chroma_path)
                 c = chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
+        except StoreError:
+            raise
         except Exception as exc:
             if url:
                 raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
                                  "(make run) or `facesearch serve` still running? Start it again and retry.") from None
+            # Chroma keeps a system that failed to start under the folder's path; every later
+            # open in this process would get it back, even once the folder is repaired.
+            with contextlib.suppress(Exception):
+                from chromadb.api.shared_system_client import SharedSystemClient
+
+                SharedSystemClient._identifier_to_system.pop(str(settings.chroma_path), None)
             raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
         _clients[key] = c
         return c
@@ -119,6 +129,43 @@ def close_client(settings: Settings) -> None:
     release(settings)
 
 
+# Tables every Chroma database has; an SQLite file without them belongs to something else.
+_CHROMA_TABLES = frozenset({"collections", "segments", "embeddings"})
+
+
+def _refuse_foreign_database(folder: Path) -> None:
+    """Refuse a ``chroma.sqlite3`` that is not Chroma's before Chroma opens it: Chroma
+    would run its migrations on another program's SQLite file, adding its tables to it."""
+    db = folder / "chroma.sqlite3"
+    if db.exists() and not db.is_file():
+        raise StoreError(f"the gallery database {db} is not a file. Move the folder {folder} aside (or restore it "
+                         "from a backup) and start again; nothing was written to it.")
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    damaged, tables = None, set()
+    try:
+        with open(db, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                damaged = "it does not start as an SQLite file does"
+        if damaged is None:
+            con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                con.close()
+    except OSError as exc:
+        raise StoreError(f"cannot read the gallery database {db} ({exc.strerror or exc}). Check the data folder "
+                         "(FACESEARCH_HOME) and its permissions.") from None
+    except sqlite3.Error as exc:
+        damaged = f"SQLite says: {exc}"
+    if damaged:
+        raise StoreError(f"the gallery database {db} is damaged or is not a database ({damaged}). Move the folder "
+                         f"{folder} aside (or restore it from a backup) and start again; nothing was written to it.")
+    if tables and not _CHROMA_TABLES <= tables:
+        raise StoreError(f"{db} is another program's SQLite database (tables: {', '.join(sorted(tables)[:5])}), "
+                         "not a Chroma gallery; nothing was written to it. Point FACESEARCH_HOME at another folder.")
+
+
 def _translate(exc: Exception, what: str) -> Exception:
     text = str(exc)
     if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text.lower() or "no space left" in text.lower():
@@ -130,6 +177,10 @@ def _translate(exc: Exception, what: str) -> Exception:
                               "server disconnected", "timed out")):
         return StoreError(f"{what} failed: the gallery's database server is not answering. Is the dashboard "
                           "(make run) or `facesearch serve` still running? Start it again and retry.")
+    if any(s in low for s in ("file is not a database", "database disk image is malformed",
+                              "unable to open database file")):
+        return StoreError(f"{what} failed: the database there is damaged or unreadable ({text}). Move the folder "
+                          "aside (or restore it from a backup) and start again.")
     if "error finding id" in low or "error executing plan" in low:
         # What an embedded reader sees after another process wrote the same folder.
         return StoreError(f"{what} failed: the gallery's index is out of step with its database, which happens "
@@ -182,6 +233,12 @@ class FaceGallery:
                 raise StoreError(f"no gallery for model {model!r} with detector {detector!r} yet; ingest photos first") from None
             raise _translate(exc, f"opening gallery {self.name}") from None
         md = self.col.metadata or {}
+        if "model" not in md or "dim" not in md:
+            # Our name, not our metadata: another program's collection, never ours to write.
+            raise GalleryMismatchError(
+                f"the database holds a collection named {self.name} that facesearch did not create (it records "
+                "no model or dimension); refusing to read or write it. Use another data folder (FACESEARCH_HOME)."
+            )
         for k, v in want.items():
             if k in md and md[k] != v:
                 raise GalleryMismatchError(
@@ -236,7 +293,19 @@ class FaceGallery:
 
     # -- validation ------------------------------------------------------------------
     def _check(self, embeddings: np.ndarray | Sequence, what: str) -> np.ndarray:
-        x = np.asarray(embeddings, dtype=np.float32)
+        """``embeddings`` as ``(n, dim)`` float32 (a ``(dim,)`` vector is one row), or
+        :class:`ConfigError` (not an array of real numbers, another shape, NaN, infinity,
+        a row with no direction) / :class:`GalleryMismatchError` (another dimension),
+        before Chroma sees it: Chroma would fail halfway through a batch, or store a zero
+        or overflowing vector at distance 1 from everything."""
+        try:
+            a = np.asarray(embeddings)
+        except (ValueError, TypeError) as exc:  # ragged lists
+            raise ConfigError(f"{what}: embeddings must be an (n, {self.dim}) array of numbers ({exc})") from None
+        if a.dtype.kind not in "iuf":
+            raise ConfigError(f"{what}: embeddings must be real numbers, got {a.dtype}")
+        with np.errstate(over="ignore"):
+            x = a.astype(np.float32)  # past float32's range becomes infinity, refused below
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2:
@@ -247,6 +316,13 @@ class FaceGallery:
             )
         if not np.isfinite(x).all():
             raise ConfigError(f"{what}: embeddings contain NaN or infinity")
+        with np.errstate(over="ignore", under="ignore"):
+            # Chroma normalises in float32: a norm that under- or overflows there is no direction.
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        bad = np.flatnonzero(~((norms > 0) & np.isfinite(norms)))
+        if bad.size:
+            raise ConfigError(f"{what}: embedding row {int(bad[0])} has no direction (all zeros, or values too "
+                              "small or too large to normalise)")
         return x
 
     # -- writes ----------------------------------------------------------------------

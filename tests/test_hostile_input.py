@@ -714,3 +714,189 @@ def test_any_text_is_a_clean_label_or_a_dataset_error(text):
     assert 0 < len(folder.encode()) <= 100
     base = Path("/srv/uploads/enroll")
     assert (base / folder).parent == base
+
+
+# --------------------------------------------------------------------------- the store
+
+import hashlib  # noqa: E402
+import os  # noqa: E402
+
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from facesearch.errors import FaceSearchError, GalleryMismatchError, StoreError  # noqa: E402
+from facesearch.settings import Settings  # noqa: E402
+from store import FaceGallery, get_client, list_galleries  # noqa: E402
+from store.gallery import close_client  # noqa: E402
+
+
+def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-1 of its bytes: to prove nothing changed."""
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _gallery_with_faces(home: Path) -> Settings:
+    s = Settings(home=home)
+    g = FaceGallery("sface", 128, "yunet", s)
+    g.upsert([f"f{i}" for i in range(6)], _unit(6, 128), [{"identity": "王小明"}] * 3 + [{"identity": "محمد"}] * 3)
+    close_client(s)  # as a finished process would: the folder is free to be damaged
+    return s
+
+
+def _empty_migrations(db: Path) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM migrations")
+    con.commit()
+    con.close()
+
+
+DAMAGE = {
+    "garbage bytes": (lambda db: db.write_bytes(os.urandom(200_000)), "damaged"),
+    "garbage after the header": (lambda db: db.write_bytes(db.read_bytes()[:100] + os.urandom(200_000)), "damaged"),
+    "a folder in its place": (lambda db: (db.unlink(), db.mkdir()), "not a file"),
+    # A database Chroma itself fails to open (it re-runs its migrations on existing tables).
+    "migrations lost": (_empty_migrations, "already exists"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_corrupt_chroma_database_is_a_store_error_and_is_not_touched(tmp_path, damage):
+    s = _gallery_with_faces(tmp_path / "home")
+    spoil, reason = DAMAGE[damage]
+    spoil(s.chroma_path / "chroma.sqlite3")
+    before = _snapshot(s.chroma_path)
+    # Twice: a failed open must not leave a broken database object behind in the process.
+    for attempt in (lambda: FaceGallery("sface", 128, "yunet", s), lambda: list_galleries(s)) * 2:
+        with pytest.raises(StoreError, match=reason) as exc:
+            attempt()
+        assert "Traceback" not in str(exc.value) and str(s.chroma_path) in str(exc.value)
+    if damage != "migrations lost":  # Chroma's own attempt writes its journal
+        assert _snapshot(s.chroma_path) == before  # nothing written into it
+    # The process goes on serving: the damaged folder moved aside, a new gallery opens.
+    s.chroma_path.rename(tmp_path / "chroma-damaged")
+    g = FaceGallery("sface", 128, "yunet", s)
+    assert g.count() == 0
+    close_client(s)
+
+
+@pytest.mark.timeout(120)
+def test_another_programs_sqlite_file_is_refused_and_left_alone(tmp_path):
+    import sqlite3
+
+    s = Settings(home=tmp_path / "home")
+    s.chroma_path.mkdir(parents=True)
+    con = sqlite3.connect(s.chroma_path / "chroma.sqlite3")
+    con.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+    con.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    con.commit()
+    con.close()
+    before = _snapshot(s.chroma_path)
+    with pytest.raises(StoreError, match="another program's SQLite database"):
+        FaceGallery("sface", 128, "yunet", s)
+    assert _snapshot(s.chroma_path) == before
+    close_client(s)
+
+
+@pytest.mark.timeout(120)
+def test_foreign_collections_are_ignored_and_one_with_our_name_refused(tmp_path):
+    s = Settings(home=tmp_path / "home")
+    client = get_client(s)
+    # Another application's collections in the same database.
+    products = client.create_collection("products", embedding_function=None)
+    products.add(ids=["p1", "p2"], embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    client.create_collection("faces__sface__yunet", embedding_function=None)  # our name, not ours
+    assert list_galleries(s) == []
+    with pytest.raises(GalleryMismatchError, match="did not create"):
+        FaceGallery("sface", 128, "yunet", s)
+    g = FaceGallery("dlib", 128, "yunet", s)  # a gallery of ours beside them works
+    g.upsert(["a"], _unit(1, 128), [{"identity": "ann"}])
+    assert [d["model"] for d in list_galleries(s)] == ["dlib"] and g.count() == 1
+    assert products.count() == 2 and client.get_collection("faces__sface__yunet").count() == 0
+    close_client(s)
+
+
+@pytest.mark.timeout(120)
+def test_gallery_of_another_models_dimension_is_refused_not_written(tmp_path):
+    s = _gallery_with_faces(tmp_path / "home")
+    with pytest.raises(GalleryMismatchError, match="dimension 128"):
+        FaceGallery("sface", 512, "yunet", s)  # facenet-sized vectors into an sface gallery
+    g = FaceGallery("sface", 128, "yunet", s)
+    for call in (lambda: g.upsert(["x"], _unit(1, 512), [{"identity": "x"}]), lambda: g.query(_unit(1, 512))):
+        with pytest.raises(GalleryMismatchError, match="128-d"):
+            call()
+    # A collection whose metadata says 128 but which holds 512-d vectors (written by
+    # another tool): Chroma's refusal comes back as a GalleryMismatchError, not a traceback.
+    col = get_client(s).create_collection("faces__dlib__yunet", embedding_function=None,
+                                          metadata={"model": "dlib", "dim": 128, "metric": "cosine",
+                                                    "detector": "yunet"})
+    col.add(ids=["big"], embeddings=_unit(1, 512))
+    lying = FaceGallery("dlib", 128, "yunet", s)
+    for call in (lambda: lying.query(_unit(1, 128)), lambda: lying.upsert(["y"], _unit(1, 128), [{"identity": "y"}])):
+        with pytest.raises(GalleryMismatchError, match="dimension"):
+            call()
+    assert lying.count() == 1 and g.count() == 6
+    assert g.identities() == {"محمد": 3, "王小明": 3}  # non-Latin labels round-trip through Chroma
+    close_client(s)
+
+
+_DTYPES = st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.uint8, np.int8, np.bool_,
+                           np.complex64, np.dtype("U3"), np.dtype("M8[s]")])
+
+
+@st.composite
+def embedding_like(draw):
+    """Arrays of any dtype and shape near (n, 8), with NaN, infinities, zeros and values
+    past float32's range; or ragged and non-numeric Python lists."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from([[[1.0] * 8, [1.0] * 7], [[1.0] * 7 + [None]], "abc", None, [], [[]], 3.0]))
+    shape = draw(st.one_of(st.tuples(st.integers(0, 4), st.sampled_from([8, 8, 8, 7, 9, 0])),
+                           hnp.array_shapes(min_dims=0, max_dims=3, max_side=9)))
+    dtype = draw(_DTYPES)
+    if np.dtype(dtype).kind == "f":
+        elements = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64).map(
+            lambda v: v if np.dtype(dtype).itemsize == 8 or not np.isfinite(v) or abs(v) < 6e4 else v / 1e300),
+            st.sampled_from([0.0, 1.0, -1.0, 1e-45, 3e38, 1e300]).filter(
+                lambda v: np.dtype(dtype).itemsize == 8 or v < 6e4))
+        return draw(hnp.arrays(dtype, shape, elements=elements))
+    return draw(hnp.arrays(dtype, shape))
+
+
+@pytest.fixture(scope="module")
+def small_gallery(tmp_path_factory):
+    s = Settings(home=tmp_path_factory.mktemp("hyp"))
+    g = FaceGallery("sface", 8, "yunet", s)
+    g.upsert(["seed"], _unit(1, 8), [{"identity": "seed"}])
+    yield g
+    close_client(s)
+
+
+@pytest.mark.timeout(300)
+@hsettings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(embedding_like())
+def test_store_validation_refuses_anything_chroma_would_choke_on(small_gallery, x):
+    """Whatever array is handed to the store: a clean (n, 8) float32 result, or
+    ConfigError / GalleryMismatchError from validation; never Chroma's own error (a
+    StoreError from translating one) or a bare exception."""
+    g = small_gallery
+    try:
+        out = g._check(x, "add")
+    except (ConfigError, GalleryMismatchError):
+        return
+    assert out.dtype == np.float32 and out.ndim == 2 and out.shape[1] == 8 and np.isfinite(out).all()
+    n = out.shape[0]
+    try:
+        g.upsert([f"h{i}" for i in range(n)], x, [{"identity": "h"}] * n)
+        hits = g.query(x, k=3)
+    except FaceSearchError as exc:
+        assert type(exc) in (ConfigError, GalleryMismatchError), f"Chroma refused what _check let through: {exc}"
+        return
+    assert len(hits) == n and all(0.0 <= h.distance <= 2.0 for row in hits for h in row)
