@@ -90,6 +90,36 @@ def test_second_process_refused_while_one_owns_the_folder(tmp_path):
     assert q.get(timeout=5) == "opened"
 
 
+def test_second_writer_thread_gets_busy_error_naming_the_pid(tmp_path):
+    import os
+    import threading
+
+    s = Settings(home=tmp_path)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with FaceGallery("dlib", 128, "mtcnn", s).writer():
+            holding.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert holding.wait(30)
+        g = FaceGallery("dlib", 128, "mtcnn", s)
+        t0 = time.monotonic()
+        with pytest.raises(GalleryBusyError, match=f"pid {os.getpid()}"):
+            with g.writer(wait=0.5):
+                pass
+        assert time.monotonic() - t0 >= 0.5
+    finally:
+        release.set(); t.join(30)
+    with g.writer(wait=5):
+        with g.writer(wait=0):  # the same thread may nest
+            pass
+    _forget_clients()
+
+
 def test_second_writer_through_the_server_gets_busy_error(tmp_path):
     from store.server import start_server
 
