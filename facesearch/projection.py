@@ -75,7 +75,8 @@ class Projection:
         """Place faces ``new (m, d)`` (or one ``(d,)``) on the map: ``(m, n_components)`` float32."""
         new = _as_matrix(new, "transform")
         if self.method == "pca":
-            return self._pca.transform(new).astype(np.float32)
+            z = self._pca.transform(new)  # fewer components than the map when it had fewer faces
+            return np.pad(z, ((0, 0), (0, self.n_components - z.shape[1]))).astype(np.float32)
         if self._tsne is not None:
             z = self._pca.transform(new) if self._pca is not None else new
             # openTSNE optimises only the new points against the fixed map, starting at
@@ -163,8 +164,7 @@ def pca(X: np.ndarray, n_components: int = 2, seed: int = 0) -> Projection:
         coords = np.pad(coords, ((0, 0), (0, n_components - k)))
     return Projection(coords, "pca", {"n_components": n_components}, time.perf_counter() - t0,
                       explained_variance=model.explained_variance_ratio_.astype(np.float32),
-                      transform_note="projected with the fitted PCA", _pca=model if k == n_components else None,
-                      _X=X)
+                      transform_note="projected with the fitted PCA", _pca=model, _X=X)
 
 
 # -- t-SNE ------------------------------------------------------------------------------

@@ -37,6 +37,17 @@ def test_pca_shapes_transform_and_determinism(dims):
     assert _nearest_cluster(a.coords, y, a.transform(q / np.linalg.norm(q))[0]) == 2
 
 
+def test_pca_3d_of_two_faces_places_a_query():
+    """PCA of two faces has at most two components: the third axis is padded with zeros,
+    and a query is placed the same way instead of crashing."""
+    X, _ = clusters(n_clusters=2, per=1)
+    p = P.pca(X, 3)
+    assert p.coords.shape == (2, 3) and np.all(p.coords[:, 2] == 0)
+    np.testing.assert_allclose(p.transform(X), p.coords, atol=1e-5)
+    mid = p.transform((X[0] + X[1]) / 2)
+    assert mid.shape == (1, 3) and mid[0, 0] == pytest.approx(p.coords[:, 0].mean(), abs=1e-5)
+
+
 def test_tsne_2d_deterministic_and_transform_lands_in_cluster():
     X, y = clusters()
     a = P.tsne(X, 2, perplexity=10, n_iter=300, pca_components=10, seed=3)
