@@ -5,8 +5,8 @@ and finiteness are checked here so that Chroma never sees a vector it would refu
 halfway through a batch. Collection metadata records model, dimension, metric and
 detector; opening it with another model or dimension is refused.
 
-Writes take a per-collection lock (a thread lock plus an ``flock`` on a file beside the
-database), so two ingests never interleave their batches; a second writer gets a clear
+Writes take a per-collection file lock (``filelock``; threads and processes alike), so
+two ingests never interleave their batches; a second writer gets a clear
 :class:`GalleryBusyError` instead of a corrupted index.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import sqlite3
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from facesearch.errors import (
     ConfigError,
@@ -67,7 +67,6 @@ def collection_name(model: str, detector: str) -> str:
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
-_write_locks: dict[str, threading.Lock] = {}
 
 
 def get_client(settings: Settings):
@@ -188,6 +187,13 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StoreError(f"{what} failed: {text}")
 
 
+def _write_pid(fd: int) -> None:
+    """filelock's ``on_acquired``: the holder's pid in the lock file, for a waiting writer's message."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+
+
 def list_galleries(settings: Settings | None = None) -> list[dict]:
     """Every face collection in the database with its model, detector and face count."""
     settings = settings or get_settings()
@@ -245,9 +251,7 @@ class FaceGallery:
                     f"gallery {self.name} holds {md.get('model')} vectors of dimension {md.get('dim')} "
                     f"({md.get('metric')}, detector {md.get('detector')}); refusing {k}={v!r}"
                 )
-        self._lock_path = (self.settings.home / "locks" / f"{self.name}.lock") if not self.settings.chroma_url else None
-        with _clients_lock:
-            self._tlock = _write_locks.setdefault(self.name + str(self.settings.home), threading.Lock())
+        self._lock = FileLock(self.settings.home / "locks" / f"{self.name}.lock", on_acquired=_write_pid)
 
     @classmethod
     def for_model(cls, embedder, detector: str, settings: Settings | None = None) -> "FaceGallery":
@@ -256,40 +260,21 @@ class FaceGallery:
     # -- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
     def writer(self, wait: float = 30.0) -> Iterator[None]:
-        """Exclusive write access across threads and processes. Waits up to ``wait`` s."""
-        deadline = time.monotonic() + wait
-        if not self._tlock.acquire(timeout=max(0.0, wait)):
-            raise GalleryBusyError(f"gallery {self.name} is being written by another session; try again shortly")
-        fh = None
+        """Exclusive write access across threads and processes (re-entrant in one thread).
+        Waits up to ``wait`` s, then raises GalleryBusyError naming the holder's pid."""
         try:
-            if self._lock_path is not None:
-                self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-                fh = open(self._lock_path, "a+")
-                while True:
-                    try:
-                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            fh.seek(0)
-                            holder = fh.read().strip() or "another process"
-                            raise GalleryBusyError(
-                                f"gallery {self.name} is being written by {holder}; wait for it to finish "
-                                f"(lock file {self._lock_path})"
-                            ) from None
-                        time.sleep(0.2)
-                fh.seek(0)
-                fh.truncate()
-                fh.write(f"pid {os.getpid()}")
-                fh.flush()
+            self._lock.acquire(timeout=max(0.0, wait), poll_interval=0.2)
+        except Timeout:
+            try:
+                holder = Path(self._lock.lock_file).read_text().strip()
+            except OSError:
+                holder = ""
+            raise GalleryBusyError(f"gallery {self.name} is being written by {holder or 'another process'}; wait "
+                                   f"for it to finish (lock file {self._lock.lock_file})") from None
+        try:
             yield
         finally:
-            if fh is not None:
-                with contextlib.suppress(OSError):
-                    fh.truncate(0)
-                    fcntl.flock(fh, fcntl.LOCK_UN)
-                fh.close()
-            self._tlock.release()
+            self._lock.release()
 
     # -- validation ------------------------------------------------------------------
     def _check(self, embeddings: np.ndarray | Sequence, what: str) -> np.ndarray:
