@@ -253,10 +253,6 @@ class FaceGallery:
                 )
         self._lock = FileLock(self.settings.home / "locks" / f"{self.name}.lock", on_acquired=_write_pid)
 
-    @classmethod
-    def for_model(cls, embedder, detector: str, settings: Settings | None = None) -> "FaceGallery":
-        return cls(embedder.name, embedder.dim, detector, settings)
-
     # -- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
     def writer(self, wait: float = 30.0) -> Iterator[None]:
@@ -332,8 +328,6 @@ class FaceGallery:
                 except Exception as exc:
                     raise _translate(exc, f"writing {len(ids[i:i + step])} faces to {self.name}") from None
         return len(ids)
-
-    add = upsert
 
     def delete(self, ids: Sequence[str] | None = None, identity: str | None = None) -> int:
         """Delete by ids or by identity; returns how many faces were removed."""
@@ -455,9 +449,3 @@ class FaceGallery:
         except OSError as exc:
             raise _translate(exc, "saving a thumbnail") from None
         return p
-
-    def stats(self) -> dict:
-        idents = self.identities()
-        return {"collection": self.name, "model": self.model, "detector": self.detector, "dim": self.dim,
-                "metric": METRIC, "faces": sum(idents.values()), "identities": len(idents),
-                "where": self.settings.chroma_url or str(self.settings.chroma_path)}
