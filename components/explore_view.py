@@ -192,6 +192,9 @@ def similarity_heatmap(X: np.ndarray, mds: list[dict]) -> None:
                     color_continuous_scale="Viridis", text_auto=".2f" if len(labels) <= 15 else False,
                     labels={"color": "mean cosine"}, aspect="auto")
     fig.update_layout(height=max(350, 28 * len(labels) + 120), margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    # Names are categories: CelebA's "7201" must not become a number on a numeric axis.
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     st.plotly_chart(fig, key="sim_matrix")
     st.caption(f"Mean cosine similarity between {by} groups; the diagonal is the mean over pairs of "
                "different faces of the same group (blank for a group of one face).")

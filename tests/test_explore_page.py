@@ -56,6 +56,22 @@ def test_map_draws_and_perplexity_slider_redraws(small_gallery, app):
     assert len(_charts(at)) >= 2
 
 
+def test_similarity_matrix_names_are_categories(small_gallery, app):
+    """CelebA's identities are numbers ("7201"): the heatmap must show one even cell per
+    name, not place them on a numeric axis (7200, 7220, ...)."""
+    import json
+
+    at = app.run()
+    assert not at.exception, at.exception
+    figs = [json.loads(c.proto.spec) for c in _charts(at)]
+    fig = next(f for f in figs if any(t.get("type") == "heatmap" for t in f["data"]))
+    heat = next(t for t in fig["data"] if t["type"] == "heatmap")
+    chosen = at.multiselect(key="sim_groups").value
+    assert len(chosen) == 8 and all(c.isdigit() for c in chosen)
+    assert list(heat["x"]) == list(heat["y"]) == sorted(chosen)
+    assert fig["layout"]["xaxis"].get("type") == fig["layout"]["yaxis"].get("type") == "category"
+
+
 def test_pca_3d_clusters_and_last_query(small_gallery, app):
     from facesearch.settings import Settings
     from store import FaceGallery, list_galleries
