@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 from PIL import Image
 
 from facesearch import images as I
@@ -859,12 +859,11 @@ def embedding_like(draw):
         return draw(st.sampled_from([[[1.0] * 8, [1.0] * 7], [[1.0] * 7 + [None]], "abc", None, [], [[]], 3.0]))
     shape = draw(st.one_of(st.tuples(st.integers(0, 4), st.sampled_from([8, 8, 8, 7, 9, 0])),
                            hnp.array_shapes(min_dims=0, max_dims=3, max_side=9)))
-    dtype = draw(_DTYPES)
-    if np.dtype(dtype).kind == "f":
-        elements = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64).map(
-            lambda v: v if np.dtype(dtype).itemsize == 8 or not np.isfinite(v) or abs(v) < 6e4 else v / 1e300),
-            st.sampled_from([0.0, 1.0, -1.0, 1e-45, 3e38, 1e300]).filter(
-                lambda v: np.dtype(dtype).itemsize == 8 or v < 6e4))
+    dtype = np.dtype(draw(_DTYPES))
+    if dtype.kind == "f":
+        # Zero, the smallest and the largest of each width: no direction once normalised.
+        extremes = {2: [0.0, 6e-8, 6e4], 4: [0.0, 1e-45, 3e38], 8: [0.0, 1e-300, 1e300]}[dtype.itemsize]
+        elements = st.one_of(hnp.from_dtype(dtype), st.sampled_from(extremes))
         return draw(hnp.arrays(dtype, shape, elements=elements))
     return draw(hnp.arrays(dtype, shape))
 
@@ -889,8 +888,10 @@ def test_store_validation_refuses_anything_chroma_would_choke_on(small_gallery, 
     g = small_gallery
     try:
         out = g._check(x, "add")
-    except (ConfigError, GalleryMismatchError):
+    except (ConfigError, GalleryMismatchError) as exc:
+        event(f"refused: {type(exc).__name__}")
         return
+    event("stored and queried")
     assert out.dtype == np.float32 and out.ndim == 2 and out.shape[1] == 8 and np.isfinite(out).all()
     n = out.shape[0]
     try:
@@ -900,3 +901,105 @@ def test_store_validation_refuses_anything_chroma_would_choke_on(small_gallery, 
         assert type(exc) in (ConfigError, GalleryMismatchError), f"Chroma refused what _check let through: {exc}"
         return
     assert len(hits) == n and all(0.0 <= h.distance <= 2.0 for row in hits for h in row)
+
+
+# --------------------------------------------------------------------------- faces: none, many, tiny
+
+LFW = ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
+ENROLLED = ["Hugo_Chavez", "Jennifer_Garner", "Lance_Armstrong", "Pervez_Musharraf"]
+
+
+@pytest.fixture(scope="module")
+def face_gallery(tmp_path_factory, session_home):
+    """An sface/yunet gallery of four LFW people (three photos each); their other photos
+    are the probes. Shares the session's embedding cache."""
+    from facesearch.datasets import LabeledImage
+    from facesearch.ingest import ingest
+
+    s = Settings(home=tmp_path_factory.mktemp("faces"), cache_dir=session_home / "cache")
+    items = [LabeledImage(p, n) for n in ENROLLED for p in sorted((LFW / n).glob("*.jpg"))[:3]]
+    report = ingest(None, items=items, settings=s)
+    assert not report.failed
+    yield s
+    close_client(s)
+
+
+def _count(s: Settings) -> int:
+    return FaceGallery(s.model, 128, s.detector, s).count()
+
+
+@pytest.mark.timeout(300)
+def test_photo_with_no_face_is_told_so_and_nothing_is_written(face_gallery):
+    from facesearch.errors import NoFaceError
+    from facesearch.search import match
+
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:480, 0:640]
+    landscape = np.stack([x * 255 // 640, y * 255 // 480, np.full_like(x, 90)], -1) + rng.integers(0, 30, (480, 640, 1))
+    data = encode(Image.fromarray(landscape.clip(0, 255).astype(np.uint8)), "JPEG")
+    before = _count(face_gallery)
+    with pytest.raises(NoFaceError, match="no face detected"):
+        match(data, "landscape.jpg", settings=face_gallery)
+    assert match(data, "landscape.jpg", settings=face_gallery, require_face=False).faces == []
+    assert _count(face_gallery) == before
+
+
+@pytest.mark.timeout(300)
+def test_group_of_36_faces_gets_every_face_matched(face_gallery):
+    """A 6 x 6 mosaic of 36 LFW people, four of them enrolled (with other photos): every
+    face is found and judged, and the enrolled four are recognised where they are."""
+    from facesearch.search import match
+
+    people = sorted(d.name for d in LFW.iterdir() if d.is_dir() and d.name not in ENROLLED)[:32]
+    tiles = [sorted((LFW / n).glob("*.jpg"))[-1] for n in ENROLLED + people]
+    order = np.random.default_rng(7).permutation(36)
+    mosaic = np.zeros((6 * 250, 6 * 250, 3), np.uint8)
+    where = {}
+    for k, i in enumerate(order):
+        r, c = divmod(k, 6)
+        mosaic[r * 250:(r + 1) * 250, c * 250:(c + 1) * 250] = I.load_image(tiles[i]).rgb
+        where[(r, c)] = (ENROLLED + people)[i]
+    t = time.perf_counter()
+    res = match(encode(Image.fromarray(mosaic), "JPEG", quality=92), "crowd.jpg", settings=face_gallery)
+    assert time.perf_counter() - t < 60
+    assert len(res.faces) >= 30
+    found = {}
+    for fm in res.faces:
+        x, y, w, h = fm.face.face.box
+        cell = (int((y + h / 2) // 250), int((x + w / 2) // 250))
+        if cell not in found or w * h > np.prod(found[cell].face.face.box[2:]):  # not a face behind
+            found[cell] = fm
+        assert fm.verdict in ("match", "possible", "no match", "too small to judge", "low quality")
+    for cell, name in where.items():
+        if name in ENROLLED:
+            assert cell in found, f"{name}'s face in tile {cell} was not found"
+            assert found[cell].best.identity == name, (name, found[cell].best)
+
+
+@pytest.mark.timeout(300)
+def test_tiny_faces_are_never_called_a_match(face_gallery):
+    """An enrolled person's face shrunk to 12-24 pixels: not found, or found and judged
+    too small; never a match, never an error other than 'no face'."""
+    import cv2
+
+    from facesearch.detection import get_detector
+    from facesearch.errors import NoFaceError
+    from facesearch.search import MATCH, TOO_SMALL, match
+
+    rgb = I.load_image(sorted((LFW / "Hugo_Chavez").glob("*.jpg"))[-1]).rgb
+    face = get_detector("yunet", face_gallery).detect(rgb)[0]
+    outcomes = []
+    for width in (12, 16, 20, 24):
+        s = width / face.box[2]
+        small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        canvas = np.full((240, 320, 3), 128, np.uint8)
+        canvas[100:100 + small.shape[0], 140:140 + small.shape[1]] = small
+        try:
+            res = match(encode(Image.fromarray(canvas), "PNG"), f"tiny-{width}.png", settings=face_gallery)
+        except NoFaceError:
+            outcomes.append("no face")
+            continue
+        verdicts = [fm.verdict for fm in res.faces]
+        assert MATCH not in verdicts and set(verdicts) == {TOO_SMALL}, (width, verdicts)
+        outcomes.append(TOO_SMALL)
+    assert TOO_SMALL in outcomes, outcomes  # some of them are found, and said to be too small
