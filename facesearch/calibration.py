@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError, StorageFullError
+from .errors import ConfigError, DatasetError, disk_full_raises
 from .settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "calibration"
@@ -186,14 +186,13 @@ def save(cal: Calibration, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     p = folder / f"{cal.model}.json"
     tmp = p.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        tmp.write_text(cal.to_json())
-        os.replace(tmp, p)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == 28:
-            raise StorageFullError(f"disk full while saving {p}") from None
-        raise
+    with disk_full_raises(f"disk full while saving {p}"):
+        try:
+            tmp.write_text(cal.to_json())
+            os.replace(tmp, p)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
     return p
 
 

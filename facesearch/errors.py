@@ -7,6 +7,10 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from typing import Iterator
+
 
 class FaceSearchError(Exception):
     """Base class: a message meant for the user, no traceback needed."""
@@ -90,6 +94,23 @@ class GalleryBusyError(StoreError):
 
 class StorageFullError(StoreError):
     """The disk is full; nothing was half-written."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, or the words SQLite and Chroma use for it."""
+    text = str(exc).lower()
+    return getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
+
+
+@contextlib.contextmanager
+def disk_full_raises(message: str) -> Iterator[None]:
+    """Turn a full disk inside the block into ``StorageFullError(message)``; other errors pass."""
+    try:
+        yield
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise StorageFullError(message) from None
+        raise
 
 
 class EmptyGalleryError(StoreError):

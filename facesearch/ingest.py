@@ -31,7 +31,7 @@ from store import FaceGallery
 
 from .access import Actor, check_ingest_path, require_admin
 from .datasets import LabeledImage, load_images
-from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError
+from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
 from .images import load_image, to_jpeg
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
@@ -67,18 +67,13 @@ class IngestReport:
 class Ledger:
     def __init__(self, path: Path, collection: str):
         self.collection = collection
-        try:
+        with disk_full_raises(f"disk full: cannot open the ingest ledger {path}; free some space and run again"):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
                             "status TEXT, reason TEXT, faces INTEGER, sha1 TEXT, PRIMARY KEY (collection, path))")
             self.db.commit()
-        except (sqlite3.OperationalError, OSError) as exc:
-            if "full" in str(exc).lower() or getattr(exc, "errno", None) == 28:
-                raise StorageFullError(f"disk full: cannot open the ingest ledger {path}; free some space "
-                                       "and run again") from None
-            raise
 
     def done(self) -> dict[str, tuple[int, float, str, str]]:
         """path -> (size, mtime, status, sha1) of every file an earlier run finished."""
@@ -89,18 +84,17 @@ class Ledger:
     def mark(self, rows: list[tuple[str, int, float, str, str, int, str]]) -> None:
         if not rows:
             return
-        try:
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                                [(self.collection, *r) for r in rows])
-            self.db.commit()
-        except sqlite3.OperationalError as exc:
-            self.db.rollback()
-            if "full" in str(exc).lower():
-                # The faces are in the gallery; only the bookkeeping is lost, so the next
-                # run re-does these files and adds nothing twice (content-hash IDs).
-                raise StorageFullError("disk full while recording ingest progress; free some space and "
-                                       "run the same command again to resume") from None
-            raise
+        # On a full disk the faces are in the gallery; only the bookkeeping is lost, so the
+        # next run re-does these files and adds nothing twice (content-hash IDs).
+        with disk_full_raises("disk full while recording ingest progress; free some space and run the same "
+                              "command again to resume"):
+            try:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
+                                    [(self.collection, *r) for r in rows])
+                self.db.commit()
+            except sqlite3.OperationalError:
+                self.db.rollback()
+                raise
 
     def forget(self) -> None:
         self.db.execute("DELETE FROM files WHERE collection=?", (self.collection,))

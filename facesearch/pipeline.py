@@ -23,7 +23,7 @@ import numpy as np
 
 from .align import thumbnail
 from .detection import Detector, Face, get_detector
-from .errors import ImageError, StorageFullError
+from .errors import ImageError, disk_full_raises
 from .images import ImageSource, LoadedImage, content_hash, load_image
 from .models import Embedder, get_model
 from .quality import Quality, assess
@@ -55,11 +55,6 @@ class Analysis:
         if not self.faces:
             return np.zeros((0, 0), np.float32)
         return np.stack([f.embedding for f in self.faces])
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return getattr(exc, "errno", None) == 28 or "disk is full" in text or "no space left" in text
 
 
 def _faces_from_json(text: str) -> list[Face]:
@@ -104,14 +99,9 @@ class EmbeddingCache:
         self._db.commit()
 
     def _write(self, sql: str, row: tuple) -> None:
-        try:
-            with self._lock:
-                self._db.execute(sql, row)
-                self._db.commit()
-        except sqlite3.OperationalError as exc:
-            if _is_disk_full(exc):
-                raise StorageFullError(f"disk full while writing the embedding cache {self.path}") from None
-            raise
+        with disk_full_raises(f"disk full while writing the embedding cache {self.path}"), self._lock:
+            self._db.execute(sql, row)
+            self._db.commit()
 
     def get_faces(self, detector: str, sha1: str) -> tuple[list[Face], float] | None:
         """(faces, detection seconds) found by the detector whose key is ``detector``."""

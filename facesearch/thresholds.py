@@ -22,7 +22,7 @@ import threading
 import time
 
 from . import calibration as _cal
-from .errors import ConfigError, StorageFullError
+from .errors import ConfigError, disk_full_raises
 from .models import check_model_name, get_model
 from .settings import Settings, get_settings
 from .access import Actor, require_admin
@@ -45,15 +45,11 @@ def _read(settings: Settings) -> dict:
 
 def _write(settings: Settings, data: dict) -> None:
     f = settings.thresholds_file
-    try:
+    with disk_full_raises(f"disk full while saving {f}"):
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=2))
         os.replace(tmp, f)
-    except OSError as exc:
-        if exc.errno == 28:
-            raise StorageFullError(f"disk full while saving {f}") from None
-        raise
 
 
 def _entry(model: str, settings: Settings) -> dict:

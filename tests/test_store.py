@@ -253,6 +253,35 @@ def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_hom
     assert all(g.thumb_path(i).is_file() for i in ids)
 
 
+def test_every_write_on_a_full_disk_says_disk_full(tiny_disk):
+    """The thresholds file, a calibration, the embedding cache and the ingest ledger: each
+    refuses a write on a real full disk with StorageFullError, not an OSError or SQLite's words."""
+    from facesearch import calibration, thresholds
+    from facesearch.errors import StorageFullError
+    from facesearch.ingest import Ledger
+    from facesearch.pipeline import EmbeddingCache
+
+    s = Settings(home=tiny_disk / "home")
+    cache = EmbeddingCache(tiny_disk / "cache" / "embeddings.sqlite")
+    ledger = Ledger(tiny_disk / "ledger.sqlite", "c")
+    cal = calibration.Calibration("sface", "k", "d", "test", 10, 2, np.zeros(4), np.zeros(999), -1.0, 0.0)
+    with open(tiny_disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    writes = [
+        lambda: thresholds.set_threshold("sface", 0.5, "test", s),
+        lambda: calibration.save(cal, tiny_disk / "cal"),
+        lambda: cache.put("m", "d", "ab" * 20, [], np.zeros((0, 0), np.float32), 0.1),
+        lambda: ledger.mark([(f"/p/{i}.jpg" * 200, 1, 0.0, "done", "", 1, "ab" * 20) for i in range(500)]),
+    ]
+    for write in writes:
+        with pytest.raises(StorageFullError, match="disk full"):
+            write()
+
+
 def test_deleted_identity_comes_back_on_reingest(fresh_settings):
     from conftest import celeba_split
 
