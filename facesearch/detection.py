@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, FaceSearchError, UnknownDetectorError, WeightsMissingError
-from .settings import Settings, get_settings
+from .settings import Registry, Settings, get_settings
 from . import weights as _weights
 
 Point = tuple[float, float]
@@ -291,8 +291,7 @@ DEEPFACE_DETECTORS: dict[str, str | None] = {
 DETECTORS: tuple[str, ...] = ("yunet", "mtcnn", "dlib", *DEEPFACE_DETECTORS)
 _OFFLINE = {"yunet": YunetDetector, "mtcnn": MtcnnDetector, "dlib": DlibHogDetector}
 
-_cache: dict[tuple[str, str], Detector] = {}
-_cache_lock = threading.Lock()
+_cache: Registry[tuple[str, str], Detector] = Registry()
 
 
 def check_detector_name(name: str) -> str:
@@ -305,14 +304,8 @@ def get_detector(name: str | None = None, settings: Settings | None = None) -> D
     """The shared, lazily built detector called ``name``."""
     settings = settings or get_settings()
     name = check_detector_name(name or settings.detector)
-    key = (name, str(settings.home))
-    with _cache_lock:
-        det = _cache.get(key)
-        if det is None:
-            factory = _OFFLINE.get(name)
-            det = factory(settings) if factory else DeepFaceDetector(settings, name)
-            _cache[key] = det
-        return det
+    factory = _OFFLINE.get(name) or (lambda s: DeepFaceDetector(s, name))
+    return _cache.get((name, str(settings.home)), lambda: factory(settings))
 
 
 def detector_status(name: str, settings: Settings | None = None) -> tuple[bool, str]:

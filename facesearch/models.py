@@ -24,7 +24,7 @@ from .align import crop as _crop
 from .align import landmark_crop as _landmark_crop
 from .detection import Face
 from .errors import ConfigError, FaceSearchError, UnknownModelError, WeightsMissingError
-from .settings import Settings, get_settings
+from .settings import Registry, Settings, get_settings
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -398,8 +398,7 @@ _FACTORIES: dict[str, Callable[[Settings], Embedder]] = {
 MODELS: tuple[str, ...] = tuple(_FACTORIES)
 OFFLINE_MODELS: tuple[str, ...] = ("sface", "dlib", "facenet-casia")
 
-_cache: dict[tuple[str, str], Embedder] = {}
-_cache_lock = threading.Lock()
+_cache: Registry[tuple[str, str], Embedder] = Registry()
 
 
 def check_model_name(name: str) -> str:
@@ -416,12 +415,7 @@ def get_model(name: str | None = None, settings: Settings | None = None) -> Embe
     """The shared embedder called ``name`` (not loaded until first used)."""
     settings = settings or get_settings()
     name = check_model_name(name or settings.model)
-    key = (name, str(settings.home))
-    with _cache_lock:
-        m = _cache.get(key)
-        if m is None:
-            m = _cache[key] = _FACTORIES[name](settings)
-        return m
+    return _cache.get((name, str(settings.home)), lambda: _FACTORIES[name](settings))
 
 
 def list_models(settings: Settings | None = None) -> list[dict]:

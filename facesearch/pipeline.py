@@ -27,7 +27,7 @@ from .errors import ImageError, disk_full_raises
 from .images import ImageSource, LoadedImage, content_hash, load_image
 from .models import Embedder, get_model
 from .quality import Quality, assess
-from .settings import Settings, get_settings
+from .settings import Registry, Settings, get_settings
 
 
 @dataclass
@@ -134,17 +134,12 @@ class EmbeddingCache:
                      np.ascontiguousarray(emb, dtype=np.float32).tobytes(), seconds))
 
 
-_caches: dict[str, EmbeddingCache] = {}
-_caches_lock = threading.Lock()
+_caches: Registry[str, EmbeddingCache] = Registry()
 
 
 def get_cache(settings: Settings) -> EmbeddingCache:
-    key = str(settings.cache_path.resolve())
-    with _caches_lock:
-        c = _caches.get(key)
-        if c is None:
-            c = _caches[key] = EmbeddingCache(settings.cache_path / "embeddings.sqlite")
-        return c
+    return _caches.get(str(settings.cache_path.resolve()),
+                       lambda: EmbeddingCache(settings.cache_path / "embeddings.sqlite"))
 
 
 class Pipeline:
@@ -259,15 +254,10 @@ def _shaped(emb: np.ndarray, dim: int) -> np.ndarray:
     return emb if len(emb) else np.zeros((0, dim), np.float32)
 
 
-_pipelines: dict[tuple, Pipeline] = {}
-_pipelines_lock = threading.Lock()
+_pipelines: Registry[tuple, Pipeline] = Registry()
 
 
 def get_pipeline(model: str | None = None, detector: str | None = None, settings: Settings | None = None) -> Pipeline:
     settings = settings or get_settings()
-    key = (model or settings.model, detector or settings.detector, str(settings.home))
-    with _pipelines_lock:
-        p = _pipelines.get(key)
-        if p is None:
-            p = _pipelines[key] = Pipeline(model or settings.model, detector or settings.detector, settings)
-        return p
+    model, detector = model or settings.model, detector or settings.detector
+    return _pipelines.get((model, detector, str(settings.home)), lambda: Pipeline(model, detector, settings))
