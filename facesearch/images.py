@@ -125,24 +125,48 @@ def _fit_budget(img: Image.Image, data: bytes, source: str) -> None:
     )
 
 
-def _stretch_to_uint8(img: Image.Image) -> np.ndarray:
-    """16-bit, 32-bit and float greyscale ``(h, w)`` to ``(h, w)`` uint8 over its actual
-    range (rather than clipping, which would show a 16-bit scan as a white page)."""
-    arr = np.asarray(img).astype(np.float32)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        arr[~finite] = 0.0
-    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+# Pixels converted at a time. Whole-image conversions would hold the decoded photo, its
+# converted copy and the bytes Pillow hands numpy (tobytes keeps its chunks and their join
+# at once): 3 to 4 copies, 450-500 MB for a 50 MP photo. In strips the peak is the decoded
+# photo plus the result.
+_STRIP_PIXELS = 1 << 22
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _strips(img: Image.Image):
+    """``(first row, strip)`` over a loaded image, each strip a copy of at most
+    :data:`_STRIP_PIXELS` pixels."""
+    w, h = img.size
+    step = max(1, _STRIP_PIXELS // w)
+    for y in range(0, h, step):
+        yield y, img.crop((0, y, w, min(h, y + step)))
+
+
+def _stretch_into(img: Image.Image, out: np.ndarray) -> None:
+    """16-bit, 32-bit and float greyscale into ``out`` ``(h, w, 3)`` uint8, stretched
+    over the image's finite range (rather than clipped, which would show a 16-bit scan as
+    a white page); NaN and infinities black."""
+    lo, hi = np.inf, -np.inf
+    for _, strip in _strips(img):
+        a = np.asarray(strip).astype(np.float32)
+        a = a[np.isfinite(a)]
+        if a.size:
+            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
     if not hi > lo:
-        return np.zeros(arr.shape, np.uint8)
-    arr -= lo
-    arr *= 255.0 / (hi - lo)
-    np.rint(arr, out=arr)  # float error would otherwise turn the brightest 255 into 254
-    return arr.astype(np.uint8)
+        out[:] = 0
+        return
+    scale = 255.0 / (hi - lo)
+    for y, strip in _strips(img):
+        a = np.asarray(strip).astype(np.float32)
+        a[~np.isfinite(a)] = lo
+        a -= lo
+        a *= scale
+        np.rint(a, out=a)  # float error would otherwise turn the brightest 255 into 254
+        out[y:y + a.shape[0]] = np.clip(a, 0, 255).astype(np.uint8)[..., None]
 
 
 def _to_rgb_uint8(img: Image.Image, source: str) -> np.ndarray:
-    """Any Pillow image to ``(h, w, 3)`` uint8 RGB, upright."""
+    """Any loaded Pillow image to ``(h, w, 3)`` uint8 RGB, upright, a strip at a time."""
     try:
         # In place: a copy of a 50 MP photo would be 150 MB more for nothing.
         ImageOps.exif_transpose(img, in_place=True)
@@ -150,24 +174,25 @@ def _to_rgb_uint8(img: Image.Image, source: str) -> np.ndarray:
         # A photo with a malformed EXIF block still has its pixels; show them unrotated
         # rather than refuse it (Pillow's EXIF parser raises whatever it trips on).
         pass
+    w, h = img.size
+    out = np.empty((h, w, 3), np.uint8)
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        grey = _stretch_to_uint8(img)
-        return np.ascontiguousarray(np.broadcast_to(grey[..., None], (*grey.shape, 3)))
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
-        # Transparent pixels become white, as a viewer would show them, not black.
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img)
-    if img.mode != "RGB":
+    if mode in _HIGH_DEPTH:
+        _stretch_into(img, out)
+        return out
+    transparent = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info)
+    for y, strip in _strips(img):
         try:
-            img = img.convert("RGB")
+            if transparent:
+                # Transparent pixels become white, as a viewer would show them, not black.
+                strip = Image.alpha_composite(Image.new("RGBA", strip.size, (255, 255, 255, 255)),
+                                              strip.convert("RGBA"))
+            if strip.mode != "RGB":
+                strip = strip.convert("RGB")
         except ValueError:
             raise ImageError(source, f"unsupported colour mode {mode}") from None
-    arr = np.asarray(img)
-    if arr.dtype != np.uint8:
-        arr = arr.astype(np.uint8)
-    return np.ascontiguousarray(arr)
+        out[y:y + strip.size[1]] = np.asarray(strip)
+    return out
 
 
 def _decode(data: bytes, source: str) -> np.ndarray:
