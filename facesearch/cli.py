@@ -482,7 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .weights import quiet_tensorflow
+
+    quiet_tensorflow()  # before any command imports TensorFlow (DeepFace models, mtcnn)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

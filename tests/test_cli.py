@@ -58,6 +58,22 @@ def test_verify_and_user_errors(data_dir, session_home):
     assert r.returncode == 0 and "facenet-casia" in r.stdout and "missing weights" in r.stdout
 
 
+def test_tensorflow_log_lines_stay_off_stderr(data_dir, tmp_path):
+    """A command that imports TensorFlow (the mtcnn detector) in a user's plain shell:
+    TensorFlow's and absl's start-up lines ("WARNING: All log messages before
+    absl::InitializeLog()...", "I0000 ... port.cc:153] oneDNN ...") must not show."""
+    people = data_dir / "photos/people"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["FACESEARCH_HOME"] = str(tmp_path)
+    # The console script's body, plus a line saying whether TensorFlow was imported at all.
+    code = "import sys; from facesearch.cli import main; rc = main(); print('tensorflow' in sys.modules); sys.exit(rc)"
+    r = subprocess.run([sys.executable, "-c", code, "verify", "--detector", "mtcnn", people / "obama/obama.jpg",
+                        people / "obama/obama2.jpg"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("SAME person") and r.stdout.split()[-1] == "True", r.stdout
+    assert r.stderr == ""
+
+
 def test_help_for_every_command(session_home):
     for cmd in ("ingest", "match", "verify", "models", "stats", "evaluate"):
         r = run(cmd, "--help", home=session_home)
