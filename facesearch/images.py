@@ -25,8 +25,9 @@ from .errors import ImageError
 # The most pixels ever decoded from one file. Phones write 12-24 MP by default and 48-50 MP
 # in their high-resolution modes (every one of these decodes at full size); the largest
 # sensors, 108 and 200 MP (16,320 x 12,240), write baseline JPEGs, which libjpeg decodes at
-# 1/2, 1/4 or 1/8 scale: a 200 MP photo comes out at 49.9 MP, just under. At 3 bytes a pixel
-# that is 150 MB for the decoded photo, a bound a hosted server can multiply by its visitors.
+# 1/2, 1/4 or 1/8 scale: a 200 MP photo comes out at 49.9 MP, just under. Decoding one costs
+# at most about 350 MB (Pillow's 4 bytes a pixel, then our 3), a bound a hosted server can
+# multiply by its visitors.
 # Pillow's own check only fails at twice its limit: at the 200 MP this module used to set, a
 # 1 MB PNG of 20,000 x 20,000 (400 MP) passed and cost one match 6 GB and 20 s.
 MAX_PIXELS = 50_000_000

@@ -176,10 +176,19 @@ def _unpack(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, PurePosixPath
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
                 total += len(chunk)
-                if written > info.file_size or total > MAX_ZIP_UNPACKED:
+                if written > info.file_size:
                     raise DatasetError(f"the zip's entry {_quoted(str(rel))} unpacks to more than its header says "
                                        f"({info.file_size:,} bytes): a zip bomb or a damaged zip; nothing was kept")
+                if total > MAX_ZIP_UNPACKED:
+                    raise DatasetError(f"the zip unpacks to more than {MAX_ZIP_UNPACKED // 2**20} MB: a zip bomb "
+                                       "or a damaged zip; nothing was kept")
                 out.write(chunk)
+
+
+def _disk_error(exc: OSError) -> Exception:
+    if exc.errno == errno.ENOSPC:
+        return StorageFullError("the disk is full: the zip was not unpacked. Free some space and upload it again.")
+    return DatasetError(f"the zip cannot be unpacked: {exc.strerror or exc}")
 
 
 def _root(dest: Path) -> Path:
@@ -218,10 +227,13 @@ def extract_zip(data: bytes, home: Path) -> Path:
     with zf:
         plan = _plan(zf)
         if not dest.is_dir():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            # A folder of its own per call: two sessions uploading the same zip at once
-            # must not write into each other's half.
-            tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent))
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                # A folder of its own per call: two sessions uploading the same zip at
+                # once must not write into each other's half.
+                tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent))
+            except OSError as exc:
+                raise _disk_error(exc) from None
             try:
                 _unpack(zf, plan, tmp)
                 try:
@@ -233,10 +245,7 @@ def extract_zip(data: bytes, home: Path) -> Path:
                     ValueError, struct.error, zlib.error, lzma.LZMAError) as exc:
                 raise DatasetError(f"the zip is damaged and cannot be unpacked ({exc})") from None
             except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise StorageFullError("the disk is full: the zip was not unpacked. Free some space and upload "
-                                           "it again.") from None
-                raise DatasetError(f"the zip cannot be unpacked: {exc.strerror or exc}") from None
+                raise _disk_error(exc) from None
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     root = _root(dest)

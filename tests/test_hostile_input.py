@@ -377,7 +377,7 @@ def test_any_bytes_give_an_image_or_an_image_error(data):
 
 
 # Every (mode, format) pair Pillow writes that a photo could come as.
-_SAVABLE = [("RGB", f) for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")] + [
+_SAVABLE = [("RGB", f) for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")] + [
     ("L", "JPEG"), ("L", "PNG"), ("L", "BMP"), ("L", "TIFF"), ("1", "PNG"), ("1", "BMP"), ("1", "TIFF"),
     ("RGBA", "PNG"), ("RGBA", "WEBP"), ("RGBA", "TIFF"), ("LA", "PNG"), ("P", "PNG"), ("P", "GIF"),
     ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("I;16", "PNG"), ("I;16", "TIFF"), ("I", "TIFF"), ("F", "TIFF"),
@@ -449,9 +449,12 @@ def test_zip_of_identity_folders_keeps_every_script(tmp_path):
     import zipfile
 
     names = ["王小明", "محمد", "Zoë", "Ελένη Π.", "F0001-MID1"]
-    root = U.extract_zip(zip_of([(f"people/{n}/1.jpg", PHOTO) for n in names]), tmp_path)
+    data = zip_of([(f"people/{n}/1.jpg", PHOTO) for n in names])
+    root = U.extract_zip(data, tmp_path)
     assert root.name == "people" and root.parent.parent == tmp_path / "uploads"
     assert sorted({im.identity for im in load_images(root)}) == sorted(names)
+    # The same zip again is the same folder (the ingest ledger then skips what is done).
+    assert U.extract_zip(data, tmp_path) == root and not [p for p in leftovers(tmp_path) if ".part" in p]
     # A zip from a Linux or macOS tool: UTF-8 names without the UTF-8 flag, which
     # zipfile reads as cp437 ("çÄïσ░Åµÿ\x8e").
     data = bytearray(zip_of([("王小明/1.jpg", PHOTO)]))
@@ -581,6 +584,25 @@ def test_zip_of_more_than_10000_entries_is_refused(tmp_path, listed):
     with pytest.raises(DatasetError, match="10,000"):
         U.extract_zip(data, tmp_path)
     assert time.perf_counter() - t < 5.0 and leftovers(tmp_path) == []
+
+
+@pytest.mark.timeout(60)
+def test_zip_larger_than_the_free_disk_is_a_storage_error_and_leaves_nothing(tmp_path):
+    from facesearch.errors import StorageFullError
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        payload, crc = deflated_zeros(8 * 2**20), zlib.crc32(bytes(8 * 2**20))
+        data = raw_zip([(f"ann/{i}.jpg", payload, crc, 8 * 2**20) for i in range(4)])
+        with pytest.raises(StorageFullError, match="disk is full"):
+            U.extract_zip(data, mnt / "home")
+        assert leftovers(mnt / "home") == []
+        assert U.extract_zip(zip_of([("ann/1.jpg", PHOTO)]), mnt / "home").is_dir()  # space is back
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
 
 
 @st.composite
