@@ -1043,3 +1043,26 @@ def test_tiny_faces_are_never_called_a_match(face_gallery):
         assert MATCH not in verdicts and set(verdicts) == {TOO_SMALL}, (width, verdicts)
         outcomes.append(TOO_SMALL)
     assert TOO_SMALL in outcomes, outcomes  # some of them are found, and said to be too small
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.timeout(300)
+def test_command_line_reports_hostile_input_in_one_line(tmp_path, session_home):
+    """What the CLI prints for a decompression bomb and a damaged database: one line on
+    stderr, a non-zero exit, no traceback."""
+    fs = str(Path(sys.executable).with_name("facesearch"))
+    env = {**os.environ, "FACESEARCH_HOME": str(session_home)}
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(big_png(20_000, 20_000))
+    face = tmp_path / "face.jpg"
+    face.write_bytes(encode(Image.fromarray(quadrants()), "JPEG"))
+    home = tmp_path / "home"
+    (home / "chroma").mkdir(parents=True)
+    (home / "chroma" / "chroma.sqlite3").write_bytes(os.urandom(4096))
+    for args, reason in ((["verify", bomb, face], "too large"), (["stats", "--home", home], "damaged")):
+        r = subprocess.run([fs, *map(str, args)], capture_output=True, text=True, env=env, timeout=240)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert len(lines) == 1 and lines[0].startswith("error:") and reason in lines[0], r.stderr
