@@ -104,7 +104,8 @@ def _query_face(pipe) -> tuple[np.ndarray, np.ndarray | None, str] | None:
     up = st.file_uploader("Place a query face on the map", type=["jpg", "jpeg", "png", "webp", "bmp"],
                           key="explore_query")
     if up is not None:
-        a = pipe().analyze(up.getvalue(), up.name)
+        # A visitor's query photo stays off the disk (memory cache only, for the sliders' reruns).
+        a = pipe().analyze(up.getvalue(), up.name, cache=False, memory=True)
         if not a.faces:
             st.warning(f"No face found in {up.name}.")
             return None

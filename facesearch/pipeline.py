@@ -7,6 +7,11 @@ key holds the name and a version string of everything that changes a vector (wei
 runtime, alignment, detector thresholds, shrink size): a photo is detected and embedded
 once per configuration, and changing any part never serves a stale vector. Photos with
 no face are cached too, so a re-run of an evaluation computes nothing again.
+
+Photos a user only searches with (match, verify, webcam, a query on the Explore map) are
+not the gallery's: they pass ``cache=False`` and never reach the disk. ``memory=True``
+keeps their faces and vectors in a small per-process LRU instead (never written out), so
+the page's reruns on the same upload do not detect and embed it again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,7 +29,7 @@ import numpy as np
 
 from .align import thumbnail
 from .detection import Detector, Face, get_detector
-from .errors import ImageError, disk_full_raises
+from .errors import FaceSearchError, ImageError, disk_full_raises
 from .images import ImageSource, LoadedImage, content_hash, load_image
 from .models import Embedder, get_model
 from .quality import Quality, assess
@@ -57,6 +63,20 @@ class Analysis:
         return np.stack([f.embedding for f in self.faces])
 
 
+def scrub_sqlite(db: sqlite3.Connection, path) -> str | None:
+    """VACUUM and empty the WAL of a SQLite file whose rows were just deleted: no freed
+    page or old page image keeps their bytes. None when done, else why not (another
+    process reading it at that moment)."""
+    try:
+        db.execute("VACUUM")
+        busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.OperationalError as exc:
+        return f"{path} could not be compacted now ({exc}); its deleted rows are scrubbed at the next erasure"
+    if busy and busy[0]:
+        return f"{path}: another process was reading it, so its write-ahead log still holds old pages"
+    return None
+
+
 def _faces_from_json(text: str) -> list[Face]:
     return [Face(tuple(d["box"]), d["confidence"], {k: tuple(v) for k, v in d["landmarks"].items()})
             for d in json.loads(text)]
@@ -84,6 +104,8 @@ class EmbeddingCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # A deleted or replaced row's bytes are zeroed, not left in free space (erasure).
+        self._db.execute("PRAGMA secure_delete=ON")
         # Tables of the first layout were keyed by bare names, which cannot tell an
         # old vector from a new one: they are dropped rather than trusted.
         self._db.execute("DROP TABLE IF EXISTS faces")
@@ -133,6 +155,60 @@ class EmbeddingCache:
                     (model, detector, sha1, len(faces), json.dumps([f.to_dict() for f in faces]),
                      np.ascontiguousarray(emb, dtype=np.float32).tobytes(), seconds))
 
+    def forget(self, sha1s) -> tuple[int, str | None]:
+        """Delete every row of these photos, under any model and detector key, and scrub
+        the file. Returns (rows deleted, None or why the file could not be scrubbed).
+
+        secure_delete zeroes the rows' bytes; VACUUM rewrites the file without pages freed
+        before secure_delete was on; a TRUNCATE checkpoint empties the write-ahead log,
+        which still holds earlier copies of the pages."""
+        hs = sorted({str(h) for h in sha1s if h})
+        n = 0
+        with self._lock:
+            try:
+                with disk_full_raises(f"disk full while deleting from the embedding cache {self.path}"):
+                    for i in range(0, len(hs), 500):
+                        part = hs[i:i + 500]
+                        marks = ",".join("?" * len(part))
+                        n += self._db.execute(f"DELETE FROM vectors WHERE sha1 IN ({marks})", part).rowcount
+                        n += self._db.execute(f"DELETE FROM found WHERE sha1 IN ({marks})", part).rowcount
+                    self._db.commit()
+            except sqlite3.OperationalError as exc:
+                self._db.rollback()
+                raise FaceSearchError(f"the embedding cache {self.path} is busy ({exc}): nothing was deleted "
+                                      "from it; run the erasure again") from None
+            return n, scrub_sqlite(self._db, self.path)
+
+
+class MemoryCache:
+    """(model key, detector key, sha1) -> (faces, embeddings, seconds), in this process's
+    memory only: the searched-with photos' vectors, which must not be written to disk."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._d: OrderedDict[tuple[str, str, str], tuple[list[Face], np.ndarray, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: str, detector: str, sha1: str) -> tuple[list[Face], np.ndarray, float] | None:
+        with self._lock:
+            hit = self._d.get((model, detector, sha1))
+            if hit is not None:
+                self._d.move_to_end((model, detector, sha1))
+            return hit
+
+    def put(self, model: str, detector: str, sha1: str, faces: list[Face], emb: np.ndarray, seconds: float) -> None:
+        with self._lock:
+            self._d[(model, detector, sha1)] = (list(faces), np.array(emb, np.float32), seconds)
+            self._d.move_to_end((model, detector, sha1))
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+memory_cache = MemoryCache()
 
 _caches: Registry[str, EmbeddingCache] = Registry()
 
@@ -167,14 +243,22 @@ class Pipeline:
         return self.model.embed(chips)
 
     def embed_photo(self, sha1: str, rgb: Callable[[], np.ndarray], *, cache: bool = True,
-                    whole_frame_fallback: bool = False) -> Embedded:
+                    whole_frame_fallback: bool = False, memory: bool = False) -> Embedded:
         """detect -> align -> embed one photo, cache-first. ``rgb()`` decodes the photo
         ((h, w, 3) uint8) and is called only on a cache miss. With
         ``whole_frame_fallback``, a photo with no face is embedded whole (already-cropped
         face datasets); that vector is cached under its own detector key so it never
-        passes for a detection."""
-        store = self.cache if cache else None
+        passes for a detection. ``cache=False``: the disk cache is neither read nor
+        written; ``memory=True`` then uses this process's in-memory cache."""
         mkey, dkey = self.key
+        if not cache and memory and not whole_frame_fallback:
+            hit = memory_cache.get(mkey, dkey, sha1)
+            if hit is not None:
+                return Embedded(sha1, list(hit[0]), _shaped(hit[1], self.model.dim), hit[2], cached=True)
+            e = self.embed_photo(sha1, rgb, cache=False)
+            memory_cache.put(mkey, dkey, sha1, e.faces, e.embeddings, e.seconds)
+            return e
+        store = self.cache if cache else None
         if store is not None:
             hit = store.get(mkey, dkey, sha1)
             if hit is not None and (hit[0] or not whole_frame_fallback):
@@ -218,12 +302,14 @@ class Pipeline:
         return Embedded(sha1, whole, emb, det_secs + secs, whole_frame=True)
 
     def analyze(self, src: ImageSource | LoadedImage, name: str | None = None, *, thumbs: bool = True,
-                chips: bool = False, max_faces: int | None = None, cache: bool = True) -> Analysis:
+                chips: bool = False, max_faces: int | None = None, cache: bool = True,
+                memory: bool = False) -> Analysis:
         """Every face in the photo, largest first. Raises ImageError for unreadable input;
         a photo with no face gives an Analysis with ``faces == []``. ``cache=False``
-        neither reads nor writes the embedding cache (webcam frames)."""
+        neither reads nor writes the embedding cache on disk (photos searched with, webcam
+        frames); with ``memory=True`` they are kept in this process's memory instead."""
         img = src if isinstance(src, LoadedImage) else load_image(src, name)
-        e = self.embed_photo(img.sha1, lambda: img.rgb, cache=cache)
+        e = self.embed_photo(img.sha1, lambda: img.rgb, cache=cache, memory=memory)
         faces, emb = e.faces, e.embeddings
         if max_faces is not None:
             faces, emb = faces[:max_faces], emb[:max_faces]

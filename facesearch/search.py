@@ -7,6 +7,11 @@ thresholds at the gallery's current size (:func:`facesearch.thresholds.search_th
 the model cannot judge (too small, blurred, turned: :mod:`facesearch.quality`) gets
 ``too small to judge`` or ``low quality`` instead, never ``match``. Verify (1:1) uses the
 model's verify threshold.
+
+The photos searched with are not the gallery's: :func:`match` and :func:`verify` keep
+their faces and vectors off the disk (no embedding cache, no file; a per-process memory
+cache only), on the dashboard and on the command line alike. Only an ingest or an
+enrollment, an admin's act, stores a photo.
 """
 
 from __future__ import annotations
@@ -153,7 +158,7 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
     settings = settings or get_settings()
     pipe = get_pipeline(model, detector, settings)
     gallery = open_gallery(pipe)
-    analysis = pipe.analyze(src, name)
+    analysis = pipe.analyze(src, name, cache=False, memory=True)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)
     faces, info = search_gallery(analysis, gallery, pipe.model.name, k or settings.top_k, settings)
@@ -180,7 +185,8 @@ def verify(src_a: ImageSource, src_b: ImageSource, *, name_a: str | None = None,
     """Same person or not: the largest face of each photo, distance against the threshold."""
     settings = settings or get_settings()
     pipe = get_pipeline(model, detector, settings)
-    a, b = pipe.analyze(src_a, name_a), pipe.analyze(src_b, name_b)
+    a = pipe.analyze(src_a, name_a, cache=False, memory=True)
+    b = pipe.analyze(src_b, name_b, cache=False, memory=True)
     for x in (a, b):
         if not x.faces:
             raise NoFaceError(x.source)
