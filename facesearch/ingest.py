@@ -29,6 +29,7 @@ import numpy as np
 
 from store import FaceGallery
 
+from . import audit
 from .access import Actor, check_ingest_path, require_admin
 from .datasets import LabeledImage, load_images
 from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
@@ -68,10 +69,12 @@ class IngestReport:
 class Ledger:
     def __init__(self, path: Path, collection: str):
         self.collection = collection
+        self.db_path = path
         with disk_full_raises(f"disk full: cannot open the ingest ledger {path}; free some space and run again"):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA secure_delete=ON")  # erased photos' rows leave no bytes behind
             self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
                             "status TEXT, reason TEXT, faces INTEGER, sha1 TEXT, PRIMARY KEY (collection, path))")
             self.db.commit()
@@ -100,6 +103,30 @@ class Ledger:
     def forget(self) -> None:
         self.db.execute("DELETE FROM files WHERE collection=?", (self.collection,))
         self.db.commit()
+
+    def paths_of(self, sha1s) -> set[str]:
+        """Every path recorded for these photos, in any collection."""
+        hs = sorted({str(h) for h in sha1s if h})
+        out: set[str] = set()
+        for i in range(0, len(hs), 500):
+            part = hs[i:i + 500]
+            out |= {r[0] for r in self.db.execute(
+                f"SELECT path FROM files WHERE sha1 IN ({','.join('?' * len(part))})", part)}
+        return out
+
+    def forget_photos(self, sha1s, paths=()) -> tuple[int, str | None]:
+        """Delete the rows of these photos (by hash or path) in every collection, so a
+        later ingest of their folder adds them again, and scrub the file. Returns (rows
+        deleted, None or why the file could not be scrubbed)."""
+        from .pipeline import scrub_sqlite
+
+        n = 0
+        for col, keys in (("sha1", sorted({str(h) for h in sha1s if h})), ("path", sorted({str(p) for p in paths}))):
+            for i in range(0, len(keys), 500):
+                part = keys[i:i + 500]
+                n += self.db.execute(f"DELETE FROM files WHERE {col} IN ({','.join('?' * len(part))})", part).rowcount
+        self.db.commit()
+        return n, scrub_sqlite(self.db, self.db_path)
 
 
 def _stat(p: Path) -> tuple[int, float]:
@@ -278,7 +305,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
            settings: Settings | None = None, limit: int | None = None, workers: int | None = None,
            all_faces: bool = False, progress: Progress | None = None, restart: bool = False,
            items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None,
-           dask: str | None = None, actor: Actor | None = None) -> IngestReport:
+           dask: str | None = None, actor: Actor | None = None, action: str = "ingest") -> IngestReport:
     """Add the photos under ``path`` to the (model, detector) gallery.
 
     Only the largest face of each labelled photo is stored, since the label names one
@@ -286,9 +313,11 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     worker processes; ``dask``: run detection and embedding on a Dask cluster instead
     (``"local"`` or a scheduler address) while this process writes, as it does for workers.
     ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
+    ``action``: what the audit log calls this run ("ingest", or "enroll" for one
+    person's uploaded photos); it gets one line with the faces added.
     """
     settings = settings or get_settings()
-    require_admin(actor, "adding photos to the gallery")
+    who = require_admin(actor, "adding photos to the gallery")
     if path is not None:
         check_ingest_path(settings, path, actor)
     model, detector = model or settings.model, detector or settings.detector
@@ -360,8 +389,14 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
 
     paths = [str(it.path) for it, _, _ in todo]
     max_faces = None if all_faces else 1
+    # A server folder is named in the log; an upload's path is not (an enrollment's
+    # folder carries the person's name, which an erasure must not leave behind).
+    source = None
+    if action == "ingest" and path is not None:
+        source = "upload" if str(Path(path).resolve()).startswith(str((settings.home / "uploads").resolve())) \
+            else str(path)
     try:
-        with gallery.writer(wait=5.0):
+        with audit.operation(settings, who, action, source=source), gallery.writer(wait=5.0):
             if dask:
                 results = _dask_results(paths, dask, workers, emb.name, detector, settings, max_faces)
             elif workers == 1 or len(paths) < 8:

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 
+from . import audit
 from . import calibration as _cal
 from .errors import ConfigError, disk_full_raises
 from .models import check_model_name, get_model
@@ -126,24 +127,28 @@ def _save(model: str, settings: Settings, **fields) -> None:
 def set_target_fpir(model: str, value: float, source: str = "", settings: Settings | None = None,
                     actor: Actor | None = None) -> float:
     """Persist the share of strangers a search with ``model`` may call a match."""
-    require_admin(actor, "changing a search threshold")
+    who = require_admin(actor, "changing a search threshold")
     settings = settings or get_settings()
     value = float(value)
     if not 0.0 < value < 0.5:
         raise ConfigError(f"a target FPIR lies in (0, 0.5), got {value}")
     _save(model, settings, target_fpir=value, source=source)
+    audit.record(settings, who, "threshold", None, model=check_model_name(model), setting="search target FPIR",
+                 value=value, source=source or None)
     return value
 
 
 def set_threshold(model: str, value: float, source: str = "", settings: Settings | None = None,
                   actor: Actor | None = None) -> float:
     """Persist ``value`` as ``model``'s 1:1 verify threshold. Returns it."""
-    require_admin(actor, "changing a verify threshold")
+    who = require_admin(actor, "changing a verify threshold")
     settings = settings or get_settings()
     value = float(value)
     if not 0.0 <= value <= 2.0:
         raise ConfigError(f"a cosine-distance threshold lies in [0, 2], got {value}")
     _save(model, settings, threshold=value, source=source)
+    audit.record(settings, who, "threshold", None, model=check_model_name(model), setting="verify threshold",
+                 value=value, source=source or None)
     return value
 
 

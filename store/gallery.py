@@ -7,7 +7,11 @@ detector; opening it with another model or dimension is refused.
 
 Writes take a per-collection file lock (``filelock``; threads and processes alike), so
 two ingests never interleave their batches; a second writer gets a clear
-:class:`GalleryBusyError` instead of a corrupted index.
+:class:`GalleryBusyError` instead of a corrupted index. Every write is reported to the
+audit log (:mod:`facesearch.audit`).
+
+A delete only marks faces deleted in Chroma's files; :meth:`FaceGallery.rebuild` and
+:func:`scrub_database` remove their bytes (right to erasure, :mod:`facesearch.privacy`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import sqlite3
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +40,7 @@ from facesearch.errors import (
     StorageFullError,
     StoreError,
 )
+from facesearch import audit
 from facesearch.access import Actor, require_admin
 from facesearch.settings import Settings, get_settings
 
@@ -43,6 +50,10 @@ METRIC = "cosine"
 # before keep theirs (Chroma's defaults 100/100/16) and keep working.
 HNSW_CONFIG = {"space": METRIC, "ef_construction": 100, "ef_search": 100, "max_neighbors": 16}
 PREFIX = "faces"
+# A collection being rewritten by FaceGallery.rebuild is filled under this prefix, which
+# list_galleries does not list, then renamed over the original.
+REBUILD_PREFIX = "rebuild__"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
@@ -187,6 +198,92 @@ def _translate(exc: Exception, what: str) -> Exception:
     return StoreError(f"{what} failed: {text}")
 
 
+def _missing(exc: Exception) -> bool:
+    """Chroma's answer for a collection that is not there (or no longer: rebuilt)."""
+    low = str(exc).lower()
+    return type(exc).__name__ == "NotFoundError" or "does not exist" in low or "not found" in low
+
+
+# header.bin of Chroma's HNSW segments (hnswlib's index header after a format version):
+# version, offsetLevel0, max_elements, cur_element_count, size_data_per_element, ...
+_HNSW_HEADER = struct.Struct("<i6Qi I3QdQ")
+
+
+def _zero_unused_capacity(segment: Path) -> bool:
+    """Zero the part of an HNSW segment's files past its last element. Chroma (1.5) may
+    save the index's whole allocated capacity, and the unused part is uninitialised memory:
+    whatever the writing process had freed, seen to hold the metadata of faces it had
+    just deleted. Nothing reads that part (the header's element count bounds it), so
+    zeroing it changes nothing else. False when the files are not in the known format."""
+    try:
+        head = (segment / "header.bin").read_bytes()
+        if len(head) != _HNSW_HEADER.size:
+            return False
+        version, _, max_el, cur, per_el, *_ = _HNSW_HEADER.unpack(head)
+        if version != 1 or not 0 <= cur <= max_el:
+            return False
+        for name, width in (("data_level0.bin", per_el), ("length.bin", 4)):
+            f = segment / name
+            size = f.stat().st_size
+            # Saved at its capacity (a new index) or at its element count (after a resize).
+            if not cur * width <= size <= max_el * width:
+                return False
+            with open(f, "r+b") as fh:
+                fh.seek(cur * width)
+                left = size - cur * width
+                while left > 0:
+                    n = min(left, 1 << 20)
+                    fh.write(b"\0" * n)
+                    left -= n
+                fh.flush()
+                os.fsync(fh.fileno())
+    except (OSError, struct.error):
+        return False
+    return True
+
+
+def scrub_database(settings: Settings) -> str | None:
+    """Remove from the data folder's Chroma files what deleted faces leave behind: the
+    segment folders (HNSW files) of dropped collections, which Chroma leaves on disk, the
+    free pages of its SQLite file (VACUUM), and the uninitialised memory Chroma writes
+    into its HNSW files (:func:`_zero_unused_capacity`). Returns None when done, else a
+    sentence saying what could not be scrubbed. Run it after :meth:`FaceGallery.rebuild`.
+
+    The process that rebuilt a collection (this one, or the data folder's server) keeps
+    its index in memory, with its own uninitialised tail, and saves it again after its
+    next 1,000 additions: a process that lives on may write freed bytes again then."""
+    if settings.chroma_url:
+        return (f"the gallery is on the Chroma server {settings.chroma_url}, whose files are not in this data "
+                "folder: deleted faces are gone from its answers, but only that server's owner can scrub its files")
+    db = settings.chroma_path / "chroma.sqlite3"
+    if not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(str(db), timeout=60)
+    except sqlite3.Error as exc:
+        return f"could not open {db} to scrub it ({exc})"
+    try:
+        live = {str(r[0]) for r in con.execute("SELECT id FROM segments")}
+        odd = []
+        for d in settings.chroma_path.iterdir():
+            if not (d.is_dir() and _UUID.match(d.name)):
+                continue
+            if d.name not in live:
+                # A dropped collection's HNSW folder still holds every vector it had.
+                shutil.rmtree(d, ignore_errors=True)
+            elif (d / "header.bin").exists() and not _zero_unused_capacity(d):
+                odd.append(d.name)
+        con.execute("VACUUM")
+    except sqlite3.Error as exc:
+        return f"could not scrub {db} now ({exc}); deleted rows stay in its free pages until the next erasure"
+    finally:
+        con.close()
+    if odd:
+        return (f"the index files of {', '.join(odd)} are not in the format this version knows, so their unused "
+                "part (which may hold freed memory) was left as it is")
+    return None
+
+
 def _write_pid(fd: int) -> None:
     """filelock's ``on_acquired``: the holder's pid in the lock file, for a waiting writer's message."""
     with contextlib.suppress(OSError):
@@ -225,18 +322,10 @@ class FaceGallery:
         self.client = get_client(self.settings)
         want = {"model": model, "dim": self.dim, "metric": METRIC, "detector": detector}
         try:
-            if create:
-                self.col = self.client.get_or_create_collection(
-                    self.name, metadata={**want, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                    # We always pass vectors; Chroma's default embedding function would try
-                    # to download a text model.
-                    embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)},
-                )
-            else:
-                self.col = self.client.get_collection(self.name, embedding_function=None)
+            self.col = self._open(create, want)
+        except StoreError:
+            raise
         except Exception as exc:
-            if not create and ("does not exist" in str(exc).lower() or "not found" in str(exc).lower()):
-                raise StoreError(f"no gallery for model {model!r} with detector {detector!r} yet; ingest photos first") from None
             raise _translate(exc, f"opening gallery {self.name}") from None
         md = self.col.metadata or {}
         if "model" not in md or "dim" not in md:
@@ -252,6 +341,62 @@ class FaceGallery:
                     f"({md.get('metric')}, detector {md.get('detector')}); refusing {k}={v!r}"
                 )
         self._lock = FileLock(self.settings.home / "locks" / f"{self.name}.lock", on_acquired=_write_pid)
+
+    def _open(self, create: bool, want: dict):
+        try:
+            return self.client.get_collection(self.name, embedding_function=None)
+        except Exception as exc:
+            if not _missing(exc):
+                raise
+        col = self._finish_rebuild()
+        if col is not None:
+            return col
+        if not create:
+            raise StoreError(f"no gallery for model {self.model!r} with detector {self.detector!r} yet; "
+                             "ingest photos first")
+        return self.client.get_or_create_collection(
+            self.name, metadata={**want, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
+            # We always pass vectors; Chroma's default embedding function would try
+            # to download a text model.
+            embedding_function=None, configuration={"hnsw": dict(HNSW_CONFIG)},
+        )
+
+    def _finish_rebuild(self):
+        """The gallery's collection missing but its rebuilt copy present: a rebuild was cut
+        off after dropping the original, and the copy is complete. It takes the name."""
+        try:
+            tmp = self.client.get_collection(REBUILD_PREFIX + self.name, embedding_function=None)
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
+        try:
+            tmp.modify(name=self.name)
+        except Exception:
+            pass  # another process renamed it first
+        return self.client.get_collection(self.name, embedding_function=None)
+
+    def _call(self, what: str, fn):
+        """``fn()`` on the collection, translated; once more on a re-opened collection when
+        it was rebuilt (new id) since this object opened it."""
+        try:
+            return fn()
+        except Exception as exc:
+            if not _missing(exc):
+                raise _translate(exc, what) from None
+        try:
+            self.col = self.client.get_collection(self.name, embedding_function=None)
+        except Exception:
+            try:
+                self.col = self._finish_rebuild()
+            except Exception as exc:
+                raise _translate(exc, what) from None
+            if self.col is None:
+                raise StoreError(f"{what} failed: gallery {self.name} no longer exists") from None
+        try:
+            return fn()
+        except Exception as exc:
+            raise _translate(exc, what) from None
 
     # -- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -309,7 +454,7 @@ class FaceGallery:
     # -- writes ----------------------------------------------------------------------
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict], *, lock: bool = True) -> int:
         """Insert or replace faces. ``embeddings``: (n, dim). Returns n."""
-        require_admin(self.actor, "adding faces to the gallery")
+        actor = require_admin(self.actor, "adding faces to the gallery")
         x = self._check(embeddings, "add")
         ids = [str(i) for i in ids]
         if not (len(ids) == len(x) == len(metadatas)):
@@ -323,32 +468,67 @@ class FaceGallery:
         ctx = self.writer() if lock else contextlib.nullcontext()
         with ctx:
             for i in range(0, len(ids), step):
-                try:
-                    self.col.upsert(ids=ids[i:i + step], embeddings=x[i:i + step], metadatas=clean[i:i + step])
-                except Exception as exc:
-                    raise _translate(exc, f"writing {len(ids[i:i + step])} faces to {self.name}") from None
+                part = ids[i:i + step]
+                self._call(f"writing {len(part)} faces to {self.name}",
+                           lambda: self.col.upsert(ids=part, embeddings=x[i:i + step], metadatas=clean[i:i + step]))
+                audit.count(self.settings, actor, "add", len(part), self.name)
         return len(ids)
 
-    def delete(self, ids: Sequence[str] | None = None, identity: str | None = None) -> int:
-        """Delete by ids or by identity; returns how many faces were removed."""
-        require_admin(self.actor, "deleting faces from the gallery")
+    def delete(self, ids: Sequence[str] | None = None, identity: str | None = None, *, lock: bool = True) -> int:
+        """Delete by ids or by identity, with their thumbnails; returns how many faces were
+        removed. Chroma only marks them deleted in its files: erasing a person for good is
+        :func:`facesearch.privacy.erase_identity`."""
+        actor = require_admin(self.actor, "deleting faces from the gallery")
         if not ids and identity is None:
             raise ConfigError("delete: give ids or an identity")
-        with self.writer():
-            try:
-                if identity is not None:
-                    found = self.col.get(where={"identity": identity}, include=[])["ids"]
-                    ids = list(ids or []) + found
-                if not ids:
-                    return 0
-                n = len(self.col.get(ids=list(ids), include=[])["ids"])
-                self.col.delete(ids=list(ids))
-            except Exception as exc:
-                raise _translate(exc, "deleting faces") from None
+        ctx = self.writer() if lock else contextlib.nullcontext()
+        with ctx:
+            if identity is not None:
+                found = self._call("deleting faces", lambda: self.col.get(where={"identity": identity}, include=[]))
+                ids = list(ids or []) + found["ids"]
+            if not ids:
+                return 0
+            ids = list(dict.fromkeys(ids))
+            n = len(self._call("deleting faces", lambda: self.col.get(ids=ids, include=[]))["ids"])
+            self._call("deleting faces", lambda: self.col.delete(ids=ids))
+            audit.count(self.settings, actor, "delete", n, self.name)
         for i in ids:
             with contextlib.suppress(OSError):
                 self.thumb_path(i).unlink()
         return n
+
+    def rebuild(self, *, lock: bool = True) -> int:
+        """Rewrite the collection from its live faces, so that deleted ones leave Chroma's
+        files: its HNSW index keeps a deleted vector's bytes and only marks it deleted.
+        The copy is filled under a temporary name, then takes the original's place, so a
+        crash leaves either the original or the complete copy (renamed on next open).
+        Follow with :func:`scrub_database`. Returns the faces kept."""
+        require_admin(self.actor, "rewriting the gallery")
+        ctx = self.writer() if lock else contextlib.nullcontext()
+        with ctx:
+            ids, x, mds = self.all_embeddings()
+            tmp_name = REBUILD_PREFIX + self.name
+            try:
+                with contextlib.suppress(Exception):
+                    self.client.delete_collection(tmp_name)  # a copy left by a rebuild cut off early
+                cfg = dict((self.col.configuration or {}).get("hnsw") or {})
+                hnsw = {k: cfg.get(k, v) for k, v in HNSW_CONFIG.items()}
+                tmp = self.client.create_collection(tmp_name, metadata=dict(self.col.metadata or {}),
+                                                    embedding_function=None, configuration={"hnsw": hnsw})
+                step = max(1, min(self.settings.batch_size * 16, self._max_batch()))
+                for i in range(0, len(ids), step):
+                    tmp.add(ids=ids[i:i + step], embeddings=x[i:i + step], metadatas=mds[i:i + step])
+                self.client.delete_collection(self.name)
+                try:
+                    tmp.modify(name=self.name)
+                except Exception:
+                    pass  # a reader opening the gallery just then finished the rename (_finish_rebuild)
+                self.col = self.client.get_collection(self.name, embedding_function=None)
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise _translate(exc, f"rewriting gallery {self.name}") from None
+        return len(ids)
 
     # -- reads -----------------------------------------------------------------------
     def _max_batch(self) -> int:
@@ -358,10 +538,7 @@ class FaceGallery:
             return 5000
 
     def count(self) -> int:
-        try:
-            return self.col.count()
-        except Exception as exc:
-            raise _translate(exc, "counting the gallery's faces") from None
+        return self._call("counting the gallery's faces", lambda: self.col.count())
 
     def query(self, embeddings: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Hit]]:
         """Top-k neighbours for each of m embeddings ``(m, dim)``: m lists of :class:`Hit`."""
@@ -371,11 +548,8 @@ class FaceGallery:
             raise EmptyGalleryError(f"gallery {self.name} is empty: ingest or enroll some faces first")
         if len(x) == 0:
             return []
-        try:
-            r = self.col.query(query_embeddings=x, n_results=max(1, min(int(k), n)), where=where,
-                               include=["metadatas", "distances"])
-        except Exception as exc:
-            raise _translate(exc, "querying the gallery") from None
+        r = self._call("querying the gallery", lambda: self.col.query(
+            query_embeddings=x, n_results=max(1, min(int(k), n)), where=where, include=["metadatas", "distances"]))
         out = []
         for ids, dists, mds in zip(r["ids"], r["distances"], r["metadatas"]):
             # HNSW returns -1e-7 for identical vectors; a distance is never negative.
@@ -386,10 +560,8 @@ class FaceGallery:
     def get(self, ids: Sequence[str] | None = None, where: dict | None = None, limit: int | None = None,
             offset: int | None = None, embeddings: bool = False) -> dict:
         include = ["metadatas"] + (["embeddings"] if embeddings else [])
-        try:
-            r = self.col.get(ids=list(ids) if ids else None, where=where, limit=limit, offset=offset, include=include)
-        except Exception as exc:
-            raise _translate(exc, "reading the gallery") from None
+        r = self._call("reading the gallery", lambda: self.col.get(
+            ids=list(ids) if ids else None, where=where, limit=limit, offset=offset, include=include))
         if embeddings:
             e = r.get("embeddings")
             r["embeddings"] = np.asarray(e, np.float32).reshape(-1, self.dim) if e is not None and len(e) else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,146 @@
+"""Append-only audit log of every gallery change: ``$FACESEARCH_HOME/audit.jsonl``.
+
+One JSON line per change: when (UTC), who (the actor's name: ``admin``, ``local user``,
+``cli:<user>``), what (``ingest``, ``enroll``, ``add``, ``delete``, ``restore``,
+``export``, ``threshold``) and how many faces, with the galleries it touched.
+
+The store reports every write it makes (:func:`count`, called by ``FaceGallery.upsert``
+and ``delete``), so no write goes unlogged whoever calls it. An operation made of many
+writes (an ingest's batches, an erasure across galleries, a restore) wraps them in
+:func:`operation`, which sums them into its own single line, written when it ends (also
+when it fails; a process killed outright writes none, and the next run's line counts
+what it adds).
+
+The log names no person: an erased identity must not live on in it, so lines say how
+many faces changed, not whose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .access import Actor, cli_actor
+from .errors import disk_full_raises
+from .settings import Settings, get_settings
+
+AUDIT_NAME = "audit.jsonl"
+
+
+def audit_path(settings: Settings) -> Path:
+    return settings.home / AUDIT_NAME
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def record(settings: Settings, actor: Actor | None, action: str, faces: int | None, **details) -> dict:
+    """Append one line and return it. ``faces`` None: a change that is not about faces
+    (a threshold)."""
+    entry = {"at": _now(), "actor": (actor or cli_actor()).name, "action": action, "faces": faces}
+    entry.update({k: v for k, v in details.items() if v is not None})
+    line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode()
+    path = audit_path(settings)
+    with disk_full_raises(f"disk full while writing the audit log {path}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND and one write per line, under a lock: lines of two processes never
+        # interleave, and nothing already written is ever rewritten.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return entry
+
+
+@dataclass
+class Operation:
+    """What an :func:`operation` has counted so far."""
+
+    settings: Settings
+    actor: Actor | None
+    action: str
+    details: dict
+    faces: int = 0
+    galleries: set[str] = field(default_factory=set)
+    always: bool = False  # write a line even when no face changed (an erasure of cached data only)
+
+
+_local = threading.local()
+
+
+def _stack() -> list[Operation]:
+    if not hasattr(_local, "ops"):
+        _local.ops = []
+    return _local.ops
+
+
+def _same_home(a: Settings, b: Settings) -> bool:
+    return a.home.resolve() == b.home.resolve()
+
+
+@contextlib.contextmanager
+def operation(settings: Settings, actor: Actor | None, action: str, **details) -> Iterator[Operation]:
+    """Every store write of this thread inside the block counts towards one line,
+    written when the block ends (with ``"incomplete": true`` if it raised). Nothing is
+    written when no face changed, unless ``op.always`` is set."""
+    op = Operation(settings, actor, action, dict(details))
+    _stack().append(op)
+    failed = False
+    try:
+        yield op
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _stack().remove(op)
+        if op.faces or op.always:
+            extra = dict(op.details)
+            if op.galleries:
+                extra["galleries"] = sorted(op.galleries)
+            if failed:
+                extra["incomplete"] = True
+            record(settings, actor, action, op.faces, **extra)
+
+
+def count(settings: Settings, actor: Actor | None, action: str, faces: int, gallery: str) -> None:
+    """A store write of ``faces`` faces: added to this thread's open operation on the
+    same data folder, else logged on its own line."""
+    for op in reversed(_stack()):
+        if _same_home(op.settings, settings):
+            op.faces += int(faces)
+            op.galleries.add(gallery)
+            return
+    if faces:
+        record(settings, actor, action, int(faces), galleries=[gallery])
+
+
+def read_audit(settings: Settings | None = None, limit: int | None = None) -> list[dict]:
+    """The log's entries, newest first (at most ``limit``). A torn last line (a process
+    killed while writing it) is skipped."""
+    settings = settings or get_settings()
+    try:
+        lines = audit_path(settings).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for raw in reversed(lines):
+        try:
+            e = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(e, dict):
+            out.append(e)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
