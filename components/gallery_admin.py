@@ -1,4 +1,4 @@
-"""Home page widgets: build, extend and prune the gallery.
+"""Home page widgets: build, extend and prune the gallery; export, restore; the audit log.
 
 The file handling (unpacking a zip, saving an enrollment's uploads) is plain Python so it
 is testable without Streamlit; the ``*_section`` functions are the widgets.
@@ -47,13 +47,14 @@ def save_enrollment(name: str, photos: Sequence[tuple[str, bytes]], home: Path) 
 
 # -- widgets -----------------------------------------------------------------------------
 def start_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = None, limit: int | None = None,
-                 what: str = "Ingesting") -> IngestJob:
+                 what: str = "Ingesting", action: str = "ingest") -> IngestJob:
     """Start an ingest into the active gallery in the background; the caller keeps the
-    job (one per session) and :func:`job_panel` shows it."""
+    job (one per session) and :func:`job_panel` shows it. ``action``: its name in the
+    audit log ("ingest" or "enroll")."""
     s, model, detector = common.active()
     common.pipeline()  # load the model under its spinner, and fail here if it cannot load
     return IngestJob(what, path, dict(fmt=fmt, model=model, detector=detector, settings=s, limit=limit,
-                                      items=items, actor=common.actor())).start()
+                                      items=items, actor=common.actor(), action=action)).start()
 
 
 def job_panel(job: IngestJob | None) -> bool:
@@ -167,7 +168,7 @@ def enroll_section(busy: bool = False) -> None:
         with common.user_errors():
             items = save_enrollment(name, photos, s.home)
             st.session_state["ingest_job"] = start_ingest(items[0].path.parent, items=items,
-                                                          what=f"Enrolled {name.strip()}")
+                                                          what=f"Enrolled {name.strip()}", action="enroll")
         st.rerun()
 
 
@@ -179,11 +180,17 @@ def delete_section() -> None:
     options = list(idents)
     who = st.selectbox("Identity", options, key="delete_identity",
                        format_func=lambda i: f"{i} ({idents.get(i, 0)} faces)")
-    sure = st.checkbox(f"Yes, delete every face of {who}", key="delete_confirm")
+    st.caption("Erases the person from every gallery (each model and detector), with their thumbnails, the "
+               "cached embeddings of their photos, the ingest records and the photos uploaded to enroll them. "
+               "The database files are rewritten so no deleted vector stays in them.")
+    sure = st.checkbox(f"Yes, erase every face of {who}", key="delete_confirm")
     if st.button("Delete identity", key="delete_go", disabled=not sure):
-        with common.user_errors():
-            n = common.gallery().delete(identity=who)
-        st.session_state["delete_message"] = f"Deleted {n} faces of {who}."
+        from facesearch.privacy import erase_identity
+
+        s, _, _ = common.active()
+        with common.user_errors(), st.spinner(f"Erasing {who}…"):
+            rep = erase_identity(who, s, common.actor())
+        st.session_state["delete_message"] = rep.summary()
         st.session_state.pop("delete_confirm", None)
         st.rerun()
 
@@ -196,3 +203,63 @@ def messages() -> None:
     msg = st.session_state.pop("delete_message", None)
     if msg:
         st.success(msg)
+
+
+def export_section() -> None:
+    """A download button for the active gallery as one archive (store.archive); the
+    archive is built in memory when the button is clicked, never kept on the server."""
+    import io
+
+    from store.archive import export_gallery
+
+    s, model, detector = common.active()
+    with common.user_errors():
+        gallery = common.gallery()  # bound to this session's actor: the core refuses a visitor
+        n = gallery.count()
+    if not n:
+        st.caption("The gallery is empty: nothing to export.")
+        return
+
+    def build() -> bytes:
+        buf = io.BytesIO()
+        export_gallery(gallery, buf)
+        return buf.getvalue()
+
+    st.caption(f"{n:,} faces of the {model} / {detector} gallery: vectors, metadata and thumbnails in one zip, "
+               "for `facesearch restore` or the restore control on another server.")
+    st.download_button("Export the gallery", data=build, file_name=f"{gallery.name}.zip", mime="application/zip",
+                       key="export_go", on_click="ignore")
+
+
+def restore_section() -> None:
+    """Upload an archive of ``facesearch export`` and restore it into this data folder (the
+    archive's own model and detector); a bad or foreign archive writes nothing."""
+    up = st.file_uploader("Gallery archive (.zip from an export)", type=["zip"], key="restore_file")
+    merge = st.checkbox("Add to the faces already in that gallery", key="restore_merge",
+                        help="Without this, a restore into a gallery that has faces is refused.")
+    if st.button("Restore", key="restore_go", type="primary", disabled=up is None):
+        import io
+
+        from store.archive import restore_gallery
+
+        s, _, _ = common.active()
+        with common.user_errors(), st.spinner("Restoring…"):
+            rep = restore_gallery(io.BytesIO(up.getvalue()), s, common.actor(), merge=merge)
+        st.session_state["delete_message"] = rep.summary()[0].upper() + rep.summary()[1:] + "."
+        st.rerun()
+
+
+def audit_section(entries: Sequence[dict]) -> None:
+    """The audit log (facesearch.audit.read_audit), newest first: when, who, what, faces."""
+    if not entries:
+        st.caption("No gallery change has been logged yet.")
+        return
+    rows = sorted(entries, key=lambda e: str(e.get("at", "")), reverse=True)
+    st.dataframe(
+        [{"when (UTC)": str(e.get("at", "")).replace("T", " ").rstrip("Z"), "who": e.get("actor", "?"),
+          "what": e.get("action", "?"), "faces": e.get("faces"),
+          "details": ", ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                               for k, v in e.items() if k not in ("at", "actor", "action", "faces"))}
+         for e in rows],
+        hide_index=True, key="audit_table",
+    )

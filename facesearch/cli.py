@@ -1,4 +1,8 @@
-"""Command line: ``facesearch ingest|match|verify|models|stats|evaluate|calibrate|serve``.
+"""Command line: ``facesearch ingest|match|verify|delete|export|restore|audit|models|stats|
+evaluate|calibrate|serve``.
+
+``match`` and ``verify`` store nothing of the photos they are given, as on the dashboard
+(facesearch.search): the same rule everywhere, though a command-line user owns the data.
 
 User mistakes (a FaceSearchError) print one line to stderr and exit non-zero; only bugs
 show a traceback.
@@ -116,6 +120,46 @@ def cmd_verify(args) -> int:
     print(f"{word}: distance {r.distance:.4f} vs threshold {r.threshold:.4f} ({r.model}; {r.verdict}; "
           f"similarity {r.similarity:.4f})")
     return 0 if r.same or not args.exit_code else 3
+
+
+def cmd_delete(args) -> int:
+    from .privacy import erase_identity
+
+    rep = erase_identity(args.identity, _settings(args))
+    print(rep.summary())
+    return 0
+
+
+def cmd_export(args) -> int:
+    from store import FaceGallery
+    from store.archive import export_gallery
+
+    from .models import get_model
+
+    s = _settings(args)
+    emb = get_model(s.model, s)
+    m = export_gallery(FaceGallery(emb.name, emb.dim, s.detector, s, create=False), args.file)
+    print(f"exported {m['faces']} faces ({m['thumbnails']} thumbnails) of {m['collection']} to {args.file}")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from store.archive import restore_gallery
+
+    r = restore_gallery(args.file, _settings(args), merge=args.merge)
+    print(r.summary())
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from .audit import read_audit
+
+    for e in reversed(read_audit(_settings(args), limit=args.n)):
+        rest = {k: v for k, v in e.items() if k not in ("at", "actor", "action", "faces")}
+        faces = "" if e.get("faces") is None else f" {e['faces']} faces"
+        print(f"{e.get('at')}  {e.get('actor')}: {e.get('action')}{faces}"
+              + (f"  {json.dumps(rest, ensure_ascii=False)}" if rest else ""))
+    return 0
 
 
 def cmd_models(args) -> int:
@@ -423,6 +467,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("image2")
     v.add_argument("--exit-code", action="store_true", help="exit 3 when they are different people")
     v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("delete", parents=[common], help="erase a person: their faces in every gallery, thumbnails, "
+                       "cached embeddings, ingest records and uploaded photos",
+                       description="Right to erasure: every face labelled NAME in every gallery of the data folder, "
+                                   "and everything derived from their photos; the database files are rewritten so "
+                                   "no deleted vector stays in them.")
+    d.add_argument("--identity", required=True, metavar="NAME")
+    d.set_defaults(func=cmd_delete)
+
+    ex = sub.add_parser("export", parents=[common], help="write the gallery (--model/--detector) to one archive file",
+                        description="A zip with a manifest: vectors, metadata, thumbnails, model, detector and "
+                                    "dimension. `facesearch restore FILE` reads it into another data folder.")
+    ex.add_argument("file")
+    ex.set_defaults(func=cmd_export)
+
+    rs = sub.add_parser("restore", parents=[common], help="read a gallery archive (facesearch export) into this "
+                        "data folder")
+    rs.add_argument("file")
+    rs.add_argument("--merge", action="store_true", help="add to a gallery that already has faces (default: refuse)")
+    rs.set_defaults(func=cmd_restore)
+
+    au = sub.add_parser("audit", parents=[common], help="the log of gallery changes: who, when, what, how many faces")
+    au.add_argument("-n", type=int, default=50, help="the last N entries (default 50)")
+    au.set_defaults(func=cmd_audit)
 
     sub.add_parser("models", parents=[common], help="list models and detectors, with weights status").set_defaults(func=cmd_models)
 

@@ -115,3 +115,7 @@ def disk_full_raises(message: str) -> Iterator[None]:
 
 class EmptyGalleryError(StoreError):
     """A query against a gallery with no faces."""
+
+
+class ArchiveError(StoreError):
+    """A gallery archive that cannot be restored: not one, damaged, or from elsewhere."""

@@ -1,0 +1,204 @@
+"""Right to erasure: remove a person from everything the data folder holds.
+
+:func:`erase_identity` removes, for every face labelled with the name in *every* gallery
+(each model and detector): its vectors and metadata, its thumbnail, the cached faces and
+vectors of its photos (under any model or detector key), the ingest ledger's rows for
+those photos (so a later ingest of their folder adds them again), and the copies of
+those photos that uploads left in ``uploads/`` (an enrollment's folder goes whole,
+photos without a detected face included). Then it scrubs the files: Chroma only marks a
+deleted vector deleted (its HNSW data file keeps the bytes, its SQLite file keeps them
+in free pages and its write log), so each gallery that lost faces is rewritten from the
+faces it keeps (:meth:`store.FaceGallery.rebuild`), the dropped collection's folder is
+removed and the SQLite files are vacuumed, with their write-ahead logs emptied.
+
+What it cannot reach: a remote Chroma server's files (``FACESEARCH_CHROMA_URL``), an
+export archive or backup taken before, the source photos on the server's own folders
+(the dataset an admin ingested: never ours to delete), and disk blocks the file system
+freed (a journaling file system or an SSD may keep them until they are reused). It
+reports what it could not scrub rather than failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import audit
+from .access import Actor, require_admin
+from .errors import ConfigError
+from .settings import Settings, get_settings
+
+
+@dataclass
+class Erasure:
+    identity: str
+    faces: int = 0  # vectors removed, all galleries together
+    photos: int = 0  # distinct photos (content hashes) whose derived data was removed
+    galleries: list[str] = field(default_factory=list)  # collections that held the person
+    cache_rows: int = 0
+    ledger_rows: int = 0
+    uploads: int = 0  # uploaded photo files removed
+    not_scrubbed: list[str] = field(default_factory=list)  # sentences: what stays on disk, and why
+
+    @property
+    def found(self) -> bool:
+        return bool(self.faces or self.cache_rows or self.ledger_rows or self.uploads)
+
+    def summary(self) -> str:
+        if not self.found:
+            return f"Nothing of {self.identity!r} was found in the galleries, the cache or the uploads."
+        s = (f"Deleted {self.faces} faces of {self.identity} from {len(self.galleries)} "
+             f"galler{'y' if len(self.galleries) == 1 else 'ies'}, and erased what came from their {self.photos} "
+             f"photo(s): {self.cache_rows} cached embedding row(s), {self.ledger_rows} ingest record(s), "
+             f"{self.uploads} uploaded file(s).")
+        if self.not_scrubbed:
+            s += " Not scrubbed: " + "; ".join(self.not_scrubbed) + "."
+        return s
+
+
+def _sha1_file(p: Path) -> str | None:
+    try:
+        h = hashlib.sha1()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def _under(p: Path, root: Path) -> bool:
+    try:
+        p.resolve().relative_to(root.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _still_stored(galleries, hashes: set[str]) -> set[str]:
+    """The photos among ``hashes`` some gallery still holds (under another name)."""
+    kept: set[str] = set()
+    if not hashes:
+        return kept
+    for gal in galleries:
+        r = gal.get(where={"image_sha1": {"$in": sorted(hashes)}})
+        kept |= {str((m or {}).get("image_sha1")) for m in r["metadatas"]}
+    return kept
+
+
+def _rebuild_leftovers(client, prefix: str, gallery_cls, settings: Settings, actor) -> set[str]:
+    """Names of copies left by a rebuild cut off midway. One whose original is gone is
+    complete: opening its gallery gives it the name back (so the gallery is listed)."""
+    try:
+        cols = {c if isinstance(c, str) else c.name: c for c in client.list_collections()}
+    except Exception:
+        return set()
+    out = set()
+    for name, col in cols.items():
+        if not name.startswith(prefix):
+            continue
+        out.add(name)
+        if name[len(prefix):] not in cols and not isinstance(col, str):
+            md = col.metadata or {}
+            with contextlib.suppress(Exception):
+                gallery_cls(md["model"], md["dim"], md["detector"], settings, create=False, actor=actor)
+    return out
+
+
+def erase_identity(identity: str, settings: Settings | None = None, actor: Actor | None = None) -> Erasure:
+    """Erase every trace of ``identity`` from the data folder (see the module's doc).
+    An admin action; one audit line ("delete", the faces removed; the name is not
+    logged). Raises GalleryBusyError while an ingest writes a gallery."""
+    from store.gallery import REBUILD_PREFIX, FaceGallery, get_client, list_galleries, scrub_database
+
+    from .ingest import Ledger
+    from .pipeline import get_cache
+
+    settings = settings or get_settings()
+    actor = require_admin(actor, "erasing a person from the gallery")
+    identity = str(identity)
+    if not identity.strip():
+        raise ConfigError("give the name of the identity to erase")
+    rep = Erasure(identity)
+    uploads = settings.home / "uploads"
+    with audit.operation(settings, actor, "delete") as op:
+        sha1s: set[str] = set()
+        paths: set[str] = set()
+        rebuilt = False
+        leftovers = _rebuild_leftovers(get_client(settings), REBUILD_PREFIX, FaceGallery, settings, actor)
+        galleries = [FaceGallery(g["model"], g["dim"], g["detector"], settings, create=False, actor=actor)
+                     for g in list_galleries(settings)]
+        for gal in galleries:
+            with gal.writer():
+                r = gal.get(where={"identity": identity})
+                if r["ids"]:
+                    for m in r["metadatas"]:
+                        m = m or {}
+                        if m.get("image_sha1"):
+                            sha1s.add(str(m["image_sha1"]))
+                        if m.get("path"):
+                            paths.add(str(m["path"]))
+                    rep.faces += gal.delete(ids=r["ids"], lock=False)
+                    rep.galleries.append(gal.name)
+                if r["ids"] or REBUILD_PREFIX + gal.name in leftovers:
+                    gal.rebuild(lock=False)
+                    rebuilt = True
+
+        ledger = None
+        if (settings.home / "ingest.sqlite").is_file():
+            ledger = Ledger(settings.home / "ingest.sqlite", "")
+        try:
+            if ledger is not None:
+                paths |= ledger.paths_of(sha1s)
+            # Copies that uploads made: the photos themselves, and an enrollment's whole
+            # folder (one person each), photos with no detected face included.
+            doomed: set[Path] = set()
+            folders: set[Path] = set()
+            for p in map(Path, paths):
+                if _under(p, uploads) and p.is_file():
+                    doomed.add(p)
+                    if _under(p, uploads / "enroll") and p.parent.resolve() != (uploads / "enroll").resolve():
+                        folders.add(p.parent)
+            extra: set[str] = set()
+            for folder in folders:
+                files = {f: _sha1_file(f) for f in folder.rglob("*") if f.is_file()}
+                kept = _still_stored(galleries, {h for h in files.values() if h} - sha1s)
+                for f, h in files.items():
+                    if h not in kept:
+                        doomed.add(f)
+                        if h:
+                            extra.add(h)
+            for f in doomed:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    rep.uploads += 1
+                    paths.add(str(f))
+            for folder in folders:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: someone else's kept photo stays
+            sha1s |= extra
+            rep.photos = len(sha1s)
+
+            if ledger is not None:
+                rep.ledger_rows, why = ledger.forget_photos(sha1s, paths)
+                if why:
+                    rep.not_scrubbed.append(why)
+        finally:
+            if ledger is not None:
+                ledger.db.close()
+
+        if (settings.cache_path / "embeddings.sqlite").is_file():
+            rep.cache_rows, why = get_cache(settings).forget(sha1s)
+            if why:
+                rep.not_scrubbed.append(why)
+        if rebuilt:
+            why = scrub_database(settings)
+            if why:
+                rep.not_scrubbed.append(why)
+        op.always = rep.found
+        if sha1s:
+            op.details["photos"] = len(sha1s)
+    return rep
+
