@@ -541,3 +541,35 @@ def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_
         assert list(table["what"]) == ["delete", "add"] and list(table["who"]) == ["local user"] * 2
     finally:
         close_client(s)
+
+
+@pytest.mark.timeout(300)
+def test_rebuild_cut_off_is_finished_and_old_handles_follow(tmp_path):
+    from store import FaceGallery
+    from store.gallery import REBUILD_PREFIX, close_client, get_client
+
+    s = Settings(home=tmp_path / "home")
+    try:
+        g = FaceGallery("sface", 128, "yunet", s)
+        x = np.random.default_rng(0).normal(size=(30, 128)).astype(np.float32)
+        ids = [f"f{i:03d}-0" for i in range(30)]
+        g.upsert(ids, x, [{"identity": f"p{i % 3}"} for i in range(30)])
+        reader = FaceGallery("sface", 128, "yunet", s)  # opened before the rebuild
+        g.delete(identity="p0")
+        assert g.rebuild() == 20
+        # The old handle's collection id is gone; it re-opens the rebuilt one.
+        assert reader.count() == 20 and reader.query(x[1:2], k=1)[0][0].id == ids[1]
+
+        # A rebuild killed after dropping the original: the complete copy is all there is.
+        client = get_client(s)
+        r = g.get(embeddings=True)
+        copy = client.create_collection(REBUILD_PREFIX + g.name, metadata=dict(g.col.metadata),
+                                        embedding_function=None)
+        copy.add(ids=r["ids"], embeddings=r["embeddings"], metadatas=r["metadatas"])
+        client.delete_collection(g.name)
+        again = FaceGallery("sface", 128, "yunet", s, create=False)
+        assert again.count() == 20 and sorted(again.identities()) == ["p1", "p2"]
+        names = {c.name for c in client.list_collections()}
+        assert names == {g.name}
+    finally:
+        close_client(s)
