@@ -32,8 +32,9 @@ gallery_admin.status_section(show_folder=me.admin)
 
 if me.admin:
     st.subheader("Build or extend")
-    t_folder, t_zip, t_enroll, t_delete = st.tabs(["Folder on the server", "Upload a zip", "Enroll a person",
-                                                   "Delete an identity"])
+    t_folder, t_zip, t_enroll, t_delete, t_archive, t_audit = st.tabs(
+        ["Folder on the server", "Upload a zip", "Enroll a person", "Delete an identity", "Export / restore",
+         "Audit log"])
     with t_folder:
         gallery_admin.folder_section(busy)
     with t_zip:
@@ -42,6 +43,14 @@ if me.admin:
         gallery_admin.enroll_section(busy)
     with t_delete:
         gallery_admin.delete_section()
+    with t_archive:
+        gallery_admin.export_section()
+        gallery_admin.restore_section()
+    with t_audit:
+        from facesearch.audit import read_audit
+
+        with common.user_errors():
+            gallery_admin.audit_section(read_audit(common.settings()))
 else:
     st.info("Search the gallery on **Match**, map it on **Explore**, compare models on **Evaluate**. "
             "Only the gallery's admin can change it (sign in from the sidebar).")

@@ -8,7 +8,8 @@ main process and of each worker is sampled every second.
 
 Prints the RSS of the main process at 10%/50%/90% of the run (flat memory: no growth with
 the photos done), the peak of each, and the photos/s over the run. Last line:
-``N photos: A photos/s, peak RSS main B MB, workers C MB (max), main at 10/50/90% D/E/F MB``.
+``N photos: A photos/s, peak RSS main B MB, workers C MB (max), main at 10/50/90% D/E/F MB,
+largest worker at 10/50/90% G/H/I MB``.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main() -> None:
                              "--workers", str(a.workers), "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             text=True)
     main_p = psutil.Process(proc.pid)
-    samples: list[tuple[float, float]] = []  # (seconds, main RSS MB)
+    samples: list[tuple[float, float, float]] = []  # (seconds, main RSS MB, largest worker RSS MB)
     peak_main, peak_worker = 0.0, 0.0
     while proc.poll() is None:
         try:
@@ -82,7 +83,7 @@ def main() -> None:
             kids = [c.memory_info().rss / 2**20 for c in main_p.children(recursive=True)]
         except psutil.Error:
             break
-        samples.append((time.perf_counter() - t0, rss))
+        samples.append((time.perf_counter() - t0, rss, max(kids, default=0.0)))
         peak_main = max(peak_main, rss)
         peak_worker = max([peak_worker, *kids])
         time.sleep(1.0)
@@ -92,11 +93,12 @@ def main() -> None:
     if proc.returncode:
         sys.exit(f"ingest failed with exit code {proc.returncode}")
 
-    def at(frac: float) -> float:
-        return min(samples, key=lambda s: abs(s[0] - frac * secs))[1] if samples else 0.0
+    def at(frac: float, col: int = 1) -> float:
+        return min(samples, key=lambda s: abs(s[0] - frac * secs))[col] if samples else 0.0
 
     print(f"{a.photos} photos: {a.photos / secs:.2f} photos/s, peak RSS main {peak_main:.0f} MB, "
-          f"workers {peak_worker:.0f} MB (max), main at 10/50/90% {at(.1):.0f}/{at(.5):.0f}/{at(.9):.0f} MB")
+          f"workers {peak_worker:.0f} MB (max), main at 10/50/90% {at(.1):.0f}/{at(.5):.0f}/{at(.9):.0f} MB, "
+          f"largest worker at 10/50/90% {at(.1, 2):.0f}/{at(.5, 2):.0f}/{at(.9, 2):.0f} MB")
 
 
 if __name__ == "__main__":

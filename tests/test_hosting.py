@@ -163,3 +163,14 @@ def test_a_bad_ice_setting_is_an_error_on_the_match_page_not_a_traceback(monkeyp
     at.run()
     assert not at.exception
     assert any("FACESEARCH_ICE_SERVERS" in e.value and "username" in e.value for e in at.error), _texts(at)
+
+
+def test_admin_home_has_export_restore_and_the_audit_log(hosted_env):
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.text_input(key="admin_password_input").set_value("s3cret")
+    at.button(key="admin_sign_in").click().run()
+    assert not at.exception
+    labels = [t.label for t in at.tabs]
+    assert "Export / restore" in labels and "Audit log" in labels
+    at.button(key="admin_sign_out").click().run()
+    assert "Audit log" not in [t.label for t in at.tabs]
