@@ -179,7 +179,8 @@ class MtcnnDetector(Detector):
 
 
 def _import_yuface():
-    """yuface's ``detect``, with its bundled OpenMP runtime held to one thread.
+    """yuface's detector (see :class:`_FaceDetectCNN`), with its bundled OpenMP runtime
+    held to one thread.
 
     libgomp reads OMP_NUM_THREADS once, when it is loaded. Its default (a thread per
     core, busy-waiting between frames) made a 480-px CelebA photo take 110-360 ms instead
@@ -199,7 +200,37 @@ def _import_yuface():
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    return sys.modules["yuface.yuface"].detect
+    return _FaceDetectCNN(Path(sys.modules["yuface.yuface"].__file__).parent / "libfacedetection.so")
+
+
+class _FaceDetectCNN:
+    """libfacedetection's ``facedetect_cnn``, called through ctypes with a result buffer
+    this object owns and reuses. yuface's own wrapper allocates a 128 KB buffer per call
+    and never frees it: about 40 KB of RSS lost per photo, 350 MB per ingest worker over
+    4,000 photos (docs/BENCHMARKS.md). The rows are the same numbers yuface returns.
+    Not thread-safe: the detector calls it under its lock."""
+
+    BUFFER = 0x20000  # libfacedetection's DETECT_BUFFER_SIZE
+
+    def __init__(self, lib: Path):
+        import ctypes
+
+        fn = getattr(ctypes.CDLL(str(lib)), "_Z14facedetect_cnnPhS_iii")  # facedetect_cnn(uchar*, uchar*, int, int, int)
+        fn.restype = ctypes.c_void_p
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._fn = fn
+        self._buf = np.zeros(self.BUFFER, np.uint8)
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """``bgr`` (h, w, 3) uint8 -> (n, 16) int16 rows: confidence (0-100), x, y, w, h,
+        10 landmark coordinates, one unused value."""
+        bgr = np.ascontiguousarray(bgr, dtype=np.uint8)
+        h, w = bgr.shape[:2]
+        self._fn(self._buf.ctypes.data, bgr.ctypes.data, w, h, bgr.strides[0])
+        n = int(self._buf[:4].view(np.int32)[0])
+        # 32 bytes a face after the count; the buffer holds at most (BUFFER - 4) // 32.
+        n = max(0, min(n, (self.BUFFER - 4) // 32))
+        return self._buf[4:4 + 32 * n].view(np.int16).reshape(n, 16).copy()
 
 
 class YunetDetector(Detector):
