@@ -76,3 +76,28 @@ def test_recall_counts_ties_and_misses():
     _, td = bq.exact_topk(g, probes, 2)
     assert bq.recall_at_k([["4", "3"]], g, row_of, probes, td) == 1.0
     assert bq.recall_at_k([["3", "0"]], g, row_of, probes, td) == 0.5
+
+
+@pytest.mark.timeout(300)
+def test_a_gallery_created_before_keeps_its_index_and_works(tmp_path):
+    """A collection made with Chroma's default HNSW settings (the project's configuration
+    before HNSW_CONFIG) opens, answers and keeps its own settings."""
+    from facesearch.settings import Settings
+    from store.gallery import FaceGallery, collection_name
+
+    x = np.random.default_rng(0).standard_normal((50, 128)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    srv = bq.start_chroma(tmp_path / "home")
+    try:
+        client = bq.http_client(srv.url)
+        old = client.create_collection(collection_name("sface", "yunet"), embedding_function=None,
+                                       metadata={"model": "sface", "dim": 128, "metric": "cosine", "detector": "yunet"},
+                                       configuration={"hnsw": {"space": "cosine"}})
+        old.add(ids=[f"f{i}" for i in range(50)], embeddings=x, metadatas=[{"identity": f"p{i}"} for i in range(50)])
+        g = FaceGallery("sface", 128, "yunet", Settings(home=tmp_path / "fs", chroma_url=srv.url))
+        assert g.count() == 50
+        assert [h.identity for h in g.query(x[7:8], k=1)[0]] == ["p7"]
+        kept = g.col.configuration["hnsw"]
+        assert (kept["max_neighbors"], kept["ef_construction"]) == (16, 100)
+    finally:
+        srv.stop()
