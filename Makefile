@@ -15,7 +15,7 @@ export KERAS_HOME ?= $(FACESEARCH_HOME)/models/keras
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install run test browser clean bench
+.PHONY: install run test browser clean bench screenshots
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ run: install
 
 test: install browser
 	$(PY) -m pytest -q tests
+
+# The README's screenshots (docs/screenshots/), from the browser tests.
+screenshots: install browser
+	FACESEARCH_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py
 
 bench: install
 	$(PY) -m bench.bench_detectors

@@ -509,13 +509,17 @@ def audit_text(s: Settings) -> str:
 
 
 # -- the Home page's widgets (app.py places them for admins) -----------------------------------
-def _admin_widgets():
-    from components import common, gallery_admin
-    from facesearch.audit import read_audit
+# A script file, not AppTest.from_function: that one leaves its temporary script as the
+# process's __main__, and every later spawn-started process (ingest workers, tests with
+# multiprocessing) then fails to start.
+ADMIN_WIDGETS = """
+from components import common, gallery_admin
+from facesearch.audit import read_audit
 
-    gallery_admin.export_section()
-    gallery_admin.restore_section()
-    gallery_admin.audit_section(read_audit(common.settings()))
+gallery_admin.export_section()
+gallery_admin.restore_section()
+gallery_admin.audit_section(read_audit(common.settings()))
+"""
 
 
 @pytest.mark.timeout(300)
@@ -532,7 +536,9 @@ def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_
     monkeypatch.setenv("FACESEARCH_HOME", str(s.home))
     monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
     monkeypatch.delenv("FACESEARCH_ADMIN_PASSWORD", raising=False)
-    at = AppTest.from_function(_admin_widgets, default_timeout=TIMEOUT).run()
+    script = tmp_path / "admin_widgets.py"
+    script.write_text(ADMIN_WIDGETS)
+    at = AppTest.from_file(str(script), default_timeout=TIMEOUT).run()
     try:
         assert not at.exception, [e.value for e in at.exception]
         assert at.button(key="restore_go").disabled  # nothing uploaded yet
