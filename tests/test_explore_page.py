@@ -67,8 +67,8 @@ def test_similarity_matrix_names_are_categories(small_gallery, app):
     fig = next(f for f in figs if any(t.get("type") == "heatmap" for t in f["data"]))
     heat = next(t for t in fig["data"] if t["type"] == "heatmap")
     chosen = at.multiselect(key="sim_groups").value
-    # The session gallery's identities (other tests add some): CelebA's numeric names.
-    assert len(chosen) >= 8 and all(c.isdigit() for c in chosen)
+    # The session gallery's identities: CelebA's numeric names, and whatever other tests added.
+    assert sum(c.isdigit() for c in chosen) >= 8
     assert list(heat["x"]) == list(heat["y"]) == sorted(chosen)
     assert fig["layout"]["xaxis"].get("type") == fig["layout"]["yaxis"].get("type") == "category"
 
