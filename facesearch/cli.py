@@ -272,10 +272,7 @@ def cmd_evaluate(args) -> int:
                       f"P {_fmt(b['precision'])} R {_fmt(b['recall'])} F1 {_fmt(b['f1'])}")
     print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {sum(r.n_cached for r in cmp.results)}")
     if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() in (".json", ".csv"):
-            out = out.with_suffix("")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = _out_prefix(args.out)
         j = out.with_name(out.name + ".json")
         j.write_text(cmp.to_json())
         written = [j, *cmp.to_csv(out)]
@@ -364,10 +361,7 @@ def _cmd_open_set(args, settings: Settings) -> int:
         print(format_fpir_vs_size(r))
     print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {cmp.n_cached}")
     if args.out:
-        out = Path(args.out)
-        if out.suffix.lower() in (".json", ".csv"):
-            out = out.with_suffix("")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = _out_prefix(args.out)
         j, c = out.with_name(out.name + ".json"), out.with_name(out.name + ".csv")
         j.write_text(cmp.to_json())
         c.write_text(cmp.table_csv())
@@ -429,6 +423,15 @@ def cmd_serve(args) -> int:
             except subprocess.TimeoutExpired:
                 dash.kill()
         srv.stop()
+
+
+def _out_prefix(given: str) -> Path:
+    """``--out PREFIX`` (a trailing .json/.csv dropped), its folder created."""
+    out = Path(given)
+    if out.suffix.lower() in (".json", ".csv"):
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

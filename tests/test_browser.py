@@ -10,6 +10,7 @@ screenshots to tests/_artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -53,17 +54,13 @@ def browser_gallery(settings):
     return gallery, probes
 
 
-@pytest.fixture(scope="module")
-def server(browser_gallery, session_home):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (make browser)")
-        pytest.skip("chromium is not installed (make browser)")
+@contextlib.contextmanager
+def dashboard(env: dict, log_name: str, timeout: float = 120):
+    """The dashboard as `make run` starts it (``facesearch serve``) on a free port with
+    ``env``; yields its URL once healthy, stops it (and the server it started) after."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    log = open(ARTIFACTS / "streamlit.log", "wb")
-    env = {**os.environ, "FACESEARCH_HOME": str(session_home), "ANONYMIZED_TELEMETRY": "False"}
-    # What `make run` runs: it finds the session's database server and shares it.
+    log = open(ARTIFACTS / log_name, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "facesearch", "serve", "--port", str(port), "--",
          "--server.headless", "true", "--server.address", "127.0.0.1",
@@ -72,10 +69,10 @@ def server(browser_gallery, session_home):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}; see {ARTIFACTS / 'streamlit.log'}")
+                pytest.fail(f"facesearch serve exited with {proc.returncode}; see {ARTIFACTS / log_name}")
             try:
                 with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
                     if r.status == 200:
@@ -83,17 +80,28 @@ def server(browser_gallery, session_home):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("streamlit did not become healthy within 60 s")
+                pytest.fail(f"the dashboard did not become healthy within {timeout:.0f} s")
             time.sleep(0.5)
         yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser_gallery, session_home):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (make browser)")
+        pytest.skip("chromium is not installed (make browser)")
+    env = {**os.environ, "FACESEARCH_HOME": str(session_home), "ANONYMIZED_TELEMETRY": "False"}
+    with dashboard(env, "streamlit.log") as url:
+        yield url
 
 
 def write_y4m(rgb: np.ndarray, path: Path, frames: int = 10, size: tuple[int, int] = (640, 480)) -> Path:
@@ -332,36 +340,11 @@ def test_cli_ingest_while_dashboard_runs_is_seen(page, server, tmp_path):
 def own_dashboard(tmp_path):
     """A second dashboard, as `make run` starts it, on an empty data folder and an empty
     embedding cache (so its ingest really detects and embeds, slowly enough to stop)."""
-    port = _free_port()
     home = tmp_path / "home"
     env = {**os.environ, "FACESEARCH_HOME": str(home), "FACESEARCH_CACHE": str(tmp_path / "cache"),
            "ANONYMIZED_TELEMETRY": "False"}
-    log = open(ARTIFACTS / "streamlit-own.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "facesearch", "serve", "--port", str(port), "--",
-                             "--server.headless", "true", "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"facesearch serve exited; see {ARTIFACTS / 'streamlit-own.log'}"
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not become healthy"
-            time.sleep(0.5)
+    with dashboard(env, "streamlit-own.log") as url:
         yield url, home
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
     # The server `serve` started stops with it.
     assert not (home / "chroma-server.json").exists()
 
