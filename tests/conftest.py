@@ -1,9 +1,14 @@
 """Shared test fixtures.
 
-One data folder (FACESEARCH_HOME) for the whole session, so the embedding cache is shared:
-a photo detected and embedded by one test is free for the next. Tests that need an empty
-gallery make their own ``Settings(home=tmp_path)`` and still reuse the session cache via
-``cached_settings``.
+One data folder (FACESEARCH_HOME) for the whole session, served by one Chroma server.
+
+The embedding cache decides what a test really runs: a photo found in it is neither
+detected nor embedded. So a test that claims to exercise detection, embedding or worker
+processes uses ``own_settings`` (or its own ``Settings(home=tmp_path / ...)``): its own
+empty cache and weights folder, and it computes what it tests. Only a test about
+something else (a gallery write, a page, a search's ranking) may use
+``shared_cache_settings``, an empty gallery over the session's cache, and its docstring
+says so.
 """
 
 from __future__ import annotations
@@ -58,12 +63,74 @@ def settings(session_home):
 
 
 @pytest.fixture
-def fresh_settings(tmp_path, session_home):
-    """Settings with an empty gallery and ledger in tmp_path that share the session's
-    embedding cache (keyed by content hash, so sharing is safe) and weights."""
+def own_settings(tmp_path):
+    """An empty data folder with its own empty embedding cache and weights folder: every
+    photo a test gives it is detected and embedded in that test."""
+    from facesearch.settings import Settings
+
+    s = Settings(home=tmp_path / "home")
+    assert not s.cache_path.exists()
+    return s
+
+
+@pytest.fixture
+def shared_cache_settings(tmp_path, session_home):
+    """An empty gallery and ledger in tmp_path over the session's embedding cache (keyed by
+    content hash and the model's and detector's versions, so sharing is safe): photos an
+    earlier test embedded cost nothing. Only for tests that are not about detection,
+    embedding or workers."""
     from facesearch.settings import Settings
 
     return Settings(home=tmp_path / "home", cache_dir=session_home / "cache")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """This process cannot reach another machine, whatever network the machine has: name
+    lookups and connections to anything but loopback fail at once with OSError, and proxy
+    variables are unset (a proxy on localhost would be a way out). Loopback stays open for
+    the session's Chroma server. Yields the list of hosts and addresses refused, so a test
+    can check that a download was really tried."""
+    import ipaddress
+    import socket
+
+    refused: list[str] = []
+    real_getaddrinfo, real_connect, real_connect_ex = socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex
+
+    def loopback(host) -> bool:
+        if host in (None, "", "localhost") or str(host).endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not loopback(host if not isinstance(host, bytes) else host.decode()):
+            refused.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, f"network blocked by the test: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def allowed(sock, address) -> bool:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or loopback(address[0]):
+            return True
+        refused.append(str(address[0]))
+        return False
+
+    def connect(self, address):
+        if not allowed(self, address):
+            raise OSError(101, f"network blocked by the test: {address[0]}")  # ENETUNREACH
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        return real_connect_ex(self, address) if allowed(self, address) else 101
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield refused
 
 
 def celeba_split(n_identities: int = 20, n_gallery: int = 4, n_probe: int = 2):

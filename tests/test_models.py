@@ -27,21 +27,27 @@ def test_registry_describes_every_model():
 
 
 @pytest.mark.parametrize("model", OFFLINE_MODELS)
-def test_offline_models_embed_unit_vectors_that_separate_people(data_dir, model, settings):
-    pipe = Pipeline(model, "yunet", settings)
+def test_offline_models_embed_unit_vectors_that_separate_people(data_dir, model, own_settings):
+    """Own empty cache and weights folder: every vector here is computed by the model (for
+    dlib, from the weights copied out of face-recognition-models into that folder)."""
+    pipe = Pipeline(model, "yunet", own_settings)
     people = data_dir / "photos/people"
-    a1 = pipe.analyze(people / "obama/obama.jpg").faces[0].embedding
-    a2 = pipe.analyze(people / "obama/obama2.jpg").faces[0].embedding
-    b = pipe.analyze(people / "biden/biden.jpg").faces[0].embedding
+    found = [pipe.analyze(people / rel) for rel in ("obama/obama.jpg", "obama/obama2.jpg", "biden/biden.jpg")]
+    assert [a.cached for a in found] == [False] * 3
+    a1, a2, b = (a.faces[0].embedding for a in found)
     for v in (a1, a2, b):
         assert v.dtype == np.float32 and v.shape == (get_model(model).dim,)
         assert abs(np.linalg.norm(v) - 1) < 1e-4
     same, diff = 1 - a1 @ a2, 1 - a1 @ b
     thr = get_model(model).threshold
     assert same < thr < diff
+    # The second time the same photo is served from the cache, with the same vector.
+    again = pipe.analyze(people / "obama/obama.jpg")
+    assert again.cached and np.allclose(again.faces[0].embedding, a1, atol=1e-6)
 
 
 def test_detect_crop_embed_are_separate_steps(data_dir, settings):
+    """detect, crops and embed called one by one: no embedding cache is involved."""
     pipe = Pipeline("dlib", "mtcnn", settings)
     rgb = load_image(data_dir / "photos/group/obama_and_biden.jpg").rgb
     faces = pipe.detect(rgb)
@@ -52,12 +58,19 @@ def test_detect_crop_embed_are_separate_steps(data_dir, settings):
     assert pipe.embed([]).shape == (0, 128)
 
 
-def test_missing_weights_offline_is_one_clear_error(tmp_path):
+def test_missing_weights_offline_is_one_clear_error(tmp_path, monkeypatch, no_network):
+    """ArcFace with an empty weights folder and every connection to another machine
+    refused in this process: one WeightsMissingError naming the file and the folder, on
+    any machine, network or not."""
     from facesearch.settings import Settings
 
     s = Settings(home=tmp_path)
+    # Loading a DeepFace model points DEEPFACE_HOME at its folder; give it back afterwards.
+    monkeypatch.setenv("DEEPFACE_HOME", str(s.deepface_home))
+    assert not s.weights_path.exists()  # an empty data folder: no weights in it
     with pytest.raises(WeightsMissingError) as e:
         get_model("ArcFace", s).embed([np.zeros((112, 112, 3), np.uint8)])
+    assert no_network, "DeepFace never tried to download the weights"
     msg = str(e.value)
     assert "arcface_weights.h5" in msg and str(s.weights_path) in msg
     # Nothing half-written is left to be mistaken for weights next time.

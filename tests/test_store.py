@@ -1,5 +1,6 @@
 """The gallery on a real Chroma database: persistence, idempotence, refusal, errors."""
 
+import collections
 import multiprocessing as mp
 import os
 import shutil
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from facesearch.errors import EmptyGalleryError, GalleryBusyError, GalleryMismatchError
+import facesearch.ingest as ingest_mod
 from facesearch.ingest import ingest
 from facesearch.settings import Settings
 from store import FaceGallery, list_galleries
@@ -145,7 +147,9 @@ def test_second_writer_through_the_server_gets_busy_error(tmp_path):
     _forget_clients()
 
 
-def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, fresh_settings):
+def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, own_settings):
+    """Own empty cache: the faces found and the photo with none are detected here."""
+    s = own_settings
     # A folder-per-identity dataset with the awkward files mixed in.
     root = tmp_path / "ds"
     (root / "obama").mkdir(parents=True); (root / "junk").mkdir()
@@ -155,23 +159,23 @@ def test_ingest_is_idempotent_and_reports_bad_files(tmp_path, data_dir, fresh_se
         shutil.copy(data_dir / "photos/edge" / f, root / "junk" / f)
     (root / "junk" / "blank.png").write_bytes(__import__("base64").b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
-    r1 = ingest(root, "folders", settings=fresh_settings)
+    r1 = ingest(root, "folders", settings=s)
     failed = dict(r1.failed)
     assert "not an image" in failed[str(root / "junk/not-an-image.jpg")]
     assert "truncated" in failed[str(root / "junk/truncated.jpg")]
     assert str(root / "junk/blank.png") in r1.no_face
     assert r1.faces_added >= 2
-    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
+    g = FaceGallery(s.model, 128, s.detector, s)
     n = g.count()
     assert n == r1.faces_added
     # Thumbnails are stored beside the database, one per face.
     ids = g.get()["ids"]
     assert all(g.thumb_path(i).is_file() for i in ids)
     # Second run: resumes, adds nothing.
-    r2 = ingest(root, "folders", settings=fresh_settings)
+    r2 = ingest(root, "folders", settings=s)
     assert r2.skipped == r1.total and r2.processed == 0 and g.count() == n
     # Even when the ledger is forgotten, content-hash IDs make re-ingest add nothing.
-    r3 = ingest(root, "folders", settings=fresh_settings, restart=True)
+    r3 = ingest(root, "folders", settings=s, restart=True)
     assert r3.processed == r1.total and g.count() == n
 
 
@@ -230,6 +234,8 @@ def tiny_disk(tmp_path):
 
 
 def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_home):
+    """The gallery on a full disk; the embedding cache is the session's, on another disk
+    (this is about gallery writes, not about detection or embedding)."""
     from facesearch.errors import StorageFullError
     from conftest import celeba_split
 
@@ -285,39 +291,90 @@ def test_every_write_on_a_full_disk_says_disk_full(tiny_disk):
             write()
 
 
-def test_deleted_identity_comes_back_on_reingest(fresh_settings):
+def test_deleted_identity_comes_back_on_reingest(shared_cache_settings):
+    """About the gallery and the ledger, not embedding: the session's cache serves the photos."""
     from conftest import celeba_split
 
+    s = shared_cache_settings
     items, _ = celeba_split(n_identities=2, n_gallery=2, n_probe=0)
-    ingest(None, items=items, settings=fresh_settings)
-    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
+    ingest(None, items=items, settings=s)
+    g = FaceGallery(s.model, 128, s.detector, s)
     n = g.count()
     victim = items[0].identity
     assert g.delete(identity=victim) >= 1
-    rep = ingest(None, items=items, settings=fresh_settings)
+    rep = ingest(None, items=items, settings=s)
     assert rep.processed == 2 and g.count() == n
     assert victim in g.identities()
 
 
-def test_two_worker_processes_ingest_the_same_as_one(tmp_path):
+_REAL_PROCESS = ingest_mod._process
+
+
+def _process_noting_pid(path, max_faces=None, data=None, cache=True):
+    """ingest's work on one photo, in a worker process, after writing "pid path" to the
+    file named by FACESEARCH_TEST_PIDS. A worker's first photo waits (up to 120 s) until
+    another process has started one too, so that which worker starts faster cannot decide
+    the test: with only one worker process the wait runs out and the test fails."""
+    log = Path(os.environ["FACESEARCH_TEST_PIDS"])
+    me = str(os.getpid())
+    first = not any(line.split()[0] == me for line in log.read_text().splitlines())
+    with open(log, "a") as f:
+        f.write(f"{me} {path}\n")
+    t0 = time.monotonic()
+    while first and time.monotonic() - t0 < 120:
+        if any(line.split()[0] != me for line in log.read_text().splitlines()):
+            break
+        time.sleep(0.05)
+    return _REAL_PROCESS(path, max_faces, data, cache)
+
+
+def _gallery(s: Settings) -> tuple[list[str], np.ndarray, list[str]]:
+    r = FaceGallery(s.model, 128, s.detector, s).get(embeddings=True)
+    order = np.argsort(r["ids"])
+    return ([r["ids"][i] for i in order], r["embeddings"][order], [r["metadatas"][i]["identity"] for i in order])
+
+
+def test_two_worker_processes_ingest_the_same_as_one(tmp_path, monkeypatch):
+    """Nine photos through two worker processes, each data folder with its own empty cache:
+    the workers detect and embed every photo (both of them take part, neither is this
+    process) and the gallery equals the one a single in-process run builds."""
     from conftest import celeba_split
 
-    # Its own empty cache: the photos are detected and embedded in the workers.
-    fresh_settings = Settings(home=tmp_path / "home")
     items, _ = celeba_split(n_identities=3, n_gallery=3, n_probe=0)
-    rep = ingest(None, items=items, settings=fresh_settings, workers=2)
+    one = Settings(home=tmp_path / "one")
+    rep1 = ingest(None, items=items, settings=one, workers=1)
+    assert rep1.processed == 9 and not rep1.failed
+
+    two = Settings(home=tmp_path / "two")
+    assert not two.cache_path.exists()
+    log = tmp_path / "pids.txt"
+    log.write_text("")
+    monkeypatch.setenv("FACESEARCH_TEST_PIDS", str(log))
+    # Workers are spawned: they import this module by name and run the wrapper above.
+    monkeypatch.setattr(ingest_mod, "_process", _process_noting_pid)
+    rep = ingest(None, items=items, settings=two, workers=2)
     assert rep.processed == 9 and not rep.failed
-    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
-    assert g.count() == rep.faces_added and len(g.identities()) == 3
+    done = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert sorted(p for _, p in done) == sorted(str(it.path) for it in items)
+    pids = {pid for pid, _ in done}
+    assert len(pids) == 2 and str(os.getpid()) not in pids, f"photos per process: {collections.Counter(pid for pid, _ in done)}"
+
+    ids1, x1, who1 = _gallery(one)
+    ids2, x2, who2 = _gallery(two)
+    assert ids2 == ids1 and who2 == who1 and len(set(who2)) == 3
+    assert rep.faces_added == rep1.faces_added == len(ids2)
+    assert np.allclose(x2, x1, atol=1e-5)
 
 
-def test_same_photo_in_two_folders_is_stored_once(tmp_path, data_dir, fresh_settings):
-    """Two paths, identical bytes, in one batch: one face, not a refused batch."""
+def test_same_photo_in_two_folders_is_stored_once(tmp_path, data_dir, own_settings):
+    """Two paths, identical bytes, in one batch, on a first ingest (own empty cache): one
+    face, not a refused batch."""
+    s = own_settings
     photo = next((data_dir / "photos/people/obama").iterdir())
     for who in ("a", "b"):
         (tmp_path / "ds" / who).mkdir(parents=True)
         shutil.copy(photo, tmp_path / "ds" / who / photo.name)
-    rep = ingest(tmp_path / "ds", "folders", settings=fresh_settings)
+    rep = ingest(tmp_path / "ds", "folders", settings=s)
     assert rep.processed == 2 and not rep.failed, rep.summary()
-    g = FaceGallery(fresh_settings.model, 128, fresh_settings.detector, fresh_settings)
+    g = FaceGallery(s.model, 128, s.detector, s)
     assert g.count() == 1 and rep.faces_added == 1
