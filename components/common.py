@@ -7,6 +7,7 @@ shared by every session (the core guards them with locks, so that is thread-safe
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import streamlit as st
@@ -30,10 +31,10 @@ from facesearch.settings import Settings, get_settings
 
 @st.cache_resource(show_spinner="Loading face models…")
 def cached_pipeline(model: str, detector: str, home: str):
-    from facesearch.pipeline import Pipeline
+    """The core's shared pipeline (the one ``facesearch.search`` uses), its model loaded."""
+    from facesearch.pipeline import get_pipeline
 
-    settings = get_settings().with_(home=__import__("pathlib").Path(home))
-    pipe = Pipeline(model, detector, settings)
+    pipe = get_pipeline(model, detector, get_settings().with_(home=__import__("pathlib").Path(home)))
     pipe.model.load()
     return pipe
 
@@ -71,19 +72,6 @@ def active() -> tuple[Settings, str, str]:
     return s.with_(model=model, detector=detector), model, detector
 
 
-def active_gallery_size(model: str | None = None) -> int:
-    """Faces in the active detector's gallery for ``model`` (default: the active model),
-    read from the database without loading a model."""
-    from store import list_galleries
-
-    s, active_model, detector = active()
-    model = model or active_model
-    for g in list_galleries(s):
-        if g["model"] == model and g["detector"] == detector:
-            return int(g["count"])
-    return 0
-
-
 def pipeline():
     s, model, detector = active()
     return cached_pipeline(model, detector, str(s.home))
@@ -106,8 +94,42 @@ def user_errors() -> Iterator[None]:
         st.stop()
 
 
-def sidebar() -> None:
-    """Gallery switcher and status, shown on every page."""
+@dataclass
+class Active:
+    """The sidebar's model and detector and every gallery in the database, read once per
+    script run (one ``list_galleries`` call) and passed to whatever needs them. ``error``:
+    the database did not answer; :meth:`info` raises it, so a page shows it in place."""
+
+    settings: Settings
+    model: str
+    detector: str
+    galleries: list[dict] = field(default_factory=list)
+    error: FaceSearchError | None = None
+
+    def info(self, model: str | None = None) -> dict | None:
+        """The gallery of ``model`` (default: the chosen one) with the chosen detector, as
+        ``list_galleries`` describes it; None before its first face."""
+        if self.error is not None:
+            raise self.error
+        model = model or self.model
+        return next((g for g in self.galleries if g["model"] == model and g["detector"] == self.detector), None)
+
+    def size(self, model: str | None = None) -> int:
+        g = self.info(model)
+        return int(g["count"]) if g else 0
+
+    def open(self, actor=None):
+        """The chosen gallery, opened from its description without loading a model (None
+        when it does not exist yet); written, if at all, as ``actor``."""
+        from store import FaceGallery
+
+        g = self.info()
+        return None if g is None else FaceGallery(g["model"], g["dim"], g["detector"], self.settings, create=False,
+                                                  actor=actor)
+
+
+def sidebar() -> Active:
+    """Gallery switcher and status, shown on every page; returns what it read."""
     from facesearch.detection import DETECTORS
     from facesearch.models import MODELS
     from store import list_galleries
@@ -117,25 +139,27 @@ def sidebar() -> None:
         st.subheader("Gallery")
         st.session_state.setdefault("model", s.model)
         st.session_state.setdefault("detector", s.detector)
-        st.selectbox("Model", MODELS, key="model")
-        st.selectbox("Detector", DETECTORS, key="detector")
+        model = st.selectbox("Model", MODELS, key="model")
+        detector = st.selectbox("Detector", DETECTORS, key="detector")
+        act = Active(s.with_(model=model, detector=detector), model, detector)
         try:
-            gals = {(g["model"], g["detector"]): g for g in list_galleries(s)}
+            act.galleries = list_galleries(s)
         except FaceSearchError as exc:
+            act.error = exc
             st.error(str(exc))
-            return
-        g = gals.get((st.session_state["model"], st.session_state["detector"]))
+            return act
+        g = act.info()
         if g:
             st.caption(f"Active gallery **{g['name']}**: {g['count']:,} faces")
         else:
             st.caption("This gallery is empty: build it on the Home page.")
-        others = [f"{k[0]} / {k[1]} ({v['count']:,})" for k, v in gals.items() if k != (st.session_state['model'], st.session_state['detector'])]
+        others = [f"{o['model']} / {o['detector']} ({o['count']:,})" for o in act.galleries if o is not g]
         if others:
             st.caption("Other galleries: " + ", ".join(others))
-        me = actor()
-        if me.admin:
+        if actor().admin:
             st.caption(f"Data folder: `{s.home}`")
         admin_box(s)
+    return act
 
 
 def admin_box(s: Settings) -> None:

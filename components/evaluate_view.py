@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from components.common import active, sidebar, user_errors
+from components.common import Active, actor, user_errors
 from facesearch.evaluate import DATASETS, TASKS, Comparison, ModelResult, default_path, evaluate
 from facesearch.evaluate import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
 from facesearch.settings import Settings
@@ -57,7 +57,7 @@ def _controls(settings: Settings) -> dict | None:
     c1, c2 = st.columns([1, 2])
     dataset = c1.selectbox("Dataset", DATASETS, key="eval_dataset", format_func=lambda d: _DATASET_LABELS[d])
     default = default_path(dataset)
-    if common_actor().admin:
+    if actor().admin:
         path = c2.text_input("Dataset path (folder or pairs file)", value=str(default or ""),
                              key=f"eval_path_{dataset}")
     else:
@@ -125,10 +125,11 @@ def _curves(cmp: Comparison, task: str):
     return pr, roc
 
 
-def _threshold_panel(r: ModelResult, settings: Settings, actor=None) -> None:
+def _threshold_panel(r: ModelResult, act: Active, actor=None) -> None:
     """``actor``: the session's; only an admin is offered the buttons that save a threshold."""
     from facesearch.thresholds import set_threshold, threshold_info
 
+    settings = act.settings
     best = float(r.summary["best_f1"]["threshold"])
     hi = float(max(1.0, np.max(r.distances)))
     key = f"eval_thr_{r.model}_{r.task}"
@@ -158,7 +159,7 @@ def _threshold_panel(r: ModelResult, settings: Settings, actor=None) -> None:
             v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs", settings,
                               actor=actor)
             st.success(f"{r.model} now calls two photos the same person at distance ≤ {v:.3f} (verify, page and CLI).")
-    _search_target(r.model, settings, actor)
+    _search_target(r.model, act, actor)
 
 
 # A gallery search's threshold follows the gallery's size, so what a user picks for it is
@@ -166,17 +167,16 @@ def _threshold_panel(r: ModelResult, settings: Settings, actor=None) -> None:
 FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
-def _search_target(model: str, settings: Settings, actor=None) -> None:
+def _search_target(model: str, act: Active, actor=None) -> None:
     from facesearch.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
 
-    from .common import active_gallery_size
-
+    settings = act.settings
     with user_errors():
         now = target_fpir(model, settings)
         choices = sorted(set(FPIR_CHOICES) | {now})
         pick = st.select_slider(f"{model}: gallery search, share of strangers called a match", choices,
                                 value=now, format_func=lambda v: f"{v:.1%}", key=f"fpir_{model}")
-        n = max(1, active_gallery_size(model))
+        n = max(1, act.size(model))
         thr, _ = search_thresholds(model, settings, n, target=pick)
         st.caption(f"With the current gallery: match at distance ≤ {thr:.3f}; {describe_fpir(pick, n)}. "
                    "The threshold tightens as the gallery grows.")
@@ -186,7 +186,7 @@ def _search_target(model: str, settings: Settings, actor=None) -> None:
             st.success(f"{model}: gallery searches now call about {pick:.1%} of people not in the gallery a match.")
 
 
-def _results(cmp: Comparison, settings: Settings, actor=None) -> None:
+def _results(cmp: Comparison, act: Active, actor=None) -> None:
     st.subheader("Side by side")
     for r in cmp.results:
         if r.error:
@@ -207,7 +207,7 @@ def _results(cmp: Comparison, settings: Settings, actor=None) -> None:
     c2.plotly_chart(roc)
     st.subheader("Threshold")
     for r in ok:
-        _threshold_panel(r, settings, actor)
+        _threshold_panel(r, act, actor)
     rel = [row for r in ok for row in r.by_relation]
     if rel:
         import pandas as pd
@@ -323,18 +323,12 @@ def _open_set_results(osc: OpenSetComparison) -> None:
     c2.download_button("Everything (JSON)", osc.to_json(), f"{stem}.json", "application/json", key="eval_os_dl_json")
 
 
-def common_actor():
-    from .common import actor
-
-    return actor()
-
-
-def render() -> None:
-    sidebar()
+def render(act: Active) -> None:
+    """The Evaluate page below the sidebar, for the sidebar's choice ``act``."""
     st.title("Evaluate models")
     st.write("Which model finds the same person, or a relative, most reliably, and at which threshold? "
              "Embeddings are cached per (model, detector, photo): a second run computes nothing.")
-    settings, _, detector = active()
+    settings = act.settings
     params = _controls(settings)
     if params is not None:
         bar = st.progress(0.0, text="Embedding photos…")
@@ -357,7 +351,7 @@ def render() -> None:
         st.session_state[OPEN_SET_KEY] = osc
     cmp = st.session_state.get(RESULT_KEY)
     if cmp is not None:
-        _results(cmp, settings, common_actor())
+        _results(cmp, act, actor())
     osc = st.session_state.get(OPEN_SET_KEY)
     if osc is not None:
         _open_set_results(osc)

@@ -22,15 +22,6 @@ N_NEIGHBOURS = 5
 MAX_LEGEND = 25
 
 
-def active_gallery(s: Settings) -> dict | None:
-    """The sidebar's (model, detector) gallery as ``list_galleries`` describes it, or None."""
-    from store import list_galleries
-
-    model = st.session_state.get("model", s.model)
-    detector = st.session_state.get("detector", s.detector)
-    return next((g for g in list_galleries(s) if g["model"] == model and g["detector"] == detector), None)
-
-
 def _open(info: dict, home: str):
     from store import FaceGallery
 
@@ -99,8 +90,10 @@ def controls(counts: dict[str, int], total: int) -> dict:
             "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
 
 
-def _query_face(pipe) -> tuple[np.ndarray, np.ndarray | None, str] | None:
-    """(embedding (dim,), thumbnail or None, caption) of the query to place, or None."""
+def _query_face(pipe, last: dict | None, model: str) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """(embedding (dim,), thumbnail or None, caption) of the query to place, or None: an
+    uploaded photo's largest face, else ``last`` (the Match page's last face, when it was
+    embedded by ``model``)."""
     up = st.file_uploader("Place a query face on the map", type=["jpg", "jpeg", "png", "webp", "bmp"],
                           key="explore_query")
     if up is not None:
@@ -110,9 +103,8 @@ def _query_face(pipe) -> tuple[np.ndarray, np.ndarray | None, str] | None:
             st.warning(f"No face found in {up.name}.")
             return None
         return a.faces[0].embedding, a.faces[0].thumb, f"{up.name} (largest face)"
-    last = st.session_state.get("last_query")
-    if isinstance(last, dict) and last.get("embedding") is not None:
-        return np.asarray(last["embedding"], np.float32), last.get("thumb"), "last query from the Match page"
+    if last and last["model"] == model:
+        return np.asarray(last["embedding"], np.float32), last["thumb"], last["caption"]
     return None
 
 
@@ -215,10 +207,12 @@ def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray,
                "matching bands are dimensions they agree on.")
 
 
-def render(s: Settings, pipe) -> None:
-    """The whole Explore page below the title. ``pipe``: a callable returning the pipeline
-    (only called when a query photo is uploaded, so browsing never loads a model)."""
-    info = active_gallery(s)
+def render(act, pipe, last_query: dict | None = None) -> None:
+    """The whole Explore page below the title, for ``act`` (components.common.Active).
+    ``pipe``: a callable returning the pipeline (only called when a query photo is
+    uploaded, so browsing never loads a model); ``last_query``: the Match page's last face
+    (components.match_view.as_query), placed on the map when no photo is uploaded."""
+    s, info = act.settings, act.info()
     if info is None or not info["count"]:
         st.info("The gallery is empty: ingest some faces (Home page or `facesearch ingest PATH`) to explore them.")
         return
@@ -233,19 +227,14 @@ def render(s: Settings, pipe) -> None:
     else:
         groups = [str(m.get("identity", "?")) for m in mds]
 
-    query = _query_face(pipe)
+    query = _query_face(pipe, last_query, act.model)  # the active model's: the gallery's dimension
     q_xy = nn = sims = None
     if query is not None:
         q_emb = np.asarray(query[0], np.float32)
-        if q_emb.shape[0] != X.shape[1]:
-            st.warning(f"The query has {q_emb.shape[0]} dimensions but this gallery holds {X.shape[1]}-d vectors; "
-                       "choose the same model in the sidebar.")
-            query = None
-        else:
-            sims_all = X @ q_emb
-            nn = np.argsort(-sims_all, kind="stable")[:N_NEIGHBOURS]
-            sims = sims_all[nn]
-            q_xy = proj.transform(q_emb)
+        sims_all = X @ q_emb
+        nn = np.argsort(-sims_all, kind="stable")[:N_NEIGHBOURS]
+        sims = sims_all[nn]
+        q_xy = proj.transform(q_emb)
 
     if p["method"] == "PCA":
         ev = proj.explained_variance

@@ -20,7 +20,7 @@ from facesearch.datasets import FORMATS, IMAGE_EXTENSIONS, LabeledImage
 from facesearch.errors import ConfigError, DatasetError
 from facesearch.ingest import IngestReport
 from facesearch.jobs import IngestJob
-from facesearch.uploads import MAX_ZIP_ENTRIES, MAX_ZIP_UNPACKED, extract_zip, safe_name, uploads_dir  # noqa: F401
+from facesearch.uploads import extract_zip, safe_name, uploads_dir
 
 from . import common
 
@@ -103,25 +103,20 @@ def render_report(report: IngestReport, what: str = "") -> None:
             st.dataframe([{"file": p} for p in report.no_face], hide_index=True)
 
 
-def status_section(show_folder: bool = True) -> None:
-    """Model, detector, faces and identities; the data folder's path only with ``show_folder``."""
-    s, model, detector = common.active()
+def status_section(act: common.Active, show_folder: bool = True) -> dict[str, int]:
+    """Model, detector, faces and identities of the gallery (read without loading a model);
+    the data folder's path only with ``show_folder``. Returns identity -> faces."""
     with common.user_errors():
-        from store import list_galleries
-
-        g = {(d["model"], d["detector"]): d for d in list_galleries(s)}.get((model, detector))
+        g = act.info()
+        idents = act.open().identities() if g and g["count"] else {}
     c = st.columns(4)
-    c[0].metric("Model", model)
-    c[1].metric("Detector", detector)
+    c[0].metric("Model", act.model)
+    c[1].metric("Detector", act.detector)
     c[2].metric("Faces", f"{g['count']:,}" if g else "0")
-    idents = None
-    if g and g["count"]:
-        with common.user_errors():
-            idents = common.gallery().identities()
-    c[3].metric("Identities", f"{len(idents):,}" if idents else "0")
+    c[3].metric("Identities", f"{len(idents):,}")
     if show_folder:
-        st.caption(f"Data folder: `{s.home}` · collection `{g['name'] if g else 'not created yet'}`")
-    st.session_state["home_identities"] = idents or {}
+        st.caption(f"Data folder: `{act.settings.home}` · collection `{g['name'] if g else 'not created yet'}`")
+    return idents
 
 
 def folder_section(busy: bool = False) -> None:
@@ -162,7 +157,7 @@ def enroll_section(busy: bool = False) -> None:
     name = st.text_input("Name", key="enroll_name")
     files = st.file_uploader("Photos of this person", accept_multiple_files=True, key="enroll_files",
                              type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-    photos = [(f.name, f.getvalue()) for f in files or []] or list(st.session_state.get("enroll_inputs") or [])
+    photos = [(f.name, f.getvalue()) for f in files or []]
     if st.button("Enroll", key="enroll_go", type="primary", disabled=busy):
         s, _, _ = common.active()
         with common.user_errors():
@@ -172,8 +167,8 @@ def enroll_section(busy: bool = False) -> None:
         st.rerun()
 
 
-def delete_section() -> None:
-    idents: dict = st.session_state.get("home_identities") or {}
+def delete_section(idents: dict[str, int]) -> None:
+    """Erase one of ``idents`` (identity -> faces in the active gallery) everywhere."""
     if not idents:
         st.caption("The gallery is empty.")
         return
@@ -205,17 +200,14 @@ def messages() -> None:
         st.success(msg)
 
 
-def export_section() -> None:
+def export_section(act: common.Active) -> None:
     """A download button for the active gallery as one archive (store.archive); the
     archive is built in memory when the button is clicked, never kept on the server."""
-    import io
-
     from store.archive import export_gallery
 
-    s, model, detector = common.active()
     with common.user_errors():
-        gallery = common.gallery()  # bound to this session's actor: the core refuses a visitor
-        n = gallery.count()
+        gallery = act.open(actor=common.actor())  # bound to this session's actor: the core refuses a visitor
+        n = act.size()
     if not n:
         st.caption("The gallery is empty: nothing to export.")
         return
@@ -225,7 +217,7 @@ def export_section() -> None:
         export_gallery(gallery, buf)
         return buf.getvalue()
 
-    st.caption(f"{n:,} faces of the {model} / {detector} gallery: vectors, metadata and thumbnails in one zip, "
+    st.caption(f"{n:,} faces of the {act.model} / {act.detector} gallery: vectors, metadata and thumbnails in one zip, "
                "for `facesearch restore` or the restore control on another server.")
     st.download_button("Export the gallery", data=build, file_name=f"{gallery.name}.zip", mime="application/zip",
                        key="export_go", on_click="ignore")
@@ -238,8 +230,6 @@ def restore_section() -> None:
     merge = st.checkbox("Add to the faces already in that gallery", key="restore_merge",
                         help="Without this, a restore into a gallery that has faces is refused.")
     if st.button("Restore", key="restore_go", type="primary", disabled=up is None):
-        import io
-
         from store.archive import restore_gallery
 
         s, _, _ = common.active()

@@ -1,24 +1,25 @@
-"""Match page widgets: run a match on photo bytes and render every face's block.
+"""Match page widgets: match photo bytes against the gallery, once per upload, and render
+every face's block.
 
-The core calls take plain ``(name, bytes)`` pairs, not Streamlit uploads, so the page can
-feed them from ``st.file_uploader``, ``st.camera_input`` or, in tests,
-``st.session_state["match_inputs"]`` / ``st.session_state["verify_inputs"]``.
-
-After a run, ``st.session_state["match_summary"]`` holds one dict per face
-(``photo``, ``face``, ``best``, ``verdict``, ``similarity``) so tests and other widgets
-can read what was shown without parsing markdown.
+The core calls take plain ``(name, bytes)`` pairs, so the page can feed them from
+``st.file_uploader`` or ``st.camera_input``. Results are kept in a ``memo`` dict the page
+owns (session state: this session's memory, never the disk), keyed by the photo's content
+hash, the model, detector, k, the gallery's size and thresholds: a rerun (any widget)
+renders them again without decoding, detecting or searching.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+import hashlib
+from typing import Callable, Sequence
 
+import numpy as np
 import streamlit as st
 
 from facesearch.annotate import draw_faces
-from facesearch.errors import EmptyGalleryError, FaceSearchError
+from facesearch.errors import FaceSearchError
 from facesearch.search import FaceMatches, MatchResult, VerifyResult, match, verdict, verify
+from facesearch.thresholds import search_thresholds, verify_threshold
 
 from . import common
 
@@ -42,49 +43,64 @@ def uploads_to_photos(files) -> list[Photo]:
     return [(f.name or "upload", f.getvalue()) for f in files if f is not None]
 
 
-def require_gallery() -> int:
-    """Number of faces in the active gallery; raises EmptyGalleryError when there are none,
-    before any model time is spent on the photo."""
-    n = common.gallery().count()
-    if n == 0:
-        _, model, detector = common.active()
-        raise EmptyGalleryError(
-            f"The {model} / {detector} gallery is empty: add faces on the Home page "
-            "(ingest a folder, upload a zip or enroll a person) before matching."
-        )
-    return n
+def empty_gallery(act: common.Active) -> str:
+    return (f"The {act.model} / {act.detector} gallery is empty: add faces on the Home page "
+            "(ingest a folder, upload a zip or enroll a person) before matching.")
 
 
-def match_photo(photo: Photo, k: int) -> MatchResult:
-    """Every face of one photo with its top-k matches in the active gallery."""
-    s, model, detector = common.active()
-    common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
-    name, data = photo
-    return match(data, name, model=model, detector=detector, k=k, settings=s)
+def _recall(memo: dict, keep: dict, key: tuple, compute: Callable):
+    """``memo[key]``, computed on the first call (a FaceSearchError too: it is raised again);
+    ``keep`` gathers what this run used, the only results the page then keeps."""
+    if key not in memo:
+        try:
+            memo[key] = compute()
+        except FaceSearchError as exc:
+            memo[key] = exc
+    keep[key] = memo[key]
+    if isinstance(keep[key], FaceSearchError):
+        raise keep[key]
+    return keep[key]
 
 
-def verify_photos(a: Photo, b: Photo) -> VerifyResult:
-    s, model, detector = common.active()
-    common.pipeline()
-    return verify(a[1], b[1], name_a=a[0], name_b=b[0], model=model, detector=detector, settings=s)
+def _sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+def as_query(result: MatchResult) -> dict:
+    """The largest face of a match, for the Explore page's "last query" (memory only)."""
+    face = result.faces[0].face
+    return {"model": result.model, "embedding": face.embedding, "thumb": face.thumb,
+            "caption": f"{result.analysis.source} (largest face), last matched on the Match page"}
 
 
 # -- rendering -------------------------------------------------------------------------
-def _annotated(result: MatchResult):
-    """The photo, ``(h, w, 3)`` uint8, with one numbered box per face coloured by verdict."""
+def _display_width(w: int, h: int) -> int:
+    # Small photos are shown enlarged so the numbers are legible; large or tall ones are
+    # capped (900 px wide, ~520 px high) so the face blocks below stay in view.
+    return int(min(max(w, 480), 900, 520 * w / h))
+
+
+def _annotated(result: MatchResult) -> np.ndarray:
+    """The photo, ``(h, w, 3)`` uint8 no wider than it is shown, with one numbered box per
+    face coloured by verdict."""
+    import cv2
+
     rgb = result.analysis.image.rgb
     boxes = [fm.face.face.box for fm in result.faces]
     labels = [f"{i + 1}" + (f" {fm.best.identity}" if fm.best and fm.verdict != "no match" else "")
               for i, fm in enumerate(result.faces)]
-    return draw_faces(rgb, boxes, labels, [fm.verdict for fm in result.faces])
+    img = draw_faces(rgb, boxes, labels, [fm.verdict for fm in result.faces])
+    h, w = img.shape[:2]
+    width = _display_width(w, h)
+    return img if w <= width else cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
 
 def _thumb(gallery, face_id: str):
-    p: Path = gallery.thumb_path(face_id)
+    p = gallery.thumb_path(face_id)
     return str(p) if p.is_file() else None
 
 
-def render_face(i: int, fm: FaceMatches, gallery, k: int) -> dict:
+def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
     """One bordered block per face: crop, best identity, top-k hits, identity table."""
     best = fm.best
     with st.container(border=True):
@@ -121,13 +137,11 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> dict:
                          for s in fm.identities],
                         hide_index=True,
                     )
-    return {"face": i + 1, "best": best.identity if best else None, "verdict": fm.verdict,
-            "similarity": round(best.similarity, 4) if best else None}
 
 
-def render_match(name: str, result: MatchResult, k: int) -> list[dict]:
-    """The annotated photo and one block per face. Returns the per-face summary."""
-    gallery = common.gallery()
+def render_match(name: str, result: MatchResult, img: np.ndarray, k: int, gallery) -> None:
+    """The annotated photo ``img`` and one block per face; ``gallery``: where the hits'
+    thumbnails are."""
     n = len(result.faces)
     st.markdown(f"### {name}")
     st.caption(f"{n} face{'s' if n != 1 else ''} found · model {result.model} / detector {result.detector} · "
@@ -135,37 +149,69 @@ def render_match(name: str, result: MatchResult, k: int) -> list[dict]:
                + (f", possible ≤ {result.possible:.3f}" if result.possible is not None else ""))
     st.info(f"What **match** means here: {result.meaning}. **possible** asks for a person's second look.",
             icon=":material/info:")
-    img = _annotated(result)
-    # Small photos are shown enlarged so the numbers are legible; large or tall ones are
-    # capped (900 px wide, ~520 px high) so the face blocks below stay in view.
-    h, w = img.shape[:2]
-    st.image(img, width=int(min(max(w, 480), 900, 520 * w / h)))
-    out = []
+    st.image(img, width=_display_width(img.shape[1], img.shape[0]))
     for i, fm in enumerate(result.faces):
-        row = render_face(i, fm, gallery, k)
-        row["photo"] = name
-        out.append(row)
-    return out
+        render_face(i, fm, gallery, k)
 
 
-def show_matches(photos: Sequence[Photo], k: int) -> list[dict]:
-    """Match and render each photo; a bad photo gets its own error and the others still run."""
+def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict) -> list[MatchResult]:
+    """Match each photo (or recall it from ``memo``) and render it; a bad photo gets its own
+    error and the others still run. Returns the results shown."""
+    keep: dict = {}
+    if photos and not act.size():
+        st.error(empty_gallery(act))
+    shown = _match_all(photos, k, act, memo, keep) if photos and act.size() else []
+    memo.clear()
+    memo.update(keep)  # only the photos on the page stay in memory
+    return shown
+
+
+def _match_all(photos: Sequence[Photo], k: int, act: common.Active, memo: dict, keep: dict) -> list[MatchResult]:
+    n, gallery = act.size(), act.open()  # one handle per run: the searches and the thumbnails
     with common.user_errors():
-        require_gallery()
-    summary: list[dict] = []
-    for photo in photos:
+        key = (act.model, act.detector, k, n, search_thresholds(act.model, act.settings, n))
+    shown = []
+    for name, data in photos:
+        def run(name=name, data=data) -> tuple[MatchResult, np.ndarray]:
+            common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
+            with st.spinner(f"Finding faces in {name}…"):
+                res = match(data, name, model=act.model, detector=act.detector, k=k, settings=act.settings,
+                            gallery=gallery)
+            img = _annotated(res)
+            res.analysis.image = None  # kept between reruns: the faces and the photo as shown, not its pixels
+            return res, img
+
         try:
-            with st.spinner(f"Finding faces in {photo[0]}…"):
-                result = match_photo(photo, k)
-        except EmptyGalleryError as exc:
-            st.error(str(exc))
-            break
+            result, img = _recall(memo, keep, (_sha1(data), *key), run)
         except FaceSearchError as exc:
             st.error(str(exc))
             continue
-        summary += render_match(photo[0], result, k)
-    st.session_state["match_summary"] = summary
-    return summary
+        render_match(name, result, img, k, gallery)
+        shown.append(result)
+    return shown
+
+
+def show_verify(a: Photo, b: Photo, act: common.Active, memo: dict) -> None:
+    """Are ``a`` and ``b`` the same person (recalled from ``memo`` on a rerun)?"""
+    def run() -> VerifyResult:
+        common.pipeline()
+        with st.spinner("Comparing…"):
+            res = verify(a[1], b[1], name_a=a[0], name_b=b[0], model=act.model, detector=act.detector,
+                         settings=act.settings)
+        res.a.image = res.b.image = None
+        return res
+
+    keep: dict = {}
+    try:
+        key = (_sha1(a[1]), _sha1(b[1]), act.model, act.detector, verify_threshold(act.model, act.settings))
+        res = _recall(memo, keep, key, run)
+    except FaceSearchError as exc:
+        st.error(str(exc))
+        res = None
+    memo.clear()
+    memo.update(keep)  # only the pair on the page stays in memory
+    if res is not None:
+        render_verify(res)
 
 
 def render_verify(res: VerifyResult) -> None:
@@ -186,5 +232,3 @@ def render_verify(res: VerifyResult) -> None:
                     st.caption(f"{len(an.faces)} faces found; compared the largest.")
         st.caption(f"Model {res.model}: cosine distance at or below the threshold means the same person; "
                    "up to 25% above it is reported as possible.")
-    st.session_state["verify_summary"] = {"same": res.same, "verdict": res.verdict,
-                                          "distance": res.distance, "threshold": res.threshold}

@@ -153,11 +153,13 @@ def search_gallery(analysis: Analysis, gallery: FaceGallery, model: str, k: int,
 
 
 def match(src: ImageSource, name: str | None = None, *, model: str | None = None, detector: str | None = None,
-          k: int | None = None, settings: Settings | None = None, require_face: bool = True) -> MatchResult:
-    """Every face in the photo with its top-k gallery matches and a verdict."""
+          k: int | None = None, settings: Settings | None = None, require_face: bool = True,
+          gallery: FaceGallery | None = None) -> MatchResult:
+    """Every face in the photo with its top-k gallery matches and a verdict. ``gallery``:
+    a handle the caller already holds (default: open the model's gallery)."""
     settings = settings or get_settings()
     pipe = get_pipeline(model, detector, settings)
-    gallery = open_gallery(pipe)
+    gallery = gallery if gallery is not None else open_gallery(pipe)
     analysis = pipe.analyze(src, name, cache=False, memory=True)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)

@@ -1,23 +1,12 @@
-"""facesearch dashboard, Home: gallery status and building the gallery.
-
-Run with ``streamlit run app.py``. The other pages live in ``pages/`` (Streamlit's
-multipage folder): Match, Explore, Evaluate.
-"""
+"""Home: gallery status and building the gallery."""
 
 import streamlit as st
 
 from components import common, gallery_admin
 
-st.set_page_config(page_title="facesearch", page_icon="🧑‍🤝‍🧑", layout="wide")
-common.sidebar()
-
-st.title("facesearch")
-st.caption("Find every face in a photo and the most similar people in the gallery. "
-           "Build the gallery here, then go to **Match**.")
-
-me = common.actor()
 # An ingest runs in the background (facesearch.jobs): the page shows its progress and a
-# Stop button, and collects its report once it has finished.
+# Stop button, and collects its report once it has finished (before the sidebar reads the
+# galleries, so the counts include it).
 job = st.session_state.get("ingest_job")
 if gallery_admin.job_panel(job):
     del st.session_state["ingest_job"]
@@ -25,10 +14,17 @@ if gallery_admin.job_panel(job):
         st.error(f"The ingest stopped: {job.error}")
     else:
         gallery_admin.remember(job.report, job.what)
+act = common.sidebar()
+
+st.title("facesearch")
+st.caption("Find every face in a photo and the most similar people in the gallery. "
+           "Build the gallery here, then go to **Match**.")
+
+me = common.actor()
 busy = "ingest_job" in st.session_state
 gallery_admin.messages()
 st.subheader("Gallery")
-gallery_admin.status_section(show_folder=me.admin)
+idents = gallery_admin.status_section(act, show_folder=me.admin)
 
 if me.admin:
     st.subheader("Build or extend")
@@ -42,9 +38,9 @@ if me.admin:
     with t_enroll:
         gallery_admin.enroll_section(busy)
     with t_delete:
-        gallery_admin.delete_section()
+        gallery_admin.delete_section(idents)
     with t_archive:
-        gallery_admin.export_section()
+        gallery_admin.export_section(act)
         gallery_admin.restore_section()
     with t_audit:
         from facesearch.audit import read_audit

@@ -4,10 +4,10 @@ facesearch.projection."""
 
 import streamlit as st
 
-from components.common import active, pipeline, sidebar, user_errors
+from components import common
 from components.explore_view import render
 
+act = common.sidebar()
 st.title("Explore the gallery")
-sidebar()
-with user_errors():
-    render(active()[0], pipeline)
+with common.user_errors():
+    render(act, common.pipeline, st.session_state.get("last_query"))

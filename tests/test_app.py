@@ -1,12 +1,11 @@
-"""Home and Match pages through Streamlit's AppTest (in-process, no browser).
-
-AppTest cannot upload files, so the pages also read photos from session state:
-``match_inputs`` / ``verify_inputs`` / ``enroll_inputs`` = ``[(name, bytes), ...]``.
-The Match page leaves what it showed in ``st.session_state["match_summary"]``.
+"""Home and Match pages through Streamlit's AppTest (in-process, no browser): photos go
+in through the pages' own file uploaders, results are read from what the page shows.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,16 +59,27 @@ def _until_ingested(at, timeout: float = TIMEOUT):
     return at
 
 
-def _match(photos, **state):
-    at = AppTest.from_file(MATCH, default_timeout=TIMEOUT)
-    at.session_state["match_inputs"] = photos
-    for key, v in state.items():
-        at.session_state[key] = v
+def _photo(path: Path) -> tuple[str, bytes, str]:
+    """What a browser uploads: (name, bytes, MIME type)."""
+    return path.name, path.read_bytes(), "image/png" if path.suffix == ".png" else "image/jpeg"
+
+
+def _match(photos, k: int | None = None, at=None):
+    """The Match page with ``photos`` uploaded (and the k slider at ``k``)."""
+    at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT)) if at is None else at
+    if k is not None:
+        at.slider(key="match_k").set_value(k)
+    at.file_uploader(key="match_upload").set_value(photos)
     return _run(at)
 
 
-def _photo(path: Path) -> tuple[str, bytes]:
-    return path.name, path.read_bytes()
+def _best(at) -> list[str]:
+    """Each face block's best identity, as the page writes it."""
+    return re.findall(r"\*\*Best match:\*\* `([^`]+)`", "\n".join(m.value for m in at.markdown))
+
+
+def _faces(at) -> list[str]:
+    return [s.value for s in at.subheader if s.value.startswith("Face ")]
 
 
 # -- Home ------------------------------------------------------------------------------------
@@ -113,14 +123,15 @@ def test_home_ingest_folder_reports_failed_and_no_face_files(celeba_gallery, tmp
 
 
 def test_home_enroll_then_delete(celeba_gallery, tmp_path):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["enroll_inputs"] = [_photo(p) for p in sorted((DATA / "photos/people/obama").iterdir())]
-    _run(at)
+    at = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
     at.text_input(key="enroll_name").set_value("Barack Obama")
+    at.file_uploader(key="enroll_files").set_value(
+        [_photo(p) for p in sorted((DATA / "photos/people/obama").iterdir())])
     at.button(key="enroll_go").click()
     _until_ingested(_run(at))
-    assert "Enrolled Barack Obama" in _texts(at)
-    assert "Barack Obama" in at.session_state["home_identities"]
+    assert re.search(r"Enrolled Barack Obama: .*\b2 faces added", _texts(at)), _texts(at)
+    assert "Barack Obama (2 faces)" in at.selectbox(key="delete_identity").options
+    faces = int(next(m.value for m in at.metric if m.label == "Faces").replace(",", ""))
 
     at.selectbox(key="delete_identity").set_value("Barack Obama")
     at.checkbox(key="delete_confirm").check()
@@ -128,7 +139,31 @@ def test_home_enroll_then_delete(celeba_gallery, tmp_path):
     at.button(key="delete_go").click()
     _run(at)
     assert any("Deleted 2 faces of Barack Obama" in s.value for s in at.success)
-    assert "Barack Obama" not in at.session_state["home_identities"]
+    assert not any(o.startswith("Barack Obama") for o in at.selectbox(key="delete_identity").options)
+    assert next(m.value for m in at.metric if m.label == "Faces") == f"{faces - 2:,}"
+
+
+def test_pages_without_a_photo_load_no_model(celeba_gallery):
+    """Home counts faces and identities, Match waits for a photo, Explore maps the gallery:
+    none of them loads TensorFlow or a face model (a fresh process, as a new server)."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from streamlit.testing.v1 import AppTest
+for page in ("app.py", "pages/1_Match.py", "pages/2_Explore.py"):
+    at = AppTest.from_file({str(ROOT)!r} + "/" + page, default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    if page == "app.py":
+        assert int(next(m.value for m in at.metric if m.label == "Identities").replace(",", "")) >= 10
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "deepface", "dlib", "torch"))
+    assert not loaded, (page, loaded[:5])
+    from facesearch import models
+    assert not [k for k, m in models._cache._items.items() if m._loaded], page
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
 
 # -- Match -------------------------------------------------------------------------------------
@@ -137,30 +172,63 @@ def test_match_page_opens_without_input(celeba_gallery):
     assert not at.error and not at.warning
     assert at.slider(key="match_k").value == 5
     assert at.radio(key="match_mode").value == "Upload photos"
+    assert "Upload one or more photos" in _texts(at)
 
 
 def test_match_probe_of_ingested_identity_is_first_match(celeba_gallery):
     probe = celeba_gallery[0]
-    at = _match([_photo(probe.path)], match_k=3)
-    summary = at.session_state["match_summary"]
-    assert summary and summary[0]["best"] == probe.identity, summary
-    assert summary[0]["verdict"] in ("match", "possible")
-    assert "Face 1" in [s.value for s in at.subheader]
-    assert f"`{probe.identity}`" in _texts(at)
+    at = _match([_photo(probe.path)], k=3)
+    assert _faces(at) == ["Face 1"]
+    assert _best(at)[0] == probe.identity, _texts(at)
+    assert re.search(rf"`{probe.identity}` :(green|orange)\[\*\*(match|possible)\*\*\]", _texts(at)), _texts(at)
+    # k = 3: three ranked gallery faces under the face, the first of them the probe's identity.
+    hits = [c.value for c in at.caption if c.value.startswith("#")]
+    assert [h.split()[0] for h in hits] == ["#1", "#2", "#3"] and f"`{probe.identity}`" in hits[0]
+
+
+def test_match_reruns_reuse_the_result(celeba_gallery, monkeypatch):
+    """Once a photo is matched, moving a widget re-renders it: no decode, no search, no
+    second gallery listing; one gallery handle and one listing per run."""
+    import facesearch.pipeline
+    import store
+
+    calls = {"decode": 0, "list": 0, "open": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(facesearch.pipeline, "load_image", counting("decode", facesearch.pipeline.load_image))
+    monkeypatch.setattr(store, "list_galleries", counting("list", store.list_galleries))
+    monkeypatch.setattr(store.FaceGallery, "__init__", counting("open", store.FaceGallery.__init__))
+    probes = [celeba_gallery[2], celeba_gallery[3]]
+    at = _match([_photo(p.path) for p in probes])
+    assert _best(at) == [p.identity for p in probes]
+    assert calls == {"decode": 2, "list": 2, "open": 1}, calls  # the page's run, the upload's run
+    calls.update(decode=0, list=0, open=0)
+    at.radio(key="match_mode").set_value("Upload photos")  # a rerun, as any widget makes
+    _run(at)
+    assert _best(at) == [p.identity for p in probes]
+    assert calls == {"decode": 0, "list": 1, "open": 1}, calls
+    at.slider(key="match_k").set_value(2)  # k is part of the result: searched again
+    _run(at)
+    assert _best(at) == [p.identity for p in probes]
+    assert len([c for c in at.caption if c.value.startswith("#")]) == 4  # two hits per face
 
 
 def test_match_group_photo_gives_one_block_per_face(celeba_gallery):
     at = _match([_photo(DATA / "photos/group/obama_and_biden.jpg")])
-    faces = [s.value for s in at.subheader if s.value.startswith("Face ")]
-    assert faces == ["Face 1", "Face 2", "Face 3"]
-    assert len(at.session_state["match_summary"]) == 3
+    assert _faces(at) == ["Face 1", "Face 2", "Face 3"]
+    assert "3 faces found" in _texts(at)
 
 
 def test_match_not_an_image_is_an_error_and_other_photos_still_run(celeba_gallery):
     probe = celeba_gallery[1]
     at = _match([_photo(DATA / "photos/edge/not-an-image.jpg"), _photo(probe.path)])
     assert any("not an image" in e.value for e in at.error), [e.value for e in at.error]
-    assert at.session_state["match_summary"][0]["best"] == probe.identity
+    assert _best(at) == [probe.identity]
 
 
 def test_match_photo_without_face(celeba_gallery, tmp_path):
@@ -170,6 +238,7 @@ def test_match_photo_without_face(celeba_gallery, tmp_path):
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(tmp_path / "grey.png")
     at = _match([_photo(tmp_path / "grey.png")])
     assert any("no face detected" in e.value for e in at.error)
+    assert not _faces(at)
 
 
 def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, session_home):
@@ -178,22 +247,50 @@ def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, sess
     at = _match([_photo(celeba_gallery[0].path)])
     assert any("gallery is empty" in w.value for w in at.warning)
     assert any("is empty" in e.value and "Home page" in e.value for e in at.error)
+    assert not _faces(at)
 
 
 def test_verify_same_and_different_person(celeba_gallery):
     gal, _ = celeba_split(n_identities=10, n_gallery=3, n_probe=1)
     a, b, c = gal[0], gal[1], gal[3]  # a, b: one identity; c: the next one
     assert a.identity == b.identity != c.identity
-    res = {}
+    at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT))
+    at.radio(key="match_mode").set_value("Verify two photos")
+    _run(at)
+    assert "Upload two photos." in _texts(at)
+    at.file_uploader(key="verify_a").set_value(_photo(a.path))
+    shown = {}
     for other in (b, c):
-        at = AppTest.from_file(MATCH, default_timeout=TIMEOUT)
-        at.session_state["match_mode"] = "Verify two photos"
-        at.session_state["verify_inputs"] = [_photo(a.path), _photo(other.path)]
+        at.file_uploader(key="verify_b").set_value(_photo(other.path))
         _run(at)
-        res[other.identity == a.identity] = at.session_state["verify_summary"]
-        assert [m.label for m in at.metric] == ["Distance", "Threshold", "Similarity"]
-    assert res[True]["distance"] < res[False]["distance"]
-    assert res[False]["verdict"] == "no match"
+        metrics = {m.label: float(m.value) for m in at.metric}
+        assert list(metrics) == ["Distance", "Threshold", "Similarity"]
+        assert metrics["Similarity"] == pytest.approx(1 - metrics["Distance"], abs=0.0015)
+        headline = [h.value for h in at.subheader if h.value.endswith(("person", "people"))]
+        shown[other is b] = (headline[0], metrics)
+    assert shown[True][1]["Distance"] < shown[False][1]["Distance"]
+    assert shown[True][0] in ("Same person", "Possibly the same person")
+    assert shown[False][0] == "Different people" and shown[False][1]["Distance"] > shown[False][1]["Threshold"]
+
+
+def test_router_pages_share_the_session(celeba_gallery):
+    """app.py opens on Home; Match and Explore run from its menu in one session: the face
+    last matched is placed on Explore's map, its nearest gallery face the same person."""
+    import json
+
+    at = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    assert at.title[0].value == "facesearch" and any(m.label == "Identities" for m in at.metric)
+    probe = celeba_gallery[0]
+    _run(at.switch_page("pages/1_Match.py"))
+    _match([_photo(probe.path)], at=at)
+    assert _best(at) == [probe.identity]
+    _run(at.switch_page("pages/2_Explore.py"))
+    assert any(h.value == "Query face" for h in at.subheader)
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any(t.get("name") == "query" for t in figs[0]["data"]), "the query's star on the map"
+    barcode = next(f for f in figs if any("query" in (t.get("y") or []) for t in f["data"]))
+    rows = next(t["y"] for t in barcode["data"] if "query" in (t.get("y") or []))
+    assert rows[1].startswith(f"1. {probe.identity} ("), rows
 
 
 @pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import base64
+import json
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, celeba_split
@@ -42,25 +44,58 @@ def _captions(at):
     return " | ".join(c.value for c in at.caption)
 
 
-def test_map_draws_and_perplexity_slider_redraws(small_gallery, app):
+def _figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in _charts(at)]
+
+
+def _values(v) -> np.ndarray:
+    """A plotly array from the chart's JSON: a list, or base64 ``bdata`` with its dtype."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
+
+
+def _points(fig: dict) -> dict[str, list[list]]:
+    """The map's groups (trace names) with each point's hover data [id, identity, file]."""
+    return {t["name"]: t["customdata"] for t in fig["data"] if t.get("mode") == "markers" and t["name"] != "query"}
+
+
+def _gallery(s):
+    """(ids, identity -> faces) of the session gallery, read from the store."""
+    from store import FaceGallery, list_galleries
+
+    g = next(g for g in list_galleries(s) if g["model"] == s.model and g["detector"] == s.detector)
+    gal = FaceGallery(s.model, g["dim"], s.detector, s)
+    return [i for i, _ in gal.iter_metadata()], gal.identities()
+
+
+def test_map_shows_every_face_by_identity_and_perplexity_redraws(small_gallery, app):
+    ids, idents = _gallery(small_gallery)
     at = app.run()
     assert not at.exception, at.exception
-    assert _charts(at), "no plotly chart"
+    fig = _figures(at)[0]
+    points = _points(fig)
+    # One point per gallery face, grouped and named by identity (the legend and the hover).
+    assert sorted(p[0] for pts in points.values() for p in pts) == sorted(ids)
+    assert {name: len(pts) for name, pts in points.items()} == idents
+    assert all(p[1] == name for name, pts in points.items() for p in pts)
+    assert fig["layout"]["showlegend"] == (len(idents) <= 25)
+    assert f"t-SNE, 2-D: {len(ids):,} faces, perplexity 30" == fig["layout"]["title"]["text"]
     assert "perplexity 30" in _captions(at)
-    at.slider(key="perplexity").set_value(10).run()
+    before = np.concatenate([_values(t["x"]) for t in fig["data"] if t["name"] in points])
+
+    at.slider(key="perplexity").set_value(5).run()  # 30 is capped to about (faces - 1) / 3 here
     assert not at.exception, at.exception
-    assert _charts(at)
-    assert "perplexity 10" in _captions(at)
-    assert "perplexity 30" not in _captions(at)
-    # The similarity heatmap is drawn below the map.
-    assert len(_charts(at)) >= 2
+    fig = _figures(at)[0]
+    assert "perplexity 5" in _captions(at) and "perplexity 30" not in _captions(at)
+    assert {name: len(pts) for name, pts in _points(fig).items()} == idents
+    after = np.concatenate([_values(t["x"]) for t in fig["data"] if t["name"] in points])
+    assert not np.allclose(before, after), "a new perplexity draws a new map"
 
 
 def test_similarity_matrix_names_are_categories(small_gallery, app):
     """CelebA's identities are numbers ("7201"): the heatmap must show one even cell per
     name, not place them on a numeric axis (7200, 7220, ...)."""
-    import json
-
     at = app.run()
     assert not at.exception, at.exception
     figs = [json.loads(c.proto.spec) for c in _charts(at)]
@@ -73,25 +108,33 @@ def test_similarity_matrix_names_are_categories(small_gallery, app):
     assert fig["layout"]["xaxis"].get("type") == fig["layout"]["yaxis"].get("type") == "category"
 
 
-def test_pca_3d_clusters_and_last_query(small_gallery, app):
-    from facesearch.settings import Settings
-    from store import FaceGallery, list_galleries
+def test_pca_3d_clusters_and_a_query_photo(small_gallery, app):
+    from conftest import celeba_split
 
-    s = small_gallery
-    g = next(g for g in list_galleries(s) if g["model"] == s.model and g["detector"] == s.detector)
-    _, X, _ = FaceGallery(s.model, g["dim"], s.detector, s).all_embeddings(limit=1)
-    at = app
-    at.session_state["last_query"] = {"embedding": X[0], "thumb": None}
-    at.run()
+    ids, idents = _gallery(small_gallery)
+    at = app.run()
     at.radio(key="method").set_value("PCA").run()
     assert not at.exception, at.exception
     assert "Map: PCA" in _captions(at)
     at.radio(key="dims").set_value(3).run()
     at.radio(key="colour_by").set_value("cluster").run()
     assert not at.exception, at.exception
-    # Map, barcode of the placed query, similarity matrix.
-    assert len(_charts(at)) >= 3
-    assert any("Query face" in h.value for h in at.subheader)
+    fig = _figures(at)[0]
+    points = _points(fig)
+    assert sorted(points) == [f"cluster {c}" for c in range(10)]  # k = 10 clusters
+    assert sum(len(p) for p in points.values()) == len(ids)
+    assert {t["type"] for t in fig["data"]} == {"scatter3d"}
+
+    # A photo of a gallery face, uploaded: a star on the map, its nearest face its own.
+    photo = celeba_split(8, 4, 0)[0][0]
+    at.file_uploader(key="explore_query").set_value((photo.path.name, photo.path.read_bytes(), "image/jpeg")).run()
+    assert not at.exception, at.exception
+    figs = _figures(at)
+    star = next(t for t in figs[0]["data"] if t.get("name") == "query")
+    assert star["type"] == "scatter3d" and len(_values(star["z"])) == 1
+    assert any(h.value == "Query face" for h in at.subheader)
+    rows = next(t["y"] for f in figs for t in f["data"] if "query" in (t.get("y") or []))
+    assert rows[1] == f"1. {photo.identity} (1.00)", rows
 
 
 def test_empty_gallery_message(tmp_path, monkeypatch, app):

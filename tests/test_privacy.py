@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -152,19 +151,20 @@ def test_match_verify_and_webcam_leave_nothing_on_disk(home, tmp_path, monkeypat
     # The Match page's own path: upload, then verify two photos, as a visitor would.
     monkeypatch.setenv("FACESEARCH_HOME", str(s.home))
     monkeypatch.setenv("FACESEARCH_CACHE", str(s.cache_path))
-    at = AppTest.from_file(MATCH, default_timeout=TIMEOUT)
-    at.session_state["match_inputs"] = [(query.name, query.read_bytes())]
+    at = AppTest.from_file(MATCH, default_timeout=TIMEOUT).run(timeout=TIMEOUT)
+    at.file_uploader(key="match_upload").set_value((query.name, query.read_bytes(), "image/jpeg"))
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    summary = at.session_state["match_summary"]
-    assert summary and summary[0]["best"] in people, summary
-    at.run(timeout=TIMEOUT)  # a rerun (any widget) matches the upload again, from memory
-    at = AppTest.from_file(MATCH, default_timeout=TIMEOUT)
-    at.session_state["match_mode"] = "Verify two photos"
-    at.session_state["verify_inputs"] = [(p.name, p.read_bytes()) for p in pair]
+    best = [m.value for m in at.markdown if m.value.startswith("**Best match:**")]
+    assert best and best[0].split("`")[1] in people, best
+    at.slider(key="match_k").set_value(3).run(timeout=TIMEOUT)  # a rerun searches the upload again, from memory
+    assert not at.exception, [e.value for e in at.exception]
+    at.radio(key="match_mode").set_value("Verify two photos").run(timeout=TIMEOUT)
+    at.file_uploader(key="verify_a").set_value((pair[0].name, pair[0].read_bytes(), "image/jpeg"))
+    at.file_uploader(key="verify_b").set_value((pair[1].name, pair[1].read_bytes(), "image/jpeg"))
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    assert "verify_summary" in at.session_state
+    assert [m.label for m in at.metric] == ["Distance", "Threshold", "Similarity"]
 
     # The live webcam's recognizer, on a frame's pixels.
     rec = LiveRecognizer(pipe, open_gallery(pipe), k=3)
@@ -512,16 +512,6 @@ def audit_text(s: Settings) -> str:
 # A script file, not AppTest.from_function: that one leaves its temporary script as the
 # process's __main__, and every later spawn-started process (ingest workers, tests with
 # multiprocessing) then fails to start.
-ADMIN_WIDGETS = """
-from components import common, gallery_admin
-from facesearch.audit import read_audit
-
-gallery_admin.export_section()
-gallery_admin.restore_section()
-gallery_admin.audit_section(read_audit(common.settings()))
-"""
-
-
 @pytest.mark.timeout(300)
 def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_home):
     from facesearch.access import LOCAL_USER
@@ -536,9 +526,7 @@ def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_
     monkeypatch.setenv("FACESEARCH_HOME", str(s.home))
     monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
     monkeypatch.delenv("FACESEARCH_ADMIN_PASSWORD", raising=False)
-    script = tmp_path / "admin_widgets.py"
-    script.write_text(ADMIN_WIDGETS)
-    at = AppTest.from_file(str(script), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()  # single-user: the admin's tabs
     try:
         assert not at.exception, [e.value for e in at.exception]
         assert at.button(key="restore_go").disabled  # nothing uploaded yet

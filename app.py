@@ -1,0 +1,15 @@
+"""facesearch dashboard: ``streamlit run app.py`` (``make run``).
+
+The router: the page menu (Home, Match, Explore, Evaluate) with their titles, icons and
+URL paths; each page is a script in ``pages/`` that can also run on its own.
+"""
+
+import streamlit as st
+
+st.set_page_config(layout="wide")  # titles and icons: each st.Page's
+st.navigation([
+    st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Match.py", title="Match", icon=":material/person_search:", url_path="Match"),
+    st.Page("pages/2_Explore.py", title="Explore", icon=":material/scatter_plot:", url_path="Explore"),
+    st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="Evaluate"),
+]).run()
