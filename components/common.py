@@ -78,10 +78,11 @@ def pipeline():
 
 
 def gallery(create: bool = True):
-    """The active gallery, written (if at all) as this session's actor."""
+    """The active gallery, written (if at all) as this session's actor. Searched in this
+    process's memory: the dashboard lives long and serves every session (store/memindex.py)."""
     from facesearch.search import open_gallery
 
-    return open_gallery(pipeline(), create=create, actor=actor())
+    return open_gallery(pipeline(), create=create, actor=actor(), memory_index=True)
 
 
 @contextlib.contextmanager

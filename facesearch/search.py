@@ -113,9 +113,10 @@ def aggregate(hits: list[Hit], threshold: float, possible: float | None = None) 
     return sorted(scores, key=lambda s: (s.distance, -s.n_hits))
 
 
-def open_gallery(pipeline: Pipeline, create: bool = True, actor=None) -> FaceGallery:
+def open_gallery(pipeline: Pipeline, create: bool = True, actor=None, memory_index: bool = False) -> FaceGallery:
+    """The pipeline's gallery; ``memory_index`` for a long-lived reader (store/memindex.py)."""
     return FaceGallery(pipeline.model.name, pipeline.model.dim, pipeline.detector.name, pipeline.settings,
-                       create=create, actor=actor)
+                       create=create, actor=actor, memory_index=memory_index)
 
 
 def match_faces(analysis: Analysis, gallery: FaceGallery, k: int, threshold: float,

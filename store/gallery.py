@@ -25,6 +25,7 @@ import sqlite3
 import struct
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -42,7 +43,9 @@ from facesearch.errors import (
 )
 from facesearch import audit
 from facesearch.access import Actor, require_admin
-from facesearch.settings import Settings, get_settings
+from facesearch.settings import Registry, Settings, get_settings
+
+from .memindex import GENERATION, MemoryIndex
 
 METRIC = "cosine"
 # The HNSW index every new collection is built with: recall@10 0.99 at 200,000 faces, where
@@ -80,6 +83,14 @@ def collection_name(model: str, detector: str) -> str:
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
+# (database, collection name) -> this process's MemoryIndex of it.
+_memory_indexes: Registry[tuple[str, str], MemoryIndex] = Registry()
+
+
+def _client_key(settings: Settings) -> str:
+    from .server import resolve
+
+    return resolve(settings) or str(settings.chroma_path.resolve())
 
 
 def get_client(settings: Settings):
@@ -313,10 +324,12 @@ def list_galleries(settings: Settings | None = None) -> list[dict]:
 
 class FaceGallery:
     def __init__(self, model: str, dim: int, detector: str, settings: Settings | None = None,
-                 create: bool = True, actor: Actor | None = None):
+                 create: bool = True, actor: Actor | None = None, memory_index: bool = False):
         """``model``/``dim``: the embedder's name and vector size; ``detector``: its name.
         ``actor``: who writes through this object (None: the command line); a visitor
-        of a hosted dashboard may read but not write (facesearch.access)."""
+        of a hosted dashboard may read but not write (facesearch.access).
+        ``memory_index``: answer queries by exact search over a copy of the vectors in
+        this process's memory (:mod:`store.memindex`), for a long-lived reader."""
         self.settings = settings or get_settings()
         self.actor = actor
         self.model, self.dim, self.detector = model, int(dim), detector
@@ -343,6 +356,8 @@ class FaceGallery:
                     f"({md.get('metric')}, detector {md.get('detector')}); refusing {k}={v!r}"
                 )
         self._lock = FileLock(self.settings.home / "locks" / f"{self.name}.lock", on_acquired=_write_pid)
+        self.memory = (_memory_indexes.get((_client_key(self.settings), self.name), MemoryIndex)
+                       if memory_index else None)
 
     def _open(self, create: bool, want: dict):
         try:
@@ -474,6 +489,7 @@ class FaceGallery:
                 self._call(f"writing {len(part)} faces to {self.name}",
                            lambda: self.col.upsert(ids=part, embeddings=x[i:i + step], metadatas=clean[i:i + step]))
                 audit.count(self.settings, actor, "add", len(part), self.name)
+            self._new_generation()
         return len(ids)
 
     def delete(self, ids: Sequence[str] | None = None, identity: str | None = None, *, lock: bool = True) -> int:
@@ -494,6 +510,7 @@ class FaceGallery:
             n = len(self._call("deleting faces", lambda: self.col.get(ids=ids, include=[]))["ids"])
             self._call("deleting faces", lambda: self.col.delete(ids=ids))
             audit.count(self.settings, actor, "delete", n, self.name)
+            self._new_generation()
         for i in ids:
             with contextlib.suppress(OSError):
                 self.thumb_path(i).unlink()
@@ -530,6 +547,7 @@ class FaceGallery:
                 raise
             except Exception as exc:
                 raise _translate(exc, f"rewriting gallery {self.name}") from None
+            self._new_generation()
         return len(ids)
 
     # -- reads -----------------------------------------------------------------------
@@ -542,16 +560,63 @@ class FaceGallery:
     def count(self) -> int:
         return self._call("counting the gallery's faces", lambda: self.col.count())
 
-    def query(self, embeddings: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Hit]]:
-        """Top-k neighbours for each of m embeddings ``(m, dim)``: m lists of :class:`Hit`."""
-        x = self._check(embeddings, "query")
-        n = self.count()
-        if n == 0:
+    def _new_generation(self) -> None:
+        """Mark the gallery changed, after the change: readers in other processes drop
+        their in-memory copies (:mod:`store.memindex`). Chroma replaces a collection's
+        whole metadata, so the current one is read and kept."""
+        def bump():
+            md = dict(self.client.get_collection(self.name, embedding_function=None).metadata or {})
+            md[GENERATION] = uuid.uuid4().hex
+            self.col.modify(metadata=md)
+        self._call(f"marking gallery {self.name} changed", bump)
+
+    def _load_memory(self):
+        """``(collection id, generation, ids, identities, (n, dim) vectors)`` for
+        :meth:`MemoryIndex.refresh`, the generation read before the vectors."""
+        col = self.client.get_collection(self.name, embedding_function=None)
+        gen = (col.metadata or {}).get(GENERATION)
+        ids, idents, embs, offset, page = [], [], [], 0, self._max_batch()
+        while True:
+            r = col.get(limit=page, offset=offset, include=["metadatas", "embeddings"])
+            if not r["ids"]:
+                break
+            ids += r["ids"]
+            idents += [str((m or {}).get("identity", "?")) for m in r["metadatas"]]
+            embs.append(np.asarray(r["embeddings"], np.float32).reshape(-1, self.dim))
+            offset += len(r["ids"])
+        return str(col.id), gen, ids, idents, (np.concatenate(embs) if embs else np.zeros((0, self.dim), np.float32))
+
+    def _query_memory(self, x: np.ndarray, k: int) -> list[list[Hit]] | None:
+        col = self._call("querying the gallery", lambda: self.client.get_collection(self.name, embedding_function=None))
+        col_id, gen = str(col.id), (col.metadata or {}).get(GENERATION)
+        mem = self.memory
+        if mem.ready(col_id, gen) and mem.stale_count(lambda: col.count()):
+            # A writer died between its faces and its generation: load again.
+            mem.refresh(self._load_memory)
+            return None
+        found = mem.search(col_id, gen, x, k)
+        if found is None:
+            mem.refresh(self._load_memory)
+            return None
+        if not any(found):
             raise EmptyGalleryError(f"gallery {self.name} is empty: ingest or enroll some faces first")
+        return [[Hit(i, ident, d) for i, ident, d in row] for row in found]
+
+    def query(self, embeddings: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Hit]]:
+        """Top-k neighbours for each of m embeddings ``(m, dim)``: m lists of :class:`Hit`,
+        nearest first. Exact, from memory, when this gallery keeps a memory index that is
+        in step with the database; otherwise Chroma's HNSW index."""
+        x = self._check(embeddings, "query")
         if len(x) == 0:
             return []
+        if self.memory is not None and where is None:
+            hits = self._query_memory(x, k)
+            if hits is not None:
+                return hits
         r = self._call("querying the gallery", lambda: self.col.query(
-            query_embeddings=x, n_results=max(1, min(int(k), n)), where=where, include=["metadatas", "distances"]))
+            query_embeddings=x, n_results=max(1, int(k)), where=where, include=["metadatas", "distances"]))
+        if not any(r["ids"]) and where is None and self.count() == 0:
+            raise EmptyGalleryError(f"gallery {self.name} is empty: ingest or enroll some faces first")
         out = []
         for ids, dists, mds in zip(r["ids"], r["distances"], r["metadatas"]):
             # HNSW returns -1e-7 for identical vectors; a distance is never negative.
