@@ -85,6 +85,16 @@ def shared_cache_settings(tmp_path, session_home):
 
 
 @pytest.fixture
+def no_memory_cache(monkeypatch):
+    """A searched photo's faces and vectors are kept in this process's memory
+    (``facesearch.pipeline.memory_cache``), so a photo an earlier test searched with would
+    not be detected or embedded again; here nothing is kept, and every search computes."""
+    from facesearch import pipeline
+
+    monkeypatch.setattr(pipeline, "memory_cache", pipeline.MemoryCache(size=0))
+
+
+@pytest.fixture
 def no_network(monkeypatch):
     """This process cannot reach another machine, whatever network the machine has: name
     lookups and connections to anything but loopback fail at once with OSError, and proxy

@@ -52,9 +52,9 @@ def test_lfw_accuracy_with_thresholds_chosen_on_other_pairs(data_dir, model, tmp
         assert confusion_at(d, y, pipe.model.threshold).accuracy >= 0.975
 
 
-def test_celeba_held_out_photos_found_at_rank_1(data_dir, own_settings):
-    """Own empty cache: the gallery's photos are detected and embedded here (the probes
-    are searched as a user's photos are, never from the embedding cache)."""
+def test_celeba_held_out_photos_found_at_rank_1(data_dir, own_settings, no_memory_cache):
+    """Own empty cache: the gallery's photos are detected and embedded here, and so is
+    each probe (nothing kept in memory from an earlier search)."""
     gallery, probes = celeba_split(n_identities=20, n_gallery=4, n_probe=2)
     rep = ingest(None, items=gallery, settings=own_settings)
     assert rep.faces_added >= 70

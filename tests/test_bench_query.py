@@ -1,6 +1,9 @@
 """bench/bench_query.py's building blocks at 3,000 faces: synthetic identities whose
 distances follow the real ones, and recall@10 through a real Chroma server with the
-configuration the project creates collections with. Behaviour only, no timings."""
+configuration the project creates collections with. Behaviour only, no timings.
+
+The real photos' vectors are read cache-first from the session's embedding cache: these
+tests are about the index and the synthetic faces, not about detection or embedding."""
 
 from __future__ import annotations
 

@@ -955,7 +955,9 @@ ENROLLED = ["Hugo_Chavez", "Jennifer_Garner", "Lance_Armstrong", "Pervez_Musharr
 @pytest.fixture(scope="module")
 def face_gallery(tmp_path_factory, session_home):
     """An sface/yunet gallery of four LFW people (three photos each); their other photos
-    are the probes. Shares the session's embedding cache."""
+    are the probes. Shares the session's embedding cache: the gallery is only what is
+    searched; the photos these tests search with are detected and embedded in each search
+    (made here, never cached on disk)."""
     from facesearch.datasets import LabeledImage
     from facesearch.ingest import ingest
 

@@ -1,6 +1,11 @@
 """Eight sessions at once: threads calling the Match page's core function
 (``facesearch.search.match``) on different photos, against one gallery, as eight
-browser sessions of one dashboard process do. Every answer must be right."""
+browser sessions of one dashboard process do. Every answer must be right.
+
+The probes are detected and embedded in every search (``no_memory_cache``), eight at a
+time through the shared models, then once more one by one. The gallery is the session's
+and its photos may come from the session's embedding cache: it is what is searched, not
+what is tested."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from conftest import DATA, celeba_split
 pytestmark = pytest.mark.timeout(600)
 
 
-def test_eight_concurrent_sessions_get_the_right_answers(settings):
+def test_eight_concurrent_sessions_get_the_right_answers(settings, no_memory_cache):
     from facesearch.ingest import ingest
     from facesearch.search import match
 
