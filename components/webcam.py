@@ -152,25 +152,64 @@ def _describe(res: LiveResult) -> str:
     return "Recognised — " + " · ".join(parts) + f"  \n_{res.seconds * 1000:.0f} ms per pass_"
 
 
-# What the browser does not tell the server: shown under the widget until it plays.
+# The server cannot see the visitor's camera: this script asks the browser what stands in
+# the way before START is pressed, and again every 1.5 s (the visitor may plug a camera in
+# or change the site's permission), and reports one word back to Python.
+_PROBE_JS = """
+export default function({ setStateValue }) {
+  let last = null;
+  async function probe() {
+    let s = "ok";
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      s = "insecure";
+    } else {
+      try {
+        const p = await navigator.permissions.query({ name: "camera" });
+        if (p.state === "denied") s = "denied";
+      } catch (e) {}
+      if (s === "ok") {
+        try {
+          const d = await navigator.mediaDevices.enumerateDevices();
+          if (!d.some((x) => x.kind === "videoinput")) s = "none";
+        } catch (e) {}
+      }
+    }
+    if (s !== last) { last = s; setStateValue("camera", s); }
+  }
+  probe();
+  const timer = setInterval(probe, 1500);
+  return () => clearInterval(timer);
+}
+"""
+
+# What is wrong and what to do, for each answer of the probe.
+CAMERA_PROBLEMS = {
+    "insecure": "No camera for this page: browsers give the camera only to pages served over HTTPS or from this "
+                "very machine (localhost). Open the dashboard at its https:// address (see the README's Hosting "
+                "section), or upload a photo instead.",
+    "denied": "The camera is blocked for this site in your browser. Allow it (click the camera or padlock icon "
+              "in the address bar, then Camera: Allow), reload the page and press START, or upload a photo "
+              "instead.",
+    "none": "No camera found: none is connected, or the browser cannot see it. Connect one (or close the app "
+            "that is using it), reload the page and press START, or upload a photo instead.",
+}
+
+# What the browser does not tell the page: shown under the widget until it plays.
 TROUBLESHOOTING = (
-    "No picture? The browser names the problem in the widget: *NotFoundError*, no camera is connected (plug "
-    "one in, or upload a photo instead); *NotAllowedError*, the camera was refused (allow it in the browser's "
-    "site settings, then reload); stuck on *connecting*, the browser cannot reach this server's media port "
-    "(ask the admin for a TURN server, `FACESEARCH_ICE_SERVERS`).")
+    "Stuck on *connecting*? The browser cannot reach this server's media port: ask the admin for a TURN "
+    "server (`FACESEARCH_ICE_SERVERS`).")
 
 
-def camera_blocker(url: str) -> str | None:
-    """Why a browser will refuse the camera for a page at ``url``, or None. Browsers give
-    the camera only to secure pages: HTTPS, or http on this very machine."""
-    from urllib.parse import urlparse
+@st.cache_resource
+def _camera_probe():
+    return st.components.v2.component("facesearch.camera_probe", js=_PROBE_JS)
 
-    u = urlparse(url)
-    if u.scheme == "http" and u.hostname not in ("localhost", "127.0.0.1", "::1", None):
-        return (f"This page is served over plain HTTP ({u.hostname}), so the browser will not give it the camera. "
-                "Open it over HTTPS (put the dashboard behind a TLS proxy, see the README's Hosting section), "
-                "or upload a photo instead.")
-    return None
+
+def camera_problem() -> str | None:
+    """What keeps this browser from giving the page a camera, in words, or None (yet)."""
+    res = _camera_probe()(key="camera_probe", default={"camera": None}, height=0,
+                          on_camera_change=lambda: None)
+    return CAMERA_PROBLEMS.get(getattr(res, "camera", None) or "")
 
 
 def live_webcam(k: int = 5) -> None:
@@ -187,9 +226,9 @@ def live_webcam(k: int = 5) -> None:
         from facesearch.settings import parse_ice_servers
 
         ice = {"iceServers": list(parse_ice_servers(common.settings().ice_servers))}
-    why = camera_blocker(st.context.url or "")
-    if why:
-        st.warning(why)
+    problem = camera_problem()
+    if problem:
+        st.warning(problem)
     rec = _recognizer(k)
     ctx = webrtc_streamer(
         key="live_webcam",

@@ -141,14 +141,6 @@ def test_ice_servers_are_validated():
             parse_ice_servers(bad)
 
 
-def test_camera_needs_a_secure_page():
-    from components.webcam import camera_blocker
-
-    assert camera_blocker("http://localhost:8501/Match") is None
-    assert camera_blocker("https://faces.example.org/Match") is None
-    assert "HTTPS" in camera_blocker("http://faces.example.org:8501/Match")
-
-
 def test_a_bad_ice_setting_is_an_error_on_the_match_page_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FACESEARCH_ICE_SERVERS", '[{"urls": ["turn:t.example.org"]}]')
