@@ -46,8 +46,6 @@ FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 
 ImageSource = Union[str, Path, bytes, bytearray, BinaryIO, np.ndarray]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-
 
 @dataclass(frozen=True)
 class LoadedImage:
@@ -298,6 +296,3 @@ def to_jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:
     Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
-
-def is_image_path(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -150,3 +150,11 @@ class Registry(Generic[K, V]):
             if key not in self._items:
                 self._items[key] = build()
             return self._items[key]
+
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

@@ -10,7 +10,6 @@ the ingest ledger skips what is done. Every refusal is a :class:`DatasetError` (
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import lzma
@@ -24,7 +23,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from .datasets import IMAGE_EXTENSIONS, label_problem, load_images
-from .errors import ConfigError, DatasetError, StorageFullError
+from .errors import ConfigError, DatasetError, StorageFullError, is_disk_full
 
 # The dashboard takes uploads up to 50 MB (.streamlit/config.toml). The smallest useful
 # face photos are about 5 KB (FIW's 108 x 124 crops), so an honest zip holds fewer than
@@ -186,7 +185,7 @@ def _unpack(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, PurePosixPath
 
 
 def _disk_error(exc: OSError) -> Exception:
-    if exc.errno == errno.ENOSPC:
+    if is_disk_full(exc):
         return StorageFullError("the disk is full: the zip was not unpacked. Free some space and upload it again.")
     return DatasetError(f"the zip cannot be unpacked: {exc.strerror or exc}")
 

@@ -17,13 +17,11 @@ A delete only marks faces deleted in Chroma's files; :meth:`FaceGallery.rebuild`
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
 import sqlite3
 import struct
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from facesearch.errors import (
     GalleryMismatchError,
     StorageFullError,
     StoreError,
+    is_disk_full,
 )
 from facesearch import audit
 from facesearch.access import Actor, require_admin
@@ -81,8 +80,7 @@ def collection_name(model: str, detector: str) -> str:
     return f"{PREFIX}__{safe(model)}__{safe(detector)}"
 
 
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
+_clients: Registry[str, Any] = Registry()
 # (database, collection name) -> this process's MemoryIndex of it.
 _memory_indexes: Registry[tuple[str, str], MemoryIndex] = Registry()
 
@@ -98,45 +96,42 @@ def get_client(settings: Settings):
     the data folder's running server (``store.server``), else the embedded
     ``PersistentClient``, which makes this process the folder's single owner until it
     exits. Raises GalleryBusyError when another process owns the folder."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
     from .server import resolve
 
     url = resolve(settings)
-    key = url or str(settings.chroma_path.resolve())
-    with _clients_lock:
-        c = _clients.get(key)
-        if c is not None:
+    return _clients.get(url or str(settings.chroma_path.resolve()), lambda: _open_client(settings, url))
+
+
+def _open_client(settings: Settings, url: str | None):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    cs = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if url:
+            from urllib.parse import urlparse
+
+            u = urlparse(url if "://" in url else f"http://{url}")
+            c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
+                                    ssl=u.scheme == "https", settings=cs)
+            c.heartbeat()
             return c
-        cs = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-        try:
-            if url:
-                from urllib.parse import urlparse
+        settings.chroma_path.mkdir(parents=True, exist_ok=True)
+        _refuse_foreign_database(settings.chroma_path)
+        return chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
+    except StoreError:
+        raise
+    except Exception as exc:
+        if url:
+            raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
+                             "(make run) or `facesearch serve` still running? Start it again and retry.") from None
+        # Chroma keeps a system that failed to start under the folder's path; every later
+        # open in this process would get it back, even once the folder is repaired.
+        with contextlib.suppress(Exception):
+            from chromadb.api.shared_system_client import SharedSystemClient
 
-                u = urlparse(url if "://" in url else f"http://{url}")
-                c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
-                                        ssl=u.scheme == "https", settings=cs)
-                c.heartbeat()
-            else:
-                settings.chroma_path.mkdir(parents=True, exist_ok=True)
-                _refuse_foreign_database(settings.chroma_path)
-                c = chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if url:
-                raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
-                                 "(make run) or `facesearch serve` still running? Start it again and retry.") from None
-            # Chroma keeps a system that failed to start under the folder's path; every later
-            # open in this process would get it back, even once the folder is repaired.
-            with contextlib.suppress(Exception):
-                from chromadb.api.shared_system_client import SharedSystemClient
-
-                SharedSystemClient._identifier_to_system.pop(str(settings.chroma_path), None)
-            raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
-        _clients[key] = c
-        return c
+            SharedSystemClient._identifier_to_system.pop(str(settings.chroma_path), None)
+        raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
 
 
 def close_client(settings: Settings) -> None:
@@ -144,8 +139,7 @@ def close_client(settings: Settings) -> None:
     data folder, so another process can open it (a finished CLI job; tests)."""
     from .server import release
 
-    with _clients_lock:
-        c = _clients.pop(str(settings.chroma_path.resolve()), None)
+    c = _clients.pop(str(settings.chroma_path.resolve()))
     if c is not None:
         with contextlib.suppress(Exception):
             c.clear_system_cache()
@@ -191,7 +185,7 @@ def _refuse_foreign_database(folder: Path) -> None:
 
 def _translate(exc: Exception, what: str) -> Exception:
     text = str(exc)
-    if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text.lower() or "no space left" in text.lower():
+    if is_disk_full(exc):
         return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
     if "dimension" in text.lower():
         return GalleryMismatchError(f"{what}: {text}")
