@@ -223,6 +223,10 @@ def test_home(page, server, settings):
     page.get_by_text("Identities").first.wait_for()
     body = page.inner_text("body")
     assert settings.model in body and "Faces" in body and str(settings.home) in body
+    # The page menu: each page by its title (the first one read "app" before), with an icon.
+    links = page.locator('[data-testid="stSidebarNav"]').get_by_role("link")
+    assert [t.split()[-1] for t in links.all_inner_texts()] == ["Home", "Match", "Explore", "Evaluate"]
+    assert page.title() == "Home"
     # .streamlit/config.toml runs the toolbar in viewer mode: no Deploy button for visitors.
     assert page.get_by_role("button", name="Deploy").count() == 0
     no_exception(page)
@@ -280,12 +284,58 @@ def test_live_webcam_names_the_face(page, server, webcam_clip):
     shot(page, "webcam.png")
 
 
-@pytest.mark.parametrize("script,url,png", [("2_Explore.py", "/Explore", "explore.png"),
-                                            ("3_Evaluate.py", "/Evaluate", "evaluate.png")])
-def test_other_pages_screenshots(page, server, script, url, png):
-    open_page(page, server + url)
+def test_explore_maps_every_gallery_face_by_identity(page, server, settings):
+    """The map holds one point per gallery face, coloured, named in the legend and
+    hovered by its identity, as the database holds them now."""
+    from store import FaceGallery, list_galleries
+
+    open_page(page, server + "/Explore")
+    _map_size(page)
+    g = next(g for g in list_galleries(settings) if g["model"] == settings.model and g["detector"] == settings.detector)
+    gal = FaceGallery(settings.model, g["dim"], settings.detector, settings)
+    ids, idents = [i for i, _ in gal.iter_metadata()], gal.identities()
+    traces = page.evaluate("""() => document.querySelector('.js-plotly-plot').data
+        .filter(t => t.mode === 'markers' && t.name !== 'query').map(t => [t.name, t.customdata])""")
+    assert sorted(c[0] for _, cd in traces for c in cd) == sorted(ids)
+    assert {name: len(cd) for name, cd in traces} == idents
+    assert all(c[1] == name for name, cd in traces for c in cd), "each point's hover names its identity"
+    if len(idents) <= 25:  # more groups than that are colours without a legend
+        page.locator(".legendtext").first.wait_for()
+        assert sorted(page.locator(".legendtext").all_text_contents()) == sorted(idents)
     no_exception(page)
-    shot(page, png)
+    shot(page, "explore.png")
+
+
+def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
+    """Run the page's default comparison (FIW, the first two models with weights) on 20
+    pairs per task: the kinship figures it shows are the core's for the same pairs."""
+    from facesearch.evaluate import default_path, evaluate
+    from facesearch.models import list_models
+
+    open_page(page, server + "/Evaluate")
+    limit = page.get_by_role("spinbutton", name="Pairs per task (0 = all)")
+    limit.fill("20")
+    limit.press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name="Run").click()
+    page.get_by_text("Side by side").first.wait_for(timeout=3 * MODEL_WAIT_MS)
+    wait_idle(page)
+    page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^kinship$")).click()
+    wait_idle(page)
+    no_exception(page)
+    metrics = [t.split() for t in page.locator('[data-testid="stMetric"]').all_inner_texts()]
+    shown = [{" ".join(m[:-1]): m[-1] for m in metrics[i:i + 5]} for i in range(0, len(metrics), 5)]
+
+    models = [m["name"] for m in list_models(settings) if m["ready"]][:2]
+    cmp = evaluate("fiw", str(default_path("fiw")), models, settings, seed=0, limit=20)
+    expected = []
+    for r in (r for r in cmp.results if r.task == "kinship" and r.ok):
+        pt = r.at(round(float(r.summary["best_f1"]["threshold"]), 3))  # the slider starts at the best F1
+        expected.append({"precision": f"{pt['precision']:.3f}", "recall": f"{pt['recall']:.3f}",
+                         "F1": f"{pt['f1']:.3f}", "false match rate": f"{pt['fpr']:.3f}"})
+    assert expected, cmp.results
+    assert [{k: v for k, v in s.items() if k in expected[0]} for s in shown] == expected, (shown, expected)
+    shot(page, "evaluate.png")
 
 
 def _newcomer(n_photos: int = 4):
