@@ -121,12 +121,13 @@ class Active:
 
     def open(self, actor=None):
         """The chosen gallery, opened from its description without loading a model (None
-        when it does not exist yet); written, if at all, as ``actor``."""
+        when it does not exist yet), searched in memory as :func:`gallery`; written, if at
+        all, as ``actor``."""
         from store import FaceGallery
 
         g = self.info()
         return None if g is None else FaceGallery(g["model"], g["dim"], g["detector"], self.settings, create=False,
-                                                  actor=actor)
+                                                  actor=actor, memory_index=True)
 
 
 def sidebar() -> Active:
