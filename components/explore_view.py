@@ -7,6 +7,7 @@ results by (gallery, face count, parameters) and draws them with plotly.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -90,19 +91,24 @@ def controls(counts: dict[str, int], total: int) -> dict:
             "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
 
 
-def _query_face(pipe, last: dict | None, model: str) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+def _query_face(pipe, last: dict | None, model: str, memo: dict) -> tuple[np.ndarray, np.ndarray | None, str] | None:
     """(embedding (dim,), thumbnail or None, caption) of the query to place, or None: an
-    uploaded photo's largest face, else ``last`` (the Match page's last face, when it was
+    uploaded photo's largest face (kept in ``memo`` for the sliders' reruns: this session's
+    memory, never the disk), else ``last`` (the Match page's last face, when it was
     embedded by ``model``)."""
     up = st.file_uploader("Place a query face on the map", type=["jpg", "jpeg", "png", "webp", "bmp"],
                           key="explore_query")
-    if up is not None:
-        # A visitor's query photo stays off the disk (memory cache only, for the sliders' reruns).
-        a = pipe().analyze(up.getvalue(), up.name, cache=False, memory=True)
-        if not a.faces:
+    if up is None:
+        memo.clear()  # a photo taken off the page is not kept
+    else:
+        key = (hashlib.sha1(up.getvalue()).hexdigest(), model)
+        if key not in memo:
+            a = pipe().analyze(up.getvalue(), up.name, cache=False, memory=True)
+            memo.clear()
+            memo[key] = (a.faces[0].embedding, a.faces[0].thumb, f"{up.name} (largest face)") if a.faces else None
+        if memo[key] is None:
             st.warning(f"No face found in {up.name}.")
-            return None
-        return a.faces[0].embedding, a.faces[0].thumb, f"{up.name} (largest face)"
+        return memo[key]
     if last and last["model"] == model:
         return np.asarray(last["embedding"], np.float32), last["thumb"], last["caption"]
     return None
@@ -207,11 +213,12 @@ def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray,
                "matching bands are dimensions they agree on.")
 
 
-def render(act, pipe, last_query: dict | None = None) -> None:
+def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     """The whole Explore page below the title, for ``act`` (components.common.Active).
     ``pipe``: a callable returning the pipeline (only called when a query photo is
     uploaded, so browsing never loads a model); ``last_query``: the Match page's last face
-    (components.match_view.as_query), placed on the map when no photo is uploaded."""
+    (components.match_view.as_query), placed on the map when no photo is uploaded;
+    ``memo``: the page's dict for the uploaded query's face."""
     s, info = act.settings, act.info()
     if info is None or not info["count"]:
         st.info("The gallery is empty: ingest some faces (Home page or `facesearch ingest PATH`) to explore them.")
@@ -227,7 +234,7 @@ def render(act, pipe, last_query: dict | None = None) -> None:
     else:
         groups = [str(m.get("identity", "?")) for m in mds]
 
-    query = _query_face(pipe, last_query, act.model)  # the active model's: the gallery's dimension
+    query = _query_face(pipe, last_query, act.model, memo)  # the active model's: the gallery's dimension
     q_xy = nn = sims = None
     if query is not None:
         q_emb = np.asarray(query[0], np.float32)

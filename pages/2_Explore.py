@@ -10,4 +10,4 @@ from components.explore_view import render
 act = common.sidebar()
 st.title("Explore the gallery")
 with common.user_errors():
-    render(act, common.pipeline, st.session_state.get("last_query"))
+    render(act, common.pipeline, st.session_state.get("last_query"), st.session_state.setdefault("explore_memo", {}))

@@ -108,7 +108,8 @@ def test_similarity_matrix_names_are_categories(small_gallery, app):
     assert fig["layout"]["xaxis"].get("type") == fig["layout"]["yaxis"].get("type") == "category"
 
 
-def test_pca_3d_clusters_and_a_query_photo(small_gallery, app):
+def test_pca_3d_clusters_and_a_query_photo(small_gallery, app, monkeypatch):
+    import facesearch.pipeline
     from conftest import celeba_split
 
     ids, idents = _gallery(small_gallery)
@@ -135,6 +136,16 @@ def test_pca_3d_clusters_and_a_query_photo(small_gallery, app):
     assert any(h.value == "Query face" for h in at.subheader)
     rows = next(t["y"] for f in figs for t in f["data"] if "query" in (t.get("y") or []))
     assert rows[1] == f"1. {photo.identity} (1.00)", rows
+
+    # A slider redraws the map with the query on it, without reading the photo again.
+    decoded = []
+    load = facesearch.pipeline.load_image
+    monkeypatch.setattr(facesearch.pipeline, "load_image", lambda *a, **kw: decoded.append(a) or load(*a, **kw))
+    at.slider(key="k").set_value(4).run()
+    assert not at.exception, at.exception
+    fig = _figures(at)[0]
+    assert sorted(_points(fig)) == [f"cluster {c}" for c in range(4)]
+    assert any(t.get("name") == "query" for t in fig["data"]) and decoded == []
 
 
 def test_empty_gallery_message(tmp_path, monkeypatch, app):
