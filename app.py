@@ -1,8 +1,5 @@
-"""facesearch dashboard: ``streamlit run app.py`` (``make run``).
-
-The router: the page menu (Home, Match, Explore, Evaluate) with their titles, icons and
-URL paths; each page is a script in ``pages/`` that can also run on its own.
-"""
+"""facesearch dashboard (``streamlit run app.py``, ``make run``): the page menu. Each page
+is a script in ``pages/`` that also runs on its own (AppTest)."""
 
 import streamlit as st
 

@@ -64,17 +64,11 @@ def actor():
     return session_actor(settings(), bool(st.session_state.get("admin_signed_in")))
 
 
-def active() -> tuple[Settings, str, str]:
-    """(settings, model, detector) chosen in the sidebar for this session."""
-    s = settings()
-    model = st.session_state.get("model", s.model)
-    detector = st.session_state.get("detector", s.detector)
-    return s.with_(model=model, detector=detector), model, detector
-
-
 def pipeline():
-    s, model, detector = active()
-    return cached_pipeline(model, detector, str(s.home))
+    """The pipeline of the model and detector chosen in the sidebar, loaded."""
+    s = settings()
+    return cached_pipeline(st.session_state.get("model", s.model), st.session_state.get("detector", s.detector),
+                           str(s.home))
 
 
 def gallery(create: bool = True):

@@ -46,15 +46,14 @@ def save_enrollment(name: str, photos: Sequence[tuple[str, bytes]], home: Path) 
 
 
 # -- widgets -----------------------------------------------------------------------------
-def start_ingest(path, *, fmt: str = "auto", items: list[LabeledImage] | None = None, limit: int | None = None,
-                 what: str = "Ingesting", action: str = "ingest") -> IngestJob:
+def start_ingest(act: common.Active, path, *, fmt: str = "auto", items: list[LabeledImage] | None = None,
+                 limit: int | None = None, what: str = "Ingesting", action: str = "ingest") -> IngestJob:
     """Start an ingest into the active gallery in the background; the caller keeps the
     job (one per session) and :func:`job_panel` shows it. ``action``: its name in the
     audit log ("ingest" or "enroll")."""
-    s, model, detector = common.active()
     common.pipeline()  # load the model under its spinner, and fail here if it cannot load
-    return IngestJob(what, path, dict(fmt=fmt, model=model, detector=detector, settings=s, limit=limit,
-                                      items=items, actor=common.actor(), action=action)).start()
+    return IngestJob(what, path, dict(fmt=fmt, model=act.model, detector=act.detector, settings=act.settings,
+                                      limit=limit, items=items, actor=common.actor(), action=action)).start()
 
 
 def job_panel(job: IngestJob | None) -> bool:
@@ -119,7 +118,7 @@ def status_section(act: common.Active, show_folder: bool = True) -> dict[str, in
     return idents
 
 
-def folder_section(busy: bool = False) -> None:
+def folder_section(act: common.Active, busy: bool = False) -> None:
     """``busy``: an ingest of this session is running (one at a time)."""
     st.caption("A folder on the server: one sub-folder per person (`NAME/*.jpg`), or a CelebA, LFW, "
                "FIW or CSV dataset. Only the largest face of each photo is stored.")
@@ -136,33 +135,31 @@ def folder_section(busy: bool = False) -> None:
                 raise ConfigError("type the folder's path on the server first")
             if not p.exists():
                 raise DatasetError(f"{p}: no such folder on the server")
-            st.session_state["ingest_job"] = start_ingest(p, fmt=fmt, limit=int(limit) or None,
+            st.session_state["ingest_job"] = start_ingest(act, p, fmt=fmt, limit=int(limit) or None,
                                                           what=f"Ingested {p}")
         st.rerun()
 
 
-def zip_section(busy: bool = False) -> None:
+def zip_section(act: common.Active, busy: bool = False) -> None:
     st.caption("A zip of identity folders (`NAME/photo.jpg`), unpacked on the server then ingested.")
     up = st.file_uploader("Zip of identity folders", type=["zip"], key="ingest_zip")
     if st.button("Ingest zip", key="ingest_zip_go", type="primary", disabled=up is None or busy):
-        s, _, _ = common.active()
         with common.user_errors():
-            root = extract_zip(up.getvalue(), s.home)
-            st.session_state["ingest_job"] = start_ingest(root, fmt="auto", what=f"Ingested {up.name}")
+            root = extract_zip(up.getvalue(), act.settings.home)
+            st.session_state["ingest_job"] = start_ingest(act, root, fmt="auto", what=f"Ingested {up.name}")
         st.rerun()
 
 
-def enroll_section(busy: bool = False) -> None:
+def enroll_section(act: common.Active, busy: bool = False) -> None:
     st.caption("Add one person from a few photos (the largest face of each).")
     name = st.text_input("Name", key="enroll_name")
     files = st.file_uploader("Photos of this person", accept_multiple_files=True, key="enroll_files",
                              type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
     photos = [(f.name, f.getvalue()) for f in files or []]
     if st.button("Enroll", key="enroll_go", type="primary", disabled=busy):
-        s, _, _ = common.active()
         with common.user_errors():
-            items = save_enrollment(name, photos, s.home)
-            st.session_state["ingest_job"] = start_ingest(items[0].path.parent, items=items,
+            items = save_enrollment(name, photos, act.settings.home)
+            st.session_state["ingest_job"] = start_ingest(act, items[0].path.parent, items=items,
                                                           what=f"Enrolled {name.strip()}", action="enroll")
         st.rerun()
 
@@ -182,9 +179,8 @@ def delete_section(idents: dict[str, int]) -> None:
     if st.button("Delete identity", key="delete_go", disabled=not sure):
         from facesearch.privacy import erase_identity
 
-        s, _, _ = common.active()
         with common.user_errors(), st.spinner(f"Erasing {who}…"):
-            rep = erase_identity(who, s, common.actor())
+            rep = erase_identity(who, common.settings(), common.actor())
         st.session_state["delete_message"] = rep.summary()
         st.session_state.pop("delete_confirm", None)
         st.rerun()
@@ -232,9 +228,8 @@ def restore_section() -> None:
     if st.button("Restore", key="restore_go", type="primary", disabled=up is None):
         from store.archive import restore_gallery
 
-        s, _, _ = common.active()
         with common.user_errors(), st.spinner("Restoring…"):
-            rep = restore_gallery(io.BytesIO(up.getvalue()), s, common.actor(), merge=merge)
+            rep = restore_gallery(io.BytesIO(up.getvalue()), common.settings(), common.actor(), merge=merge)
         st.session_state["delete_message"] = rep.summary()[0].upper() + rep.summary()[1:] + "."
         st.rerun()
 

@@ -32,11 +32,11 @@ if me.admin:
         ["Folder on the server", "Upload a zip", "Enroll a person", "Delete an identity", "Export / restore",
          "Audit log"])
     with t_folder:
-        gallery_admin.folder_section(busy)
+        gallery_admin.folder_section(act, busy)
     with t_zip:
-        gallery_admin.zip_section(busy)
+        gallery_admin.zip_section(act, busy)
     with t_enroll:
-        gallery_admin.enroll_section(busy)
+        gallery_admin.enroll_section(act, busy)
     with t_delete:
         gallery_admin.delete_section(idents)
     with t_archive:
