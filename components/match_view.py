@@ -1,12 +1,8 @@
-"""Match page widgets: match photo bytes against the gallery, once per upload, and render
-every face's block.
+"""Match page widgets: match photo bytes against the gallery and render every face's block.
 
-The core calls take plain ``(name, bytes)`` pairs, so the page can feed them from
-``st.file_uploader`` or ``st.camera_input``. Results are kept in a ``memo`` dict the page
-owns (session state: this session's memory, never the disk), keyed by the photo's content
-hash, the model, detector, k, the gallery's size and thresholds: a rerun (any widget)
-renders them again without decoding, detecting or searching.
-"""
+Each photo is matched once: its result stays in the page's ``memo`` (session state, this
+session's memory only, never the disk) under its content hash, the model, detector, k,
+the gallery's size and thresholds, and a rerun (any widget) renders it again."""
 
 from __future__ import annotations
 
@@ -36,10 +32,7 @@ def verdict_md(v: str) -> str:
 
 def uploads_to_photos(files) -> list[Photo]:
     """``st.file_uploader`` / ``st.camera_input`` values -> ``[(name, bytes)]``."""
-    if files is None:
-        return []
-    if not isinstance(files, (list, tuple)):
-        files = [files]
+    files = files if isinstance(files, list) else [files]
     return [(f.name or "upload", f.getvalue()) for f in files if f is not None]
 
 
@@ -48,18 +41,16 @@ def empty_gallery(act: common.Active) -> str:
             "(ingest a folder, upload a zip or enroll a person) before matching.")
 
 
-def _recall(memo: dict, keep: dict, key: tuple, compute: Callable):
-    """``memo[key]``, computed on the first call (a FaceSearchError too: it is raised again);
-    ``keep`` gathers what this run used, the only results the page then keeps."""
+def _recall(memo: dict, key: tuple, compute: Callable):
+    """``memo[key]``, computed on the first call (a FaceSearchError too: it is raised again)."""
     if key not in memo:
         try:
             memo[key] = compute()
         except FaceSearchError as exc:
             memo[key] = exc
-    keep[key] = memo[key]
-    if isinstance(keep[key], FaceSearchError):
-        raise keep[key]
-    return keep[key]
+    if isinstance(memo[key], FaceSearchError):
+        raise memo[key]
+    return memo[key]
 
 
 def _sha1(data: bytes) -> str:
@@ -155,23 +146,21 @@ def render_match(name: str, result: MatchResult, img: np.ndarray, k: int, galler
 
 
 def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict) -> list[MatchResult]:
-    """Match each photo (or recall it from ``memo``) and render it; a bad photo gets its own
-    error and the others still run. Returns the results shown."""
-    keep: dict = {}
-    if photos and not act.size():
-        st.error(empty_gallery(act))
-    shown = _match_all(photos, k, act, memo, keep) if photos and act.size() else []
-    memo.clear()
-    memo.update(keep)  # only the photos on the page stay in memory
-    return shown
-
-
-def _match_all(photos: Sequence[Photo], k: int, act: common.Active, memo: dict, keep: dict) -> list[MatchResult]:
+    """Match each photo (or recall it from ``memo``, which keeps only these photos) and render
+    it; a bad photo gets its own error and the others still run. Returns the results shown."""
+    if not photos or not act.size():
+        memo.clear()
+        if photos:
+            st.error(empty_gallery(act))
+        return []
     n, gallery = act.size(), act.open()  # one handle per run: the searches and the thumbnails
     with common.user_errors():
-        key = (act.model, act.detector, k, n, search_thresholds(act.model, act.settings, n))
+        keys = [(_sha1(data), act.model, act.detector, k, n, search_thresholds(act.model, act.settings, n))
+                for _, data in photos]
+    for stale in set(memo) - set(keys):
+        del memo[stale]
     shown = []
-    for name, data in photos:
+    for (name, data), key in zip(photos, keys):
         def run(name=name, data=data) -> tuple[MatchResult, np.ndarray]:
             common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
             with st.spinner(f"Finding faces in {name}…"):
@@ -182,7 +171,7 @@ def _match_all(photos: Sequence[Photo], k: int, act: common.Active, memo: dict, 
             return res, img
 
         try:
-            result, img = _recall(memo, keep, (_sha1(data), *key), run)
+            result, img = _recall(memo, key, run)
         except FaceSearchError as exc:
             st.error(str(exc))
             continue
@@ -192,7 +181,7 @@ def _match_all(photos: Sequence[Photo], k: int, act: common.Active, memo: dict, 
 
 
 def show_verify(a: Photo, b: Photo, act: common.Active, memo: dict) -> None:
-    """Are ``a`` and ``b`` the same person (recalled from ``memo`` on a rerun)?"""
+    """Are ``a`` and ``b`` the same person (recalled from ``memo``, which keeps only this pair)?"""
     def run() -> VerifyResult:
         common.pipeline()
         with st.spinner("Comparing…"):
@@ -201,17 +190,12 @@ def show_verify(a: Photo, b: Photo, act: common.Active, memo: dict) -> None:
         res.a.image = res.b.image = None
         return res
 
-    keep: dict = {}
-    try:
+    with common.user_errors():
         key = (_sha1(a[1]), _sha1(b[1]), act.model, act.detector, verify_threshold(act.model, act.settings))
-        res = _recall(memo, keep, key, run)
-    except FaceSearchError as exc:
-        st.error(str(exc))
-        res = None
-    memo.clear()
-    memo.update(keep)  # only the pair on the page stays in memory
-    if res is not None:
-        render_verify(res)
+        if key not in memo:
+            memo.clear()
+        res = _recall(memo, key, run)
+    render_verify(res)
 
 
 def render_verify(res: VerifyResult) -> None:

@@ -33,6 +33,7 @@ if mode in ("Upload photos", "Camera snapshot"):
 elif mode == "Live webcam":
     from components.webcam import live_webcam
 
+    memo.clear()  # no photo on the page: none kept
     if n_faces == 0:
         st.error(match_view.empty_gallery(act))
     else:
@@ -46,4 +47,5 @@ else:
     if len(pair) == 2:
         match_view.show_verify(*pair, act, memo)
     else:
+        memo.clear()
         st.caption("Upload two photos.")
