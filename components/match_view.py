@@ -36,11 +36,6 @@ def uploads_to_photos(files) -> list[Photo]:
     return [(f.name or "upload", f.getvalue()) for f in files if f is not None]
 
 
-def empty_gallery(act: common.Active) -> str:
-    return (f"The {act.model} / {act.detector} gallery is empty: add faces on the Home page "
-            "(ingest a folder, upload a zip or enroll a person) before matching.")
-
-
 def _recall(memo: dict, key: tuple, compute: Callable):
     """``memo[key]``, computed on the first call (a FaceSearchError too: it is raised again)."""
     if key not in memo:
@@ -148,10 +143,8 @@ def render_match(name: str, result: MatchResult, img: np.ndarray, k: int, galler
 def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict) -> list[MatchResult]:
     """Match each photo (or recall it from ``memo``, which keeps only these photos) and render
     it; a bad photo gets its own error and the others still run. Returns the results shown."""
-    if not photos or not act.size():
+    if not photos:
         memo.clear()
-        if photos:
-            st.error(empty_gallery(act))
         return []
     n, gallery = act.size(), act.open()  # one handle per run: the searches and the thumbnails
     with common.user_errors():

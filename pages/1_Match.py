@@ -6,19 +6,21 @@ from components import common, match_view
 
 act = common.sidebar()
 st.title("Match faces")
-with common.user_errors():
-    n_faces = act.size()
-if n_faces == 0:
-    st.warning(f"The {act.model} / {act.detector} gallery is empty: build it on the Home page before matching.")
-
 MODES = ["Upload photos", "Camera snapshot", "Live webcam", "Verify two photos"]
 mode = st.radio("Input", MODES, horizontal=True, key="match_mode", label_visibility="collapsed")
 k = st.slider("Matches per face (k)", 1, 20, act.settings.top_k, key="match_k")
 # This session's results by photo, in memory only: a rerun re-renders them (issue 10: the
-# photos searched with never reach the disk).
+# photos searched with never reach the disk). It keeps only the photos on the page.
 memo = st.session_state.setdefault("match_memo", {})
+with common.user_errors():
+    n_faces = act.size()
 
-if mode in ("Upload photos", "Camera snapshot"):
+if n_faces == 0 and mode != "Verify two photos":
+    memo.clear()
+    st.warning(f"The {act.model} / {act.detector} gallery is empty: add faces on the Home page (ingest a folder, "
+               "upload a zip or enroll a person) before matching.")
+
+elif mode in ("Upload photos", "Camera snapshot"):
     if mode == "Upload photos":
         files = st.file_uploader("Photos (every face in each photo is matched)", type=None,
                                  accept_multiple_files=True, key="match_upload")
@@ -33,11 +35,8 @@ if mode in ("Upload photos", "Camera snapshot"):
 elif mode == "Live webcam":
     from components.webcam import live_webcam
 
-    memo.clear()  # no photo on the page: none kept
-    if n_faces == 0:
-        st.error(match_view.empty_gallery(act))
-    else:
-        live_webcam(k)
+    memo.clear()
+    live_webcam(k)
 
 else:
     st.caption("Are these the same person? The largest face of each photo is compared.")

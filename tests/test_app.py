@@ -241,13 +241,17 @@ def test_match_photo_without_face(celeba_gallery, tmp_path):
     assert not _faces(at)
 
 
-def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, session_home):
+def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, session_home, settings):
+    s = settings
     monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "empty"))
     monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
-    at = _match([_photo(celeba_gallery[0].path)])
-    assert any("gallery is empty" in w.value for w in at.warning)
-    assert any("is empty" in e.value and "Home page" in e.value for e in at.error)
-    assert not _faces(at)
+    at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT))
+    assert [w.value for w in at.warning] == [f"The {s.model} / {s.detector} gallery is empty: add faces on the Home "
+                                             "page (ingest a folder, upload a zip or enroll a person) before matching."]
+    assert not at.file_uploader and not at.error
+    at.radio(key="match_mode").set_value("Verify two photos")  # two photos need no gallery
+    _run(at)
+    assert not at.warning and len(at.file_uploader) == 2
 
 
 def test_verify_same_and_different_person(celeba_gallery):
