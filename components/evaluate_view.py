@@ -129,7 +129,6 @@ def _threshold_panel(r: ModelResult, act: Active, actor=None) -> None:
     """``actor``: the session's; only an admin is offered the buttons that save a threshold."""
     from facesearch.thresholds import set_threshold, threshold_info
 
-    settings = act.settings
     best = float(r.summary["best_f1"]["threshold"])
     hi = float(max(1.0, np.max(r.distances)))
     key = f"eval_thr_{r.model}_{r.task}"
@@ -141,7 +140,7 @@ def _threshold_panel(r: ModelResult, act: Active, actor=None) -> None:
     c[1].metric("recall", f"{pt['recall']:.3f}")
     c[2].metric("F1", f"{pt['f1']:.3f}")
     c[3].metric("false match rate", f"{pt['fpr']:.3f}")
-    info = threshold_info(r.model, settings)
+    info = threshold_info(r.model, act.settings)
     c[4].metric("in use now", f"{info['threshold']:.3f}", help=f"source: {info['source']}")
     notes = [f"best F1 at {best:.3f}"]
     if r.at_precision:
@@ -156,8 +155,8 @@ def _threshold_panel(r: ModelResult, act: Active, actor=None) -> None:
         st.caption("Kinship thresholds are for exploring only: verdicts are about the same person.")
     elif admin and st.button(f"Use this threshold to verify two photos with {r.model}", key=f"use_{r.model}_{r.task}"):
         with user_errors():
-            v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs", settings,
-                              actor=actor)
+            v = set_threshold(r.model, thr, f"Evaluate page: {r.task}, {r.summary['n_pairs']} pairs",
+                              act.settings, actor=actor)
             st.success(f"{r.model} now calls two photos the same person at distance ≤ {v:.3f} (verify, page and CLI).")
     _search_target(r.model, act, actor)
 

@@ -91,8 +91,8 @@ def controls(counts: dict[str, int], total: int) -> dict:
             "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
 
 
-def _query_face(pipe, last: dict | None, model: str, memo: dict) -> tuple[np.ndarray, np.ndarray | None, str] | None:
-    """(embedding (dim,), thumbnail or None, caption) of the query to place, or None: an
+def _query_face(pipe, last: dict | None, model: str, memo: dict) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(embedding (dim,), thumbnail, caption) of the query to place, or None: an
     uploaded photo's largest face (kept in ``memo`` for the sliders' reruns: this session's
     memory, never the disk), else ``last`` (the Match page's last face, when it was
     embedded by ``model``)."""
@@ -264,11 +264,7 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     if query is not None:
         st.subheader("Query face")
         c1, c2 = st.columns([1, 5])
-        with c1:
-            if query[1] is not None:
-                st.image(query[1], caption=query[2], width="stretch")
-            else:
-                st.caption(query[2])
+        c1.image(query[1], caption=query[2], width="stretch")
         with c2:
             st.caption(f"Shown as a star, with lines to its {len(nn)} most similar faces; {proj.transform_note}.")
             barcode_strip(q_emb, X, mds, nn, sims)
