@@ -44,7 +44,7 @@ from facesearch import audit
 from facesearch.access import Actor, require_admin
 from facesearch.settings import Registry, Settings, get_settings
 
-from .memindex import GENERATION, MemoryIndex
+from .memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
 
 METRIC = "cosine"
 # The HNSW index every new collection is built with: recall@10 0.99 at 200,000 faces, where
@@ -569,6 +569,8 @@ class FaceGallery:
         :meth:`MemoryIndex.refresh`, the generation read before the vectors."""
         col = self.client.get_collection(self.name, embedding_function=None)
         gen = (col.metadata or {}).get(GENERATION)
+        if col.count() > MAX_FACES:
+            raise TooManyFaces((str(col.id), gen))
         ids, idents, embs, offset, page = [], [], [], 0, self._max_batch()
         while True:
             r = col.get(limit=page, offset=offset, include=["metadatas", "embeddings"])
@@ -584,6 +586,8 @@ class FaceGallery:
         col = self._call("querying the gallery", lambda: self.client.get_collection(self.name, embedding_function=None))
         col_id, gen = str(col.id), (col.metadata or {}).get(GENERATION)
         mem = self.memory
+        if mem.too_many(col_id, gen):
+            return None
         if mem.ready(col_id, gen) and mem.stale_count(lambda: col.count()):
             # A writer died between its faces and its generation: load again.
             mem.refresh(self._load_memory)

@@ -136,3 +136,22 @@ def test_empty_gallery_is_the_usual_clear_error(served):
         with pytest.raises(EmptyGalleryError):
             reader.query(_unit(np.random.default_rng(2), 1), k=5)
         reader.memory.wait(60)
+
+
+def test_a_gallery_too_big_to_copy_is_searched_by_chroma(served, monkeypatch):
+    import store.gallery as gallery_mod
+    from store.gallery import FaceGallery
+
+    monkeypatch.setattr(gallery_mod, "MAX_FACES", 100)
+    rng = np.random.default_rng(3)
+    x = _unit(rng, 300)
+    ids = [f"f{i}" for i in range(len(x))]
+    FaceGallery("mem-test", DIM, "none", served).upsert(ids, x, [{"identity": "p"}] * len(x))
+    reader = FaceGallery("mem-test", DIM, "none", served, memory_index=True)
+    q = _unit(rng, 1)
+    for _ in range(2):
+        assert [h.id for h in reader.query(q, k=5)[0]] == _exact(ids, x, q[0], 5)[0]
+        reader.memory.wait(60)
+    col = reader.client.get_collection(reader.name)
+    gen = (col.metadata or {}).get("generation")
+    assert reader.memory.too_many(str(col.id), gen) and not reader.memory.ready(str(col.id), gen)
