@@ -294,6 +294,8 @@ def test_explore_maps_every_gallery_face_by_identity(page, server, settings):
     g = next(g for g in list_galleries(settings) if g["model"] == settings.model and g["detector"] == settings.detector)
     gal = FaceGallery(settings.model, g["dim"], settings.detector, settings)
     ids, idents = [i for i, _ in gal.iter_metadata()], gal.identities()
+    # The map is the first plotly chart; plotly draws it after the caption appears.
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0")
     traces = page.evaluate("""() => document.querySelector('.js-plotly-plot').data
         .filter(t => t.mode === 'markers' && t.name !== 'query').map(t => [t.name, t.customdata])""")
     assert sorted(c[0] for _, cd in traces for c in cd) == sorted(ids)
