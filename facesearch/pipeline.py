@@ -41,7 +41,6 @@ class FaceResult:
     index: int  # position in the photo's face list (largest first)
     face: Face
     embedding: np.ndarray  # (dim,) float32, unit length
-    chip: np.ndarray | None = None  # (s, s, 3) uint8: what the model saw
     thumb: np.ndarray | None = None  # (t, t, 3) uint8: what a person is shown
     quality: Quality | None = None  # whether the model can judge this face (size, blur, pose)
 
@@ -302,8 +301,7 @@ class Pipeline:
         return Embedded(sha1, whole, emb, det_secs + secs, whole_frame=True)
 
     def analyze(self, src: ImageSource | LoadedImage, name: str | None = None, *, thumbs: bool = True,
-                chips: bool = False, max_faces: int | None = None, cache: bool = True,
-                memory: bool = False) -> Analysis:
+                max_faces: int | None = None, cache: bool = True, memory: bool = False) -> Analysis:
         """Every face in the photo, largest first. Raises ImageError for unreadable input;
         a photo with no face gives an Analysis with ``faces == []``. ``cache=False``
         neither reads nor writes the embedding cache on disk (photos searched with, webcam
@@ -319,8 +317,6 @@ class Pipeline:
             r = FaceResult(i, f, np.asarray(v, np.float32), quality=assess(img.rgb, f))
             if thumbs:
                 r.thumb = thumbnail(img.rgb, f, self.settings.thumb_size)
-            if chips:
-                r.chip = self.model.crop(img.rgb, f)
             results.append(r)
         return Analysis(img.sha1, img.source, results, img, e.seconds, e.cached)
 

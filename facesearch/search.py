@@ -23,6 +23,7 @@ import numpy as np
 from store import FaceGallery, Hit
 
 from .errors import NoFaceError
+from .align import thumbnail
 from .images import ImageSource
 from .pipeline import Analysis, FaceResult, Pipeline, get_pipeline
 from .settings import Settings, get_settings
@@ -188,11 +189,13 @@ def verify(src_a: ImageSource, src_b: ImageSource, *, name_a: str | None = None,
     """Same person or not: the largest face of each photo, distance against the threshold."""
     settings = settings or get_settings()
     pipe = get_pipeline(model, detector, settings)
-    a = pipe.analyze(src_a, name_a, cache=False, memory=True)
-    b = pipe.analyze(src_b, name_b, cache=False, memory=True)
+    a = pipe.analyze(src_a, name_a, cache=False, memory=True, thumbs=False)
+    b = pipe.analyze(src_b, name_b, cache=False, memory=True, thumbs=False)
     for x in (a, b):
         if not x.faces:
             raise NoFaceError(x.source)
+        # Only the largest face is compared, so only it is shown.
+        x.faces[0].thumb = thumbnail(x.image.rgb, x.faces[0].face, settings.thumb_size)
     d = float(1.0 - np.clip(a.faces[0].embedding @ b.faces[0].embedding, -1.0, 1.0))
     thr = verify_threshold(pipe.model.name, settings)
     return VerifyResult(d <= thr, d, thr, verdict(d, thr), pipe.model.name, a, b)
