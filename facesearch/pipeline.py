@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from filelock import FileLock
 
 from .align import thumbnail
 from .detection import Detector, Face, get_detector
@@ -102,6 +103,14 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        # Worker processes open a new cache at the same moment: switching it to WAL
+        # fails at once with "database is locked" (SQLite's busy timeout does not cover
+        # it), so they set it up one at a time.
+        with disk_full_raises(f"disk full while creating the embedding cache {path}"), \
+                FileLock(str(path) + ".lock", timeout=60):
+            self._setup()
+
+    def _setup(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # A deleted or replaced row's bytes are zeroed, not left in free space (erasure).
         self._db.execute("PRAGMA secure_delete=ON")

@@ -205,3 +205,29 @@ def test_two_cli_ingests_at_once_without_a_server(home, tmp_path):
         assert again.returncode == 0, again.stderr
     _no_face_lost_or_doubled(s, env, [a, b])
     assert {m["identity"] for m in _gallery_faces(s)} == {f"person_{i}" for i in ids}
+
+
+OPEN_CACHE = r"""
+import sys, time
+from pathlib import Path
+from facesearch.pipeline import EmbeddingCache
+path, start = Path(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+for i in range(3):
+    c = EmbeddingCache(path)
+"""
+
+
+def test_worker_processes_opening_a_new_cache_at_once(tmp_path):
+    """Ingest workers (pool or Dask) open the data folder's embedding cache at the same
+    moment; on a new cache none of them may fail with SQLite's "database is locked"."""
+    import time
+
+    for attempt in range(3):  # three fresh caches: the race is in their first seconds
+        path = tmp_path / f"cache{attempt}" / "embeddings.sqlite"
+        start = time.time() + 3.0
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_CACHE, str(path), str(start)], cwd=ROOT,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-1500:]
