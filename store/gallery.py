@@ -85,10 +85,13 @@ _clients: Registry[str, Any] = Registry()
 _memory_indexes: Registry[tuple[str, str], MemoryIndex] = Registry()
 
 
-def _client_key(settings: Settings) -> str:
+def _database(settings: Settings) -> tuple[str | None, str]:
+    """(the server's URL or None for the embedded database, the key under which this
+    process keeps its client and memory indexes for that database)."""
     from .server import resolve
 
-    return resolve(settings) or str(settings.chroma_path.resolve())
+    url = resolve(settings)
+    return url, url or str(settings.chroma_path.resolve())
 
 
 def get_client(settings: Settings):
@@ -96,10 +99,8 @@ def get_client(settings: Settings):
     the data folder's running server (``store.server``), else the embedded
     ``PersistentClient``, which makes this process the folder's single owner until it
     exits. Raises GalleryBusyError when another process owns the folder."""
-    from .server import resolve
-
-    url = resolve(settings)
-    return _clients.get(url or str(settings.chroma_path.resolve()), lambda: _open_client(settings, url))
+    url, key = _database(settings)
+    return _clients.get(key, lambda: _open_client(settings, url))
 
 
 def _open_client(settings: Settings, url: str | None):
@@ -350,7 +351,7 @@ class FaceGallery:
                     f"({md.get('metric')}, detector {md.get('detector')}); refusing {k}={v!r}"
                 )
         self._lock = FileLock(self.settings.home / "locks" / f"{self.name}.lock", on_acquired=_write_pid)
-        self.memory = (_memory_indexes.get((_client_key(self.settings), self.name), MemoryIndex)
+        self.memory = (_memory_indexes.get((_database(self.settings)[1], self.name), MemoryIndex)
                        if memory_index else None)
 
     def _open(self, create: bool, want: dict):

@@ -46,7 +46,6 @@ class _Copy:
     ids: list[str]
     identities: np.ndarray  # (n,) object: each face's identity
     x: np.ndarray  # (n, dim) float32, rows of unit length
-    loaded_at: float
 
 
 def _give_back_freed_memory() -> None:
@@ -72,6 +71,7 @@ class MemoryIndex:
         self.recheck = recheck
         self.error: str | None = None  # why the last load failed (queries then use Chroma)
         self._too_many: tuple[str, str | None] | None = None  # (col_id, generation) found too big
+        self._counted_at = 0.0  # when the copy's size was last compared with the gallery's
 
     def too_many(self, col_id: str, generation: str | None) -> bool:
         """Was the gallery at (col_id, generation) found too big to copy?"""
@@ -104,15 +104,13 @@ class MemoryIndex:
     def stale_count(self, count_fn) -> bool:
         """Every ``recheck`` s: does the gallery hold another number of faces than the copy?"""
         c = self._copy
-        if c is None or time.monotonic() - c.loaded_at < self.recheck:
+        if c is None or time.monotonic() - self._counted_at < self.recheck:
             return False
+        self._counted_at = time.monotonic()
         try:
-            stale = int(count_fn()) != len(c.ids)
+            return int(count_fn()) != len(c.ids)
         except Exception:
             return False
-        if not stale:
-            self._copy = _Copy(c.col_id, c.generation, c.ids, c.identities, c.x, time.monotonic())
-        return stale
 
     def refresh(self, load) -> None:
         """Load a new copy in a background thread, unless one is loading. ``load()`` returns
@@ -124,14 +122,13 @@ class MemoryIndex:
 
         def run() -> None:
             try:
-                load_result = load()
-                col_id, gen, ids, idents, x = load_result
+                col_id, gen, ids, idents, x = load()
                 x = np.ascontiguousarray(x, np.float32)
                 norms = np.linalg.norm(x, axis=1, keepdims=True)
                 x /= np.where(norms > 0, norms, 1.0)
-                self._copy = _Copy(str(col_id), gen, list(ids), np.asarray(idents, object), x, time.monotonic())
+                self._copy = _Copy(str(col_id), gen, list(ids), np.asarray(idents, object), x)
+                self._counted_at = time.monotonic()
                 self.error = None
-                del load_result
                 _give_back_freed_memory()
             except TooManyFaces as exc:
                 self._copy, self._too_many = None, exc.args[0]
