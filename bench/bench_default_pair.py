@@ -17,8 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from facesearch.images import load_image
-from facesearch.pipeline import Pipeline
+from facesearch.imaging.decode import load_image
+from facesearch.embedding.pipeline import Pipeline
 from facesearch.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

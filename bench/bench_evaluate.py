@@ -1,4 +1,4 @@
-"""Model comparison: cold run vs cached re-run of ``facesearch.evaluate.evaluate``.
+"""Model comparison: cold run vs cached re-run of ``facesearch.evaluation.evaluate.evaluate``.
 
     .venv/bin/python -m bench.bench_evaluate [DATASET] [LIMIT] [MODELS]
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 import time
 
-from facesearch.cli import format_table
-from facesearch.evaluate import evaluate
+from facesearch.cli.main import format_table
+from facesearch.evaluation.evaluate import evaluate
 from facesearch.settings import get_settings
 
 

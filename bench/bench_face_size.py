@@ -1,5 +1,5 @@
 """Face quality gate: how small, blurred or turned can a face be before SFace's verdicts
-stop meaning anything? Measures the thresholds of :mod:`facesearch.quality`.
+stop meaning anything? Measures the thresholds of :mod:`facesearch.imaging.quality`.
 
     .venv/bin/python -m bench.bench_face_size                 # 3-5.5 min on 2 shared cores
     .venv/bin/python -m bench.bench_face_size --save /tmp/q.npz   # + the raw figures
@@ -8,7 +8,7 @@ Pipeline: detector ``yunet`` + model ``sface`` (cosine distance), largest face p
 Two verdict thresholds are checked, since a "match" comes from either: the 1:1 verify
 threshold (chosen here, best accuracy on LFW half A at full resolution) and the 1:N
 search threshold for a 1,000-face gallery at the default 1% FPIR (from the shipped
-impostor calibration, :mod:`facesearch.thresholds`), which is tighter.
+impostor calibration, :mod:`facesearch.search.thresholds`), which is tighter.
 
 Choose on LFW, check elsewhere:
 
@@ -24,12 +24,12 @@ Choose on LFW, check elsewhere:
   (TAR) at the 1:N threshold within 3 points of full resolution, the genuine median
   below the verify threshold and detection failures at most 5%.
 * **Blur**: the second photo Gaussian-blurred (sigma a fraction of the face width),
-  full-resolution landmarks. The chip sharpness (facesearch.quality.sharpness) of every
+  full-resolution landmarks. The chip sharpness (facesearch.imaging.quality.sharpness) of every
   probe, blurred or not, against its pair's outcome: isotonic fits of genuine acceptance
   (1:1 and 1:N) against log sharpness; the threshold is where both fits are back within
   3 points (1:N TAR) / 6 points (1:1 TAR, i.e. 3 points of accuracy, impostors being
   all rejected) of full resolution.
-* **Pose**: the yaw estimate (facesearch.quality.yaw) of real faces, genuine pairs binned
+* **Pose**: the yaw estimate (facesearch.imaging.quality.yaw) of real faces, genuine pairs binned
   by the larger |yaw| of the two: LFW pairs, and CelebA pairs of the even identities
   (the odd ones are kept for the check). Pose costs accuracy gradually, so a 3-point
   rule would reject a fifth or more of ordinary photos; the gate only stops faces turned
@@ -56,8 +56,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2
 import numpy as np
 
-from facesearch import quality as Q
-from facesearch.detection import Face
+from facesearch.imaging import quality as Q
+from facesearch.imaging.detection import Face
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZES = (12, 16, 20, 24, 28, 32, 40, 48, 64)
@@ -148,7 +148,7 @@ _PIPE = None
 def _init() -> None:
     global _PIPE
     cv2.setNumThreads(1)
-    from facesearch.pipeline import Pipeline
+    from facesearch.embedding.pipeline import Pipeline
     from facesearch.settings import get_settings
 
     _PIPE = Pipeline("sface", "yunet", get_settings(), use_cache=False)
@@ -156,7 +156,7 @@ def _init() -> None:
 
 def _photos(paths: list[str]) -> list[tuple]:
     """Per photo: (path, largest face or None, embedding, sharpness, contrast sharpness)."""
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     found, chips = [], []
     for p in paths:
@@ -196,7 +196,7 @@ def _redetect(small: np.ndarray, expect: Face) -> Face | None:
 
 
 def _size(W: int, items: list[tuple[str, Face]], ea: np.ndarray) -> dict:
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     sc_chips, sharp, rd_chips, rd_idx, box_err, eye_err = [], [], [], [], [], []
     for k, (path, f0) in enumerate(items):
@@ -223,7 +223,7 @@ def _size(W: int, items: list[tuple[str, Face]], ea: np.ndarray) -> dict:
 
 
 def _blur(frac: float, items: list[tuple[str, Face]], ea: np.ndarray) -> dict:
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     chips = []
     for path, f0 in items:
@@ -256,9 +256,9 @@ def main(argv=None) -> None:
     def stamp() -> str:
         return f"[{time.perf_counter() - t0:.0f} s]"
 
-    from facesearch.datasets import load_images, read_lfw_pairs
+    from facesearch.datasets.formats import load_images, read_lfw_pairs
     from facesearch.settings import get_settings
-    from facesearch.thresholds import DEFAULT_TARGET_FPIR, search_thresholds
+    from facesearch.search.thresholds import DEFAULT_TARGET_FPIR, search_thresholds
 
     settings = get_settings()
     t_search = search_thresholds("sface", settings, gallery_size=GALLERY, target=DEFAULT_TARGET_FPIR)[0]
@@ -459,7 +459,7 @@ def main(argv=None) -> None:
           f"{np.mean(c_sharp < min_sharp):.1%}; box/eye {np.median(c_w / c_eye):.2f} "
           f"(IQR {np.percentile(c_w / c_eye, 25):.2f}-{np.percentile(c_w / c_eye, 75):.2f})")
     print("Group photos:")
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     _init()
     times = []
@@ -477,7 +477,7 @@ def main(argv=None) -> None:
                        else "turned" if y is not None and abs(y) > max_yaw else "ok")
             out.append(f"({f.box[0]},{f.box[1]}) w{w:.0f} eye{eye_dist(f):.0f} sharp{s:.0f} yaw{y:+.2f} {verdict}")
         print(f"  {photo.name} {rgb.shape[1]}x{rgb.shape[0]}: " + "; ".join(out))
-    print(f"facesearch.quality.assess: {np.median(times) * 1e3:.3f} ms per face (median, chip made inside); module "
+    print(f"facesearch.imaging.quality.assess: {np.median(times) * 1e3:.3f} ms per face (median, chip made inside); module "
           f"constants now: MIN_FACE_WIDTH {Q.MIN_FACE_WIDTH:g}, MIN_SHARPNESS {Q.MIN_SHARPNESS:g}, MAX_YAW {Q.MAX_YAW:g}")
     pool.join()
 

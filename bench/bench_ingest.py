@@ -20,8 +20,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from facesearch.datasets import load_images  # noqa: E402
-from facesearch.ingest import ingest  # noqa: E402
+from facesearch.datasets.formats import load_images  # noqa: E402
+from facesearch.ingest.run import ingest  # noqa: E402
 from facesearch.settings import Settings  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba"
@@ -31,7 +31,7 @@ def naive(items, home: Path) -> float:
     """photos/s of the seeds' loop (model load excluded, as for ours it is not)."""
     import chromadb
 
-    from facesearch.weights import DLIB_RESNET, configure_deepface, ensure_dlib_file
+    from facesearch.models.weights import DLIB_RESNET, configure_deepface, ensure_dlib_file
 
     s = Settings(home=home)
     configure_deepface(s)

@@ -1,5 +1,5 @@
 """Eight dashboard sessions at once: peak memory and time per match when eight threads
-call the Match page's core function (``facesearch.search.match``) together, against one
+call the Match page's core function (``facesearch.search.identify.match``) together, against one
 session doing the same matches alone, in one process, in the same run.
 
     .venv/bin/python -m bench.bench_load [--sessions 8] [--matches 5]
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from facesearch.datasets import load_images
-from facesearch.ingest import ingest
-from facesearch.search import match
+from facesearch.datasets.formats import load_images
+from facesearch.ingest.run import ingest
+from facesearch.search.identify import match
 from facesearch.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

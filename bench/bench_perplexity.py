@@ -53,7 +53,7 @@ def from_gallery(home: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_agreement(Y: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    from facesearch.projection import exact_knn
+    from facesearch.explore.projection import exact_knn
 
     idx, _ = exact_knn(Y, None, k)
     return float((labels[idx] == labels[:, None]).mean())
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args(argv)
 
-    from facesearch import projection
+    from facesearch.explore import projection
 
     X, labels = from_gallery(args.gallery_home, args.n) if args.gallery_home else synthetic(n_ids=args.n // 10)
     print(f"data: {X.shape[0]} x {X.shape[1]} ({'gallery ' + args.gallery_home if args.gallery_home else 'synthetic'}), "

@@ -119,8 +119,8 @@ def load_real(data_dir: Path = DATA, cache_dir: Path = DEFAULT_CACHE, datasets: 
               limit: int | None = None, model: str = "sface", detector: str = "yunet") -> RealFaces:
     """Embed (cache-first) the photos of ``datasets`` under ``data_dir``; ``limit``: the
     first ``limit`` photos of each dataset by path."""
-    from facesearch.datasets import load_images
-    from facesearch.pipeline import get_pipeline
+    from facesearch.datasets.formats import load_images
+    from facesearch.embedding.pipeline import get_pipeline
     from facesearch.settings import Settings
 
     settings = Settings(home=Path(cache_dir), cache_dir=Path(cache_dir), model=model, detector=detector)
@@ -372,7 +372,7 @@ def make_data(real: RealFaces, n_faces: int, n_queries: int, seed: int = 0) -> B
 
 
 def _metadata(identity: str, path: str, sha1: str, box: str, dataset: str) -> dict:
-    # The fields facesearch.ingest writes, so bytes per face on disk are the real ones.
+    # The fields facesearch.ingest.run writes, so bytes per face on disk are the real ones.
     return {"identity": identity, "path": path, "image_sha1": sha1, "face_index": 0, "box": box,
             "det_confidence": 0.93, "dataset": dataset}
 

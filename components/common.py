@@ -31,8 +31,8 @@ from facesearch.settings import Settings, get_settings
 
 @st.cache_resource(show_spinner="Loading face models…")
 def cached_pipeline(model: str, detector: str, home: str):
-    """The core's shared pipeline (the one ``facesearch.search`` uses), its model loaded."""
-    from facesearch.pipeline import get_pipeline
+    """The core's shared pipeline (the one ``facesearch.search.identify`` uses), its model loaded."""
+    from facesearch.embedding.pipeline import get_pipeline
 
     pipe = get_pipeline(model, detector, get_settings().with_(home=__import__("pathlib").Path(home)))
     pipe.model.load()
@@ -58,8 +58,8 @@ def settings() -> Settings:
 
 
 def actor():
-    """This session's :class:`facesearch.access.Actor` (visitor, admin or local user)."""
-    from facesearch.access import session_actor
+    """This session's :class:`facesearch.admin.access.Actor` (visitor, admin or local user)."""
+    from facesearch.admin.access import session_actor
 
     return session_actor(settings(), bool(st.session_state.get("admin_signed_in")))
 
@@ -74,7 +74,7 @@ def pipeline():
 def gallery(create: bool = True):
     """The active gallery, written (if at all) as this session's actor. Searched in this
     process's memory: the dashboard lives long and serves every session (store/memindex.py)."""
-    from facesearch.search import open_gallery
+    from facesearch.search.identify import open_gallery
 
     return open_gallery(pipeline(), create=create, actor=actor(), memory_index=True)
 
@@ -126,8 +126,8 @@ class Active:
 
 def sidebar() -> Active:
     """Gallery switcher and status, shown on every page; returns what it read."""
-    from facesearch.detection import DETECTORS
-    from facesearch.models import MODELS
+    from facesearch.imaging.detection import DETECTORS
+    from facesearch.models.registry import MODELS
     from store import list_galleries
 
     s = settings()
@@ -160,7 +160,7 @@ def sidebar() -> Active:
 
 def admin_box(s: Settings) -> None:
     """Sign in and out as the admin (hosted), or say that this is a single-user setup."""
-    from facesearch.access import check_password, hosted
+    from facesearch.admin.access import check_password, hosted
 
     if not hosted(s):
         st.caption("Single-user mode: no admin password is set, so whoever opens this page can change the "

@@ -1,6 +1,6 @@
 """Evaluate page: compare models on a labelled dataset and pick a verdict threshold.
 
-The comparison itself is :func:`facesearch.evaluate.evaluate`; this module only reads
+The comparison itself is :func:`facesearch.evaluation.evaluate.evaluate`; this module only reads
 widgets, calls it (cached by its parameters) and draws the result. The result lives in
 ``st.session_state["eval_result"]`` so moving a threshold slider re-renders without
 recomputing anything.
@@ -14,8 +14,8 @@ import numpy as np
 import streamlit as st
 
 from components.common import Active, actor, user_errors
-from facesearch.evaluate import DATASETS, TASKS, Comparison, ModelResult, default_path, evaluate
-from facesearch.evaluate import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
+from facesearch.evaluation.evaluate import DATASETS, TASKS, Comparison, ModelResult, default_path, evaluate
+from facesearch.evaluation.evaluate import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
 from facesearch.settings import Settings
 
 _DATASET_LABELS = {
@@ -46,7 +46,7 @@ def run_open_set_cached(dataset: str, path: str, models: tuple[str, ...], settin
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
-    from facesearch.models import list_models
+    from facesearch.models.registry import list_models
 
     infos = list_models(settings)
     return [m["name"] for m in infos], {m["name"]: bool(m["ready"]) for m in infos}
@@ -127,7 +127,7 @@ def _curves(cmp: Comparison, task: str):
 
 def _threshold_panel(r: ModelResult, act: Active, actor=None) -> None:
     """``actor``: the session's; only an admin is offered the buttons that save a threshold."""
-    from facesearch.thresholds import set_threshold, threshold_info
+    from facesearch.search.thresholds import set_threshold, threshold_info
 
     best = float(r.summary["best_f1"]["threshold"])
     hi = float(max(1.0, np.max(r.distances)))
@@ -167,7 +167,7 @@ FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
 def _search_target(model: str, act: Active, actor=None) -> None:
-    from facesearch.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
+    from facesearch.search.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
 
     settings = act.settings
     with user_errors():

@@ -1,7 +1,7 @@
 """Explore page widgets and charts: a map of the gallery, a placed query face, a group
 similarity heatmap and an embedding barcode.
 
-The maths lives in :mod:`facesearch.projection`; this module reads widgets, caches
+The maths lives in :mod:`facesearch.explore.projection`; this module reads widgets, caches
 results by (gallery, face count, parameters) and draws them with plotly.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from facesearch import projection
+from facesearch.explore import projection
 from facesearch.settings import Settings
 
 SEED = 0

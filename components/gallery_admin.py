@@ -16,11 +16,11 @@ from typing import Sequence
 
 import streamlit as st
 
-from facesearch.datasets import FORMATS, IMAGE_EXTENSIONS, LabeledImage
+from facesearch.datasets.formats import FORMATS, IMAGE_EXTENSIONS, LabeledImage
 from facesearch.errors import ConfigError, DatasetError
-from facesearch.ingest import IngestReport
-from facesearch.jobs import IngestJob
-from facesearch.uploads import extract_zip, safe_name, uploads_dir
+from facesearch.ingest.run import IngestReport
+from facesearch.ingest.jobs import IngestJob
+from facesearch.ingest.uploads import extract_zip, safe_name, uploads_dir
 
 from . import common
 
@@ -177,7 +177,7 @@ def delete_section(idents: dict[str, int]) -> None:
                "The database files are rewritten so no deleted vector stays in them.")
     sure = st.checkbox(f"Yes, erase every face of {who}", key="delete_confirm")
     if st.button("Delete identity", key="delete_go", disabled=not sure):
-        from facesearch.privacy import erase_identity
+        from facesearch.admin.privacy import erase_identity
 
         with common.user_errors(), st.spinner(f"Erasing {who}…"):
             rep = erase_identity(who, common.settings(), common.actor())
@@ -197,9 +197,9 @@ def messages() -> None:
 
 
 def export_section(act: common.Active) -> None:
-    """A download button for the active gallery as one archive (store.archive); the
+    """A download button for the active gallery as one archive (facesearch.admin.archive); the
     archive is built in memory when the button is clicked, never kept on the server."""
-    from store.archive import export_gallery
+    from facesearch.admin.archive import export_gallery
 
     with common.user_errors():
         gallery = act.open(actor=common.actor())  # bound to this session's actor: the core refuses a visitor
@@ -226,7 +226,7 @@ def restore_section() -> None:
     merge = st.checkbox("Add to the faces already in that gallery", key="restore_merge",
                         help="Without this, a restore into a gallery that has faces is refused.")
     if st.button("Restore", key="restore_go", type="primary", disabled=up is None):
-        from store.archive import restore_gallery
+        from facesearch.admin.archive import restore_gallery
 
         with common.user_errors(), st.spinner("Restoring…"):
             rep = restore_gallery(io.BytesIO(up.getvalue()), common.settings(), common.actor(), merge=merge)
@@ -235,7 +235,7 @@ def restore_section() -> None:
 
 
 def audit_section(entries: Sequence[dict]) -> None:
-    """The audit log (facesearch.audit.read_audit), newest first: when, who, what, faces."""
+    """The audit log (facesearch.admin.audit.read_audit), newest first: when, who, what, faces."""
     if not entries:
         st.caption("No gallery change has been logged yet.")
         return

@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 import numpy as np
 import streamlit as st
 
-from facesearch.annotate import draw_faces
+from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.search import FaceMatches, MatchResult, VerifyResult, match, verdict, verify
-from facesearch.thresholds import search_thresholds, verify_threshold
+from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, match, verdict, verify
+from facesearch.search.thresholds import search_thresholds, verify_threshold
 
 from . import common
 

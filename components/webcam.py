@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from facesearch.annotate import draw_faces
+from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.search import search_gallery
+from facesearch.search.identify import search_gallery
 
 from . import common
 

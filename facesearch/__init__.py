@@ -3,7 +3,7 @@
 The public API, re-exported here. Importing this package is cheap: nothing heavy
 (TensorFlow, dlib, Chroma) loads until a function that needs it is called.
 
-    >>> from facesearch import match, verify, ingest, get_pipeline
+    >>> from facesearch import match, verify, get_pipeline
     >>> result = match("group.jpg")          # every face, top-k matches each
     >>> pipe = get_pipeline("dlib", "mtcnn")
     >>> faces = pipe.detect(rgb)             # detect
@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import *  # noqa: F401,F403  (the exception tree is light and always wanted)
-from .settings import Settings, get_settings
+from facesearch.errors import *  # noqa: F401,F403  (the exception tree is light and always wanted)
+from facesearch.settings import Settings, get_settings
 
 _LAZY = {
-    "load_image": "images", "LoadedImage": "images",
-    "Face": "detection", "get_detector": "detection", "DETECTORS": "detection", "detector_status": "detection",
-    "crop": "align", "thumbnail": "align",
-    "get_model": "models", "list_models": "models", "MODELS": "models", "OFFLINE_MODELS": "models", "Embedder": "models",
-    "Pipeline": "pipeline", "get_pipeline": "pipeline", "Analysis": "pipeline", "FaceResult": "pipeline",
-    "match": "search", "verify": "search", "verdict": "search", "MatchResult": "search", "VerifyResult": "search",
-    "open_gallery": "search",
-    "ingest": "ingest", "IngestReport": "ingest",
-    "get_threshold": "thresholds", "set_threshold": "thresholds", "threshold_info": "thresholds",
-    "search_thresholds": "thresholds", "set_target_fpir": "thresholds",
-    "load_images": "datasets", "LabeledImage": "datasets",
+    "load_image": "imaging.decode", "LoadedImage": "imaging.decode",
+    "Face": "imaging.detection", "get_detector": "imaging.detection", "DETECTORS": "imaging.detection", "detector_status": "imaging.detection",
+    "crop": "imaging.align", "thumbnail": "imaging.align",
+    "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.registry",
+    "Pipeline": "embedding.pipeline", "get_pipeline": "embedding.pipeline", "Analysis": "embedding.pipeline", "FaceResult": "embedding.pipeline",
+    "match": "search.identify", "verify": "search.identify", "verdict": "search.identify", "MatchResult": "search.identify", "VerifyResult": "search.identify",
+    "open_gallery": "search.identify",
+    "IngestReport": "ingest.run",
+    "get_threshold": "search.thresholds", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",
+    "search_thresholds": "search.thresholds", "set_target_fpir": "search.thresholds",
+    "load_images": "datasets.formats", "LabeledImage": "datasets.formats",
 }
 
 __all__ = ["Settings", "get_settings", *sorted(_LAZY)]
@@ -39,6 +39,6 @@ def __getattr__(name: str):
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'facesearch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    value = getattr(importlib.import_module(f"facesearch.{mod}"), name)
     globals()[name] = value
     return value

@@ -23,7 +23,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        from .errors import ConfigError
+        from facesearch.errors import ConfigError
 
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
@@ -34,7 +34,7 @@ def parse_ice_servers(raw: str) -> tuple:
     comma-separated URLs (``stun:stun.example.org:3478,turn:...``). Raises ConfigError."""
     import json
 
-    from .errors import ConfigError
+    from facesearch.errors import ConfigError
 
     raw = (raw or "").strip()
     if not raw:
@@ -72,7 +72,7 @@ class Settings:
     # The embedding cache may live apart from the gallery (FACESEARCH_CACHE), so several
     # galleries, or throwaway test galleries, share already-computed embeddings.
     cache_dir: Path | None = None
-    # Hosting (facesearch.access): with a password, visitors are read-only; ingest from
+    # Hosting (facesearch.admin.access): with a password, visitors are read-only; ingest from
     # server folders is confined to these roots (empty: anywhere, for a local user).
     admin_password: str | None = field(default=None, repr=False)
     ingest_roots: tuple[Path, ...] = ()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import common, gallery_admin
 
-# An ingest runs in the background (facesearch.jobs): the page shows its progress and a
+# An ingest runs in the background (facesearch.ingest.jobs): the page shows its progress and a
 # Stop button, and collects its report once it has finished (before the sidebar reads the
 # galleries, so the counts include it).
 job = st.session_state.get("ingest_job")
@@ -43,7 +43,7 @@ if me.admin:
         gallery_admin.export_section(act)
         gallery_admin.restore_section()
     with t_audit:
-        from facesearch.audit import read_audit
+        from facesearch.admin.audit import read_audit
 
         with common.user_errors():
             gallery_admin.audit_section(read_audit(common.settings()))

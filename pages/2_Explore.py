@@ -1,6 +1,6 @@
 """Explore: the gallery as a map (PCA / t-SNE), a query face placed on it, group
 similarity and embedding barcodes. The work is in components.explore_view and
-facesearch.projection."""
+facesearch.explore.projection."""
 
 import streamlit as st
 

@@ -8,10 +8,10 @@ detector; opening it with another model or dimension is refused.
 Writes take a per-collection file lock (``filelock``; threads and processes alike), so
 two ingests never interleave their batches; a second writer gets a clear
 :class:`GalleryBusyError` instead of a corrupted index. Every write is reported to the
-audit log (:mod:`facesearch.audit`).
+audit log (:mod:`facesearch.admin.audit`).
 
 A delete only marks faces deleted in Chroma's files; :meth:`FaceGallery.rebuild` and
-:func:`scrub_database` remove their bytes (right to erasure, :mod:`facesearch.privacy`).
+:func:`scrub_database` remove their bytes (right to erasure, :mod:`facesearch.admin.privacy`).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from facesearch.errors import (
     StoreError,
     is_disk_full,
 )
-from facesearch import audit
-from facesearch.access import Actor, require_admin
+from facesearch.admin import audit
+from facesearch.admin.access import Actor, require_admin
 from facesearch.settings import Registry, Settings, get_settings
 
-from .memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
+from store.memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
 
 METRIC = "cosine"
 # The HNSW index every new collection is built with: recall@10 0.99 at 200,000 faces, where
@@ -88,7 +88,7 @@ _memory_indexes: Registry[tuple[str, str], MemoryIndex] = Registry()
 def _database(settings: Settings) -> tuple[str | None, str]:
     """(the server's URL or None for the embedded database, the key under which this
     process keeps its client and memory indexes for that database)."""
-    from .server import resolve
+    from store.server import resolve
 
     url = resolve(settings)
     return url, url or str(settings.chroma_path.resolve())
@@ -138,7 +138,7 @@ def _open_client(settings: Settings, url: str | None):
 def close_client(settings: Settings) -> None:
     """Forget this process's client for ``settings`` and give up embedded ownership of the
     data folder, so another process can open it (a finished CLI job; tests)."""
-    from .server import release
+    from store.server import release
 
     c = _clients.pop(str(settings.chroma_path.resolve()))
     if c is not None:
@@ -322,7 +322,7 @@ class FaceGallery:
                  create: bool = True, actor: Actor | None = None, memory_index: bool = False):
         """``model``/``dim``: the embedder's name and vector size; ``detector``: its name.
         ``actor``: who writes through this object (None: the command line); a visitor
-        of a hosted dashboard may read but not write (facesearch.access).
+        of a hosted dashboard may read but not write (facesearch.admin.access).
         ``memory_index``: answer queries by exact search over a copy of the vectors in
         this process's memory (:mod:`store.memindex`), for a long-lived reader."""
         self.settings = settings or get_settings()
@@ -490,7 +490,7 @@ class FaceGallery:
     def delete(self, ids: Sequence[str] | None = None, identity: str | None = None, *, lock: bool = True) -> int:
         """Delete by ids or by identity, with their thumbnails; returns how many faces were
         removed. Chroma only marks them deleted in its files: erasing a person for good is
-        :func:`facesearch.privacy.erase_identity`."""
+        :func:`facesearch.admin.privacy.erase_identity`."""
         actor = require_admin(self.actor, "deleting faces from the gallery")
         if not ids and identity is None:
             raise ConfigError("delete: give ids or an identity")

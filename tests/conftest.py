@@ -87,9 +87,9 @@ def shared_cache_settings(tmp_path, session_home):
 @pytest.fixture
 def no_memory_cache(monkeypatch):
     """A searched photo's faces and vectors are kept in this process's memory
-    (``facesearch.pipeline.memory_cache``), so a photo an earlier test searched with would
+    (``facesearch.embedding.pipeline.memory_cache``), so a photo an earlier test searched with would
     not be detected or embedded again; here nothing is kept, and every search computes."""
-    from facesearch import pipeline
+    from facesearch.embedding import pipeline
 
     monkeypatch.setattr(pipeline, "memory_cache", pipeline.MemoryCache(size=0))
 
@@ -145,7 +145,7 @@ def no_network(monkeypatch):
 
 def celeba_split(n_identities: int = 20, n_gallery: int = 4, n_probe: int = 2):
     """A deterministic CelebA gallery/probe split: the identities with the most photos."""
-    from facesearch.datasets import load_images
+    from facesearch.datasets.formats import load_images
 
     imgs = load_images(DATA / "celeba", "celeba")
     by_id: dict[str, list] = {}

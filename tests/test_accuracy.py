@@ -8,12 +8,12 @@ embedded in the test that judges the result.
 import numpy as np
 import pytest
 
-from facesearch.datasets import read_lfw_pairs
-from facesearch.ingest import ingest
-from facesearch.metrics import best_accuracy_threshold, confusion_at
-from facesearch.models import OFFLINE_MODELS
-from facesearch.pipeline import Pipeline
-from facesearch.search import match
+from facesearch.datasets.formats import read_lfw_pairs
+from facesearch.ingest.run import ingest
+from facesearch.evaluation.metrics import best_accuracy_threshold, confusion_at
+from facesearch.models.registry import OFFLINE_MODELS
+from facesearch.embedding.pipeline import Pipeline
+from facesearch.search.identify import match
 
 from conftest import celeba_split
 
@@ -77,7 +77,7 @@ def test_gallery_of_strangers_calls_only_the_enrolled_a_match(data_dir, tmp_path
     (default model and detector, own data folder), then ``facesearch match --json``."""
     import json
 
-    from facesearch import cli
+    from facesearch.cli import main as cli
 
     home = str(tmp_path / "home")
     assert cli.main(["ingest", str(data_dir / "celeba"), "--home", home, "--quiet", "--workers", "2"]) == 0

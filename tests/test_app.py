@@ -26,7 +26,7 @@ TIMEOUT = 180  # the first run loads TensorFlow and the models
 def celeba_gallery(settings):
     """10 CelebA identities x 3 photos in the session gallery (idempotent: every module
     that asks for it reuses the same faces). Returns the probe photos (1 per identity)."""
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
 
     gallery, probes = celeba_split(n_identities=10, n_gallery=3, n_probe=1)
     report = ingest(DATA / "celeba", items=gallery, settings=settings)
@@ -158,7 +158,7 @@ for page in ("app.py", "pages/1_Match.py", "pages/2_Explore.py"):
         assert int(next(m.value for m in at.metric if m.label == "Identities").replace(",", "")) >= 10
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "deepface", "dlib", "torch"))
     assert not loaded, (page, loaded[:5])
-    from facesearch import models
+    from facesearch.models import registry as models
     assert not [k for k, m in models._cache._items.items() if m._loaded], page
 print("ok")
 """
@@ -189,7 +189,7 @@ def test_match_probe_of_ingested_identity_is_first_match(celeba_gallery):
 def test_match_reruns_reuse_the_result(celeba_gallery, monkeypatch):
     """Once a photo is matched, moving a widget re-renders it: no decode, no search, no
     second gallery listing; one gallery handle and one listing per run."""
-    import facesearch.pipeline
+    import facesearch.embedding.pipeline
     import store
 
     calls = {"decode": 0, "list": 0, "open": 0}
@@ -200,7 +200,7 @@ def test_match_reruns_reuse_the_result(celeba_gallery, monkeypatch):
             return fn(*a, **kw)
         return wrapped
 
-    monkeypatch.setattr(facesearch.pipeline, "load_image", counting("decode", facesearch.pipeline.load_image))
+    monkeypatch.setattr(facesearch.embedding.pipeline, "load_image", counting("decode", facesearch.embedding.pipeline.load_image))
     monkeypatch.setattr(store, "list_galleries", counting("list", store.list_galleries))
     monkeypatch.setattr(store.FaceGallery, "__init__", counting("open", store.FaceGallery.__init__))
     probes = [celeba_gallery[2], celeba_gallery[3]]

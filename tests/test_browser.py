@@ -46,7 +46,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def browser_gallery(settings):
     """The CelebA gallery of test_app.py (same photos, so ingest is a no-op if it ran)."""
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
 
     gallery, probes = celeba_split(n_identities=10, n_gallery=3, n_probe=1)
     report = ingest(DATA / "celeba", items=gallery, settings=settings)
@@ -129,7 +129,7 @@ def write_y4m(rgb: np.ndarray, path: Path, frames: int = 10, size: tuple[int, in
 
 @pytest.fixture(scope="module")
 def webcam_clip(browser_gallery):
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     gallery, _ = browser_gallery
     item = gallery[0]
@@ -311,8 +311,8 @@ def test_explore_maps_every_gallery_face_by_identity(page, server, settings):
 def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
     """Run the page's default comparison (FIW, the first two models with weights) on 20
     pairs per task: the kinship figures it shows are the core's for the same pairs."""
-    from facesearch.evaluate import default_path, evaluate
-    from facesearch.models import list_models
+    from facesearch.evaluation.evaluate import default_path, evaluate
+    from facesearch.models.registry import list_models
 
     open_page(page, server + "/Evaluate")
     limit = page.get_by_role("spinbutton", name="Pairs per task (0 = all)")
@@ -343,7 +343,7 @@ def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
 def _newcomer(n_photos: int = 4):
     """A CelebA identity outside the browser gallery (celeba_split's first 10) with
     enough photos: (identity, photos)."""
-    from facesearch.datasets import load_images
+    from facesearch.datasets.formats import load_images
 
     by_id: dict[str, list] = {}
     for im in load_images(DATA / "celeba", "celeba"):

@@ -66,7 +66,7 @@ def test_tensorflow_log_lines_stay_off_stderr(data_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["FACESEARCH_HOME"] = str(tmp_path)
     # The console script's body, plus a line saying whether TensorFlow was imported at all.
-    code = "import sys; from facesearch.cli import main; rc = main(); print('tensorflow' in sys.modules); sys.exit(rc)"
+    code = "import sys; from facesearch.cli.main import main; rc = main(); print('tensorflow' in sys.modules); sys.exit(rc)"
     r = subprocess.run([sys.executable, "-c", code, "verify", "--detector", "mtcnn", people / "obama/obama.jpg",
                         people / "obama/obama2.jpg"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr

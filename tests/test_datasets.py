@@ -1,4 +1,4 @@
-"""facesearch.datasets on the real data slice (../shared/data) and on synthetic layouts."""
+"""facesearch.datasets.formats on the real data slice (../shared/data) and on synthetic layouts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facesearch import datasets as D
+from facesearch.datasets import formats as D
 from facesearch.errors import ConfigError, DatasetError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

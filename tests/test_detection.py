@@ -13,9 +13,9 @@ import pytest
 
 from conftest import DATA
 
-from facesearch.detection import DETECTORS, detector_status, get_detector
+from facesearch.imaging.detection import DETECTORS, detector_status, get_detector
 from facesearch.errors import UnknownDetectorError
-from facesearch.images import load_image
+from facesearch.imaging.decode import load_image
 
 GROUP = {"couple.jpg": 2, "two_people.jpg": 2, "kit_with_rose.jpg": 2, "obama_and_biden.jpg": 3}
 
@@ -58,7 +58,7 @@ HELD_OUT = {
 
 @pytest.mark.parametrize("detector,dataset", sorted(HELD_OUT))
 def test_faces_found_on_photos_no_threshold_was_chosen_on(data_dir, detector, dataset):
-    from facesearch.datasets import load_images
+    from facesearch.datasets.formats import load_images
 
     step, exactly_one, at_least_one = HELD_OUT[(detector, dataset)]
     if dataset == "celeba":
@@ -101,7 +101,7 @@ def test_yunet_does_not_leak_memory_per_photo():
     code = r"""
 import resource, numpy as np
 from PIL import Image
-from facesearch.detection import get_detector
+from facesearch.imaging.detection import get_detector
 from facesearch.settings import Settings
 d = get_detector("yunet", Settings())
 rgb = np.asarray(Image.open(%r).convert("RGB"))

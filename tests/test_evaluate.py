@@ -1,4 +1,4 @@
-"""Model comparison (facesearch.evaluate, ``facesearch evaluate``, the Evaluate page).
+"""Model comparison (facesearch.evaluation.evaluate, ``facesearch evaluate``, the Evaluate page).
 
 Small slices only: LFW 60 pairs, FIW 8 pairs per task with 2 photos per member. The
 module has its own data folder with an empty embedding cache (``eval_home``): the first
@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 # Before anything loads TensorFlow: components.common imports pylibsrtp, which segfaults
 # when first imported after TensorFlow (see there), and the page test imports it.
 import components.common  # noqa: E402,F401
-from facesearch import cli, metrics  # noqa: E402
-from facesearch.evaluate import _limit_indices, _limit_matched, evaluate  # noqa: E402
+from facesearch.cli import main as cli
+from facesearch.evaluation import metrics  # noqa: E402
+from facesearch.evaluation.evaluate import _limit_indices, _limit_matched, evaluate  # noqa: E402
 
 LFW_LIMIT = 60
 
@@ -130,7 +131,7 @@ def test_second_run_computes_nothing(lfw_out, eval_settings):
 def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, eval_settings, capsys):
     """About --apply: the vectors come from the module's cache."""
     from facesearch.settings import Settings
-    from facesearch.thresholds import get_threshold, threshold_info
+    from facesearch.search.thresholds import get_threshold, threshold_info
 
     _, _, data, _ = lfw_out
     home = tmp_path / "home"
@@ -200,9 +201,9 @@ def test_fiw_both_tasks_cli(fiw_out):
 def test_fiw_kinship_distance_is_mean_member_embedding(fiw_out, eval_settings):
     """Every kinship pair's distance, from its members' vectors, those embedded whole
     included; the vectors come from the module's cache (the FIW CLI run's)."""
-    from facesearch.datasets import fiw_members
-    from facesearch.evaluate import default_path
-    from facesearch.pipeline import Pipeline
+    from facesearch.datasets.formats import fiw_members
+    from facesearch.evaluation.evaluate import default_path
+    from facesearch.embedding.pipeline import Pipeline
 
     s = eval_settings.with_(detector="dlib")
     cmp = evaluate("fiw", None, ["dlib"], s, task="kinship", limit=8, max_photos_per_member=2)
@@ -260,7 +261,7 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     from streamlit.testing.v1 import AppTest
 
     from facesearch.settings import Settings
-    from facesearch.thresholds import get_threshold
+    from facesearch.search.thresholds import get_threshold
 
     # Its own home, so "Use this threshold" does not change the session's thresholds.
     monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))

@@ -17,7 +17,7 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def small_gallery(settings):
     """8 CelebA identities x 4 photos in the session gallery (the default model and detector)."""
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
 
     imgs, _ = celeba_split(8, 4, 0)
     ingest(None, items=imgs, settings=settings)
@@ -109,7 +109,7 @@ def test_similarity_matrix_names_are_categories(small_gallery, app):
 
 
 def test_pca_3d_clusters_and_a_query_photo(small_gallery, app, monkeypatch):
-    import facesearch.pipeline
+    import facesearch.embedding.pipeline
     from conftest import celeba_split
 
     ids, idents = _gallery(small_gallery)
@@ -139,8 +139,8 @@ def test_pca_3d_clusters_and_a_query_photo(small_gallery, app, monkeypatch):
 
     # A slider redraws the map with the query on it, without reading the photo again.
     decoded = []
-    load = facesearch.pipeline.load_image
-    monkeypatch.setattr(facesearch.pipeline, "load_image", lambda *a, **kw: decoded.append(a) or load(*a, **kw))
+    load = facesearch.embedding.pipeline.load_image
+    monkeypatch.setattr(facesearch.embedding.pipeline, "load_image", lambda *a, **kw: decoded.append(a) or load(*a, **kw))
     at.slider(key="k").set_value(4).run()
     assert not at.exception, at.exception
     fig = _figures(at)[0]

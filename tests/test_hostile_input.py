@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 from PIL import Image
 
-from facesearch import images as I
+from facesearch.imaging import decode as I
 from facesearch.errors import ImageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def test_empty_file_and_folder_on_disk(tmp_path):
 _PEAK = r"""
 import json, resource, sys, time
 from facesearch.errors import ImageError
-from facesearch.images import load_image
+from facesearch.imaging.decode import load_image
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 try:
@@ -401,8 +401,8 @@ def test_valid_images_of_any_size_and_mode_load_as_rgb(mode_fmt, w, h, seed):
 
 # --------------------------------------------------------------------------- zip uploads
 
-from facesearch import uploads as U  # noqa: E402
-from facesearch.datasets import clean_label, load_images  # noqa: E402
+from facesearch.ingest import uploads as U  # noqa: E402
+from facesearch.datasets.formats import clean_label, load_images  # noqa: E402
 from facesearch.errors import ConfigError, DatasetError  # noqa: E402
 
 PHOTO = encode(Image.fromarray(quadrants()), "JPEG")
@@ -676,7 +676,7 @@ def test_unusable_labels_are_refused_with_the_reason(text):
 
 @pytest.mark.timeout(30)
 def test_dataset_labels_from_folders_and_csv(tmp_path):
-    from facesearch.datasets import LabeledImage
+    from facesearch.datasets.formats import LabeledImage
 
     good = tmp_path / "good"
     for n in ("王小明", "محمد", "Zoë"):
@@ -958,8 +958,8 @@ def face_gallery(tmp_path_factory, session_home):
     are the probes. Shares the session's embedding cache: the gallery is only what is
     searched; the photos these tests search with are detected and embedded in each search
     (made here, never cached on disk)."""
-    from facesearch.datasets import LabeledImage
-    from facesearch.ingest import ingest
+    from facesearch.datasets.formats import LabeledImage
+    from facesearch.ingest.run import ingest
 
     s = Settings(home=tmp_path_factory.mktemp("faces"), cache_dir=session_home / "cache")
     items = [LabeledImage(p, n) for n in ENROLLED for p in sorted((LFW / n).glob("*.jpg"))[:3]]
@@ -976,7 +976,7 @@ def _count(s: Settings) -> int:
 @pytest.mark.timeout(300)
 def test_photo_with_no_face_is_told_so_and_nothing_is_written(face_gallery):
     from facesearch.errors import NoFaceError
-    from facesearch.search import match
+    from facesearch.search.identify import match
 
     rng = np.random.default_rng(1)
     y, x = np.mgrid[0:480, 0:640]
@@ -993,7 +993,7 @@ def test_photo_with_no_face_is_told_so_and_nothing_is_written(face_gallery):
 def test_group_of_36_faces_gets_every_face_matched(face_gallery):
     """A 6 x 6 mosaic of 36 LFW people, four of them enrolled (with other photos): every
     face is found and judged, and the enrolled four are recognised where they are."""
-    from facesearch.search import match
+    from facesearch.search.identify import match
 
     people = sorted(d.name for d in LFW.iterdir() if d.is_dir() and d.name not in ENROLLED)[:32]
     tiles = [sorted((LFW / n).glob("*.jpg"))[-1] for n in ENROLLED + people]
@@ -1027,9 +1027,9 @@ def test_tiny_faces_are_never_called_a_match(face_gallery):
     too small; never a match, never an error other than 'no face'."""
     import cv2
 
-    from facesearch.detection import get_detector
+    from facesearch.imaging.detection import get_detector
     from facesearch.errors import NoFaceError
-    from facesearch.search import MATCH, TOO_SMALL, match
+    from facesearch.search.identify import MATCH, TOO_SMALL, match
 
     rgb = I.load_image(sorted((LFW / "Hugo_Chavez").glob("*.jpg"))[-1]).rgb
     face = get_detector("yunet", face_gallery).detect(rgb)[0]

@@ -1,4 +1,4 @@
-"""Hosted mode: visitors read, only an admin changes the gallery (facesearch.access)."""
+"""Hosted mode: visitors read, only an admin changes the gallery (facesearch.admin.access)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
-from facesearch.access import ADMIN, VISITOR, check_ingest_path, check_password, session_actor
+from facesearch.admin.access import ADMIN, VISITOR, check_ingest_path, check_password, session_actor
 from facesearch.errors import PermissionDeniedError
 from facesearch.settings import Settings
 
@@ -27,8 +27,8 @@ def _unit(n, d=128):
 
 
 def test_core_refuses_a_visitor_whatever_the_page_does(tmp_path):
-    from facesearch.ingest import ingest
-    from facesearch.thresholds import set_target_fpir, set_threshold
+    from facesearch.ingest.run import ingest
+    from facesearch.search.thresholds import set_target_fpir, set_threshold
     from store import FaceGallery
 
     s = Settings(home=tmp_path, admin_password="s3cret")

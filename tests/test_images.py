@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from facesearch.errors import ImageError
-from facesearch.images import load_image
+from facesearch.imaging.decode import load_image
 
 
 @pytest.mark.timeout(30)

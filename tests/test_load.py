@@ -1,5 +1,5 @@
 """Eight sessions at once: threads calling the Match page's core function
-(``facesearch.search.match``) on different photos, against one gallery, as eight
+(``facesearch.search.identify.match``) on different photos, against one gallery, as eight
 browser sessions of one dashboard process do. Every answer must be right.
 
 The probes are detected and embedded in every search (``no_memory_cache``), eight at a
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_eight_concurrent_sessions_get_the_right_answers(settings, no_memory_cache):
-    from facesearch.ingest import ingest
-    from facesearch.search import match
+    from facesearch.ingest.run import ingest
+    from facesearch.search.identify import match
 
     gallery, probes = celeba_split(n_identities=8, n_gallery=3, n_probe=2)
     rep = ingest(DATA / "celeba", items=gallery, settings=settings)

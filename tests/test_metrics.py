@@ -1,4 +1,4 @@
-"""facesearch.metrics against scikit-learn, plus the protocols sklearn has no twin for."""
+"""facesearch.evaluation.metrics against scikit-learn, plus the protocols sklearn has no twin for."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from facesearch import metrics as M
+from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError
 
 

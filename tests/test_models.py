@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from facesearch.errors import UnknownModelError, WeightsMissingError
-from facesearch.images import load_image
-from facesearch.models import MODELS, OFFLINE_MODELS, get_model, list_models
-from facesearch.pipeline import Pipeline
+from facesearch.imaging.decode import load_image
+from facesearch.models.registry import MODELS, OFFLINE_MODELS, get_model, list_models
+from facesearch.embedding.pipeline import Pipeline
 
 
 def test_unknown_model_lists_valid_names():

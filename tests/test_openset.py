@@ -1,4 +1,4 @@
-"""Open-set identification (facesearch.openset, ``facesearch evaluate --open-set``, the
+"""Open-set identification (facesearch.evaluation.openset, ``facesearch evaluate --open-set``, the
 Evaluate page's open-set box).
 
 The unit tests use synthetic embeddings whose answer is known; the slow ones embed real
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 # Before anything loads a model: see tests/test_evaluate.py (pylibsrtp vs TensorFlow).
 import components.common  # noqa: E402,F401
-from facesearch import openset as OS  # noqa: E402
+from facesearch.evaluation import openset as OS  # noqa: E402
 from facesearch.errors import ConfigError, DatasetError  # noqa: E402
 
 CELEBA_IDS = 16  # identities of the real run: 8 enrolled, 8 not (~330 photos)
@@ -179,7 +179,7 @@ def test_fpir_grows_with_gallery_size_as_the_independence_model_predicts():
     """Independent random faces: every comparison is an independent impostor draw, so
     FPIR(N) = 1 - (1 - FMR(t))^N must hold, with FMR from the data or from a calibration
     fitted on other draws of the same distribution."""
-    from facesearch.calibration import fit, impostor_distances
+    from facesearch.search.calibration import fit, impostor_distances
 
     rng = np.random.default_rng(0)
     dim = 16
@@ -216,7 +216,7 @@ def test_fpir_grows_with_gallery_size_as_the_independence_model_predicts():
 def test_per_size_threshold_keeps_the_target():
     """A threshold that follows the gallery size (the Match page's) holds FPIR near its
     target at every size, where a fixed one lets it grow."""
-    from facesearch.calibration import fit, impostor_distances
+    from facesearch.search.calibration import fit, impostor_distances
 
     rng = np.random.default_rng(1)
     dim = 16
@@ -240,7 +240,7 @@ def test_per_size_threshold_keeps_the_target():
 @pytest.fixture(scope="module")
 def celeba_run(tmp_path_factory):
     """One CLI run on a 16-identity CelebA subset with sface, in an empty data folder."""
-    from facesearch import cli
+    from facesearch.cli import main as cli
 
     tmp = tmp_path_factory.mktemp("openset")
     prefix = tmp / "os"
@@ -256,7 +256,7 @@ def celeba_run(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_open_set_celeba(celeba_run):
     from facesearch.settings import Settings
-    from facesearch.thresholds import get_threshold
+    from facesearch.search.thresholds import get_threshold
 
     rc, out, data, tmp = celeba_run
     assert rc == 0, out
@@ -318,8 +318,8 @@ def test_celeba_fpir_against_gallery_size(celeba_run):
 
 
 def test_bad_open_set_arguments(tmp_path, capsys):
-    from facesearch import cli
-    from facesearch.evaluate import evaluate_open_set
+    from facesearch.cli import main as cli
+    from facesearch.evaluation.evaluate import evaluate_open_set
     from facesearch.settings import Settings
 
     s = Settings(home=tmp_path / "home")
@@ -339,7 +339,7 @@ def test_evaluate_page_open_set(tmp_path, monkeypatch):
     """The page's open-set box on a 4-person folder of symlinks (its own data folder)."""
     from streamlit.testing.v1 import AppTest
 
-    from facesearch.datasets import load_images
+    from facesearch.datasets.formats import load_images
 
     by_id: dict[str, list] = {}
     for im in load_images(DATA / "celeba"):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
-from facesearch.access import ADMIN, VISITOR, cli_actor
+from facesearch.admin.access import ADMIN, VISITOR, cli_actor
 from facesearch.settings import Settings
 
 sys.path.insert(0, str(ROOT))  # the pages import the top-level ``components`` package
@@ -36,7 +36,7 @@ VICTIM = "Zebulon_Quixote"  # a name no file would hold by chance
 def _celeba(n_ids: int, photos: int, skip: int = 40) -> dict[str, list[Path]]:
     """``n_ids`` CelebA identities with ``photos`` photos each, past the ``skip`` largest
     (which other tests' galleries use)."""
-    from facesearch.datasets import load_images
+    from facesearch.datasets.formats import load_images
 
     by_id: dict[str, list[Path]] = {}
     for im in load_images(DATA / "celeba", "celeba"):
@@ -122,10 +122,10 @@ def _unzeroed_hnsw_tails(chroma: Path) -> list[str]:
 @pytest.mark.timeout(600)
 def test_match_verify_and_webcam_leave_nothing_on_disk(home, tmp_path, monkeypatch):
     from components.webcam import LiveRecognizer
-    from facesearch.images import load_image
-    from facesearch.ingest import ingest
-    from facesearch.pipeline import Pipeline
-    from facesearch.search import open_gallery
+    from facesearch.imaging.decode import load_image
+    from facesearch.ingest.run import ingest
+    from facesearch.embedding.pipeline import Pipeline
+    from facesearch.search.identify import open_gallery
 
     s = home
     people = _celeba(4, 4)
@@ -172,7 +172,7 @@ def test_match_verify_and_webcam_leave_nothing_on_disk(home, tmp_path, monkeypat
     assert res.error is None and res.faces
 
     # The command line's match and verify keep to the same rule.
-    from facesearch.search import match, verify
+    from facesearch.search.identify import match, verify
 
     assert match(str(query), settings=s).faces
     assert verify(str(pair[0]), str(pair[1]), settings=s).distance >= 0
@@ -189,7 +189,7 @@ def _victim_gallery(s: Settings, tmp_path: Path):
     from PIL import Image
 
     from components.gallery_admin import save_enrollment
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
     from store import FaceGallery
 
     people = _celeba(4, 5)
@@ -252,9 +252,9 @@ def test_erasure_leaves_nothing_on_disk(home, tmp_path, server):
 
 
 def _erase_and_check(s: Settings, tmp_path: Path) -> None:
-    from facesearch.audit import read_audit
-    from facesearch.ingest import ingest
-    from facesearch.privacy import erase_identity
+    from facesearch.admin.audit import read_audit
+    from facesearch.ingest.run import ingest
+    from facesearch.admin.privacy import erase_identity
     from store import FaceGallery
 
     dataset, needles, shas, ids = _victim_gallery(s, tmp_path)
@@ -299,7 +299,7 @@ def test_cli_delete_erases_and_logs_the_cli_user(home, tmp_path):
     import os
     import subprocess
 
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
     from store import FaceGallery
     from store.gallery import close_client
 
@@ -312,7 +312,7 @@ def test_cli_delete_erases_and_logs_the_cli_user(home, tmp_path):
     r = subprocess.run([sys.executable, "-m", "facesearch", "delete", "--identity", who], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and f"Deleted 2 faces of {who}" in r.stdout, r.stdout + r.stderr
-    from facesearch.audit import read_audit
+    from facesearch.admin.audit import read_audit
 
     e = read_audit(s)[0]
     assert e["action"] == "delete" and e["faces"] == 2 and e["actor"].startswith("cli:")
@@ -322,9 +322,9 @@ def test_cli_delete_erases_and_logs_the_cli_user(home, tmp_path):
 # -- 3. export and restore ---------------------------------------------------------------------
 @pytest.mark.timeout(600)
 def test_export_restore_round_trip(home, tmp_path):
-    from facesearch.ingest import ingest
+    from facesearch.ingest.run import ingest
     from store import FaceGallery
-    from store.archive import export_gallery, read_manifest, restore_gallery
+    from facesearch.admin.archive import export_gallery, read_manifest, restore_gallery
     from store.gallery import close_client
 
     s = home
@@ -362,7 +362,7 @@ def test_export_restore_round_trip(home, tmp_path):
             restore_gallery(archive, other, ADMIN)
         assert restore_gallery(archive, other, ADMIN, merge=True).merged
         assert dst.count() == 9
-        from facesearch.audit import read_audit
+        from facesearch.admin.audit import read_audit
 
         assert [(e["action"], e["faces"], e["actor"]) for e in read_audit(other)] == \
             [("restore", 9, "admin"), ("restore", 9, "admin")]
@@ -387,7 +387,7 @@ def _members(archive: Path) -> dict[str, bytes]:
 def test_bad_or_foreign_archive_is_refused_and_writes_nothing(tmp_path):
     from facesearch.errors import ArchiveError
     from store import FaceGallery
-    from store.archive import export_gallery, restore_gallery
+    from facesearch.admin.archive import export_gallery, restore_gallery
     from store.gallery import close_client
 
     # A good archive, made from made-up vectors (nothing to detect here).
@@ -453,13 +453,13 @@ def test_bad_or_foreign_archive_is_refused_and_writes_nothing(tmp_path):
 @pytest.mark.timeout(600)
 def test_every_gallery_change_leaves_one_audit_line(home, tmp_path):
     from components.gallery_admin import save_enrollment
-    from facesearch.access import LOCAL_USER
-    from facesearch.audit import read_audit
-    from facesearch.ingest import ingest
-    from facesearch.privacy import erase_identity
-    from facesearch.thresholds import set_target_fpir, set_threshold
+    from facesearch.admin.access import LOCAL_USER
+    from facesearch.admin.audit import read_audit
+    from facesearch.ingest.run import ingest
+    from facesearch.admin.privacy import erase_identity
+    from facesearch.search.thresholds import set_target_fpir, set_threshold
     from store import FaceGallery
-    from store.archive import export_gallery, restore_gallery
+    from facesearch.admin.archive import export_gallery, restore_gallery
 
     s = home
     people = _celeba(3, 2)
@@ -503,7 +503,7 @@ def test_every_gallery_change_leaves_one_audit_line(home, tmp_path):
 
 
 def audit_text(s: Settings) -> str:
-    from facesearch.audit import audit_path
+    from facesearch.admin.audit import audit_path
 
     return audit_path(s).read_text()
 
@@ -514,7 +514,7 @@ def audit_text(s: Settings) -> str:
 # multiprocessing) then fails to start.
 @pytest.mark.timeout(300)
 def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_home):
-    from facesearch.access import LOCAL_USER
+    from facesearch.admin.access import LOCAL_USER
     from store import FaceGallery
     from store.gallery import close_client
 

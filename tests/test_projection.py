@@ -1,11 +1,11 @@
-"""facesearch.projection on synthetic clustered data: shapes, determinism, placement."""
+"""facesearch.explore.projection on synthetic clustered data: shapes, determinism, placement."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facesearch import projection as P
+from facesearch.explore import projection as P
 from facesearch.errors import ConfigError
 
 

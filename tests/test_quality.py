@@ -1,4 +1,4 @@
-"""Face quality gate (facesearch.quality) on real photos: YuNet detections, no embedding.
+"""Face quality gate (facesearch.imaging.quality) on real photos: YuNet detections, no embedding.
 
 The thresholds were chosen on LFW (bench/bench_face_size.py); the CelebA photos checked
 here belong to the identities the benchmark kept out of every choice.
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facesearch import quality as Q
-from facesearch.detection import Face
+from facesearch.imaging import quality as Q
+from facesearch.imaging.detection import Face
 
 LFW_FACE = "lfw/lfw-deepfunneled/Abel_Pacheco/Abel_Pacheco_0001.jpg"
 # A real profile (CelebA, an identity of the benchmark's check half): |yaw| ~1.8.
@@ -23,13 +23,13 @@ GROUP = "photos/group/obama_and_biden.jpg"
 
 @pytest.fixture(scope="module")
 def detector(settings):
-    from facesearch.detection import get_detector
+    from facesearch.imaging.detection import get_detector
 
     return get_detector("yunet", settings)
 
 
 def _load(data_dir, rel):
-    from facesearch.images import load_image
+    from facesearch.imaging.decode import load_image
 
     return load_image(data_dir / rel).rgb
 
@@ -140,8 +140,8 @@ def test_group_photo_girl(data_dir, detector):
 def test_celeba_largest_faces_mostly_pass(data_dir, detector):
     """>= 95% of ~100 ordinary in-the-wild photos (CelebA identities the thresholds were
     never chosen on) pass the gate."""
-    from facesearch.datasets import load_images
-    from facesearch.images import load_image
+    from facesearch.datasets.formats import load_images
+    from facesearch.imaging.decode import load_image
 
     imgs = load_images(data_dir / "celeba", "celeba")
     ids = sorted({im.identity for im in imgs}, key=lambda s: (len(s), s))
@@ -163,7 +163,7 @@ def test_celeba_largest_faces_mostly_pass(data_dir, detector):
 
 def test_chip_reuse_and_missing_landmarks(lfw):
     rgb, face = lfw
-    from facesearch.align import landmark_crop
+    from facesearch.imaging.align import landmark_crop
 
     chip = landmark_crop(rgb, face, 112)
     base = Q.assess(rgb, face)

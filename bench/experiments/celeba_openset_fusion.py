@@ -4,9 +4,10 @@ celeba_openset_variants.py run first (its cached detections)."""
 import sys, numpy as np, pickle
 sys.path.insert(0, '.')
 from facesearch.settings import get_settings
-from facesearch import datasets as ds, openset as OS
-from facesearch.models import get_model, l2_normalise
-from facesearch.thresholds import get_threshold
+from facesearch.datasets import formats as ds
+from facesearch.evaluation import openset as OS
+from facesearch.models.registry import get_model, l2_normalise
+from facesearch.search.thresholds import get_threshold
 from PIL import Image
 s = get_settings()
 imgs = ds.load_images('../shared/data/celeba', 'auto')

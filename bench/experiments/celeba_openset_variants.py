@@ -4,11 +4,12 @@ without mirror-image averaging. Run from the project root; detections cached in 
 import sys, time, numpy as np, cv2, pickle, os
 sys.path.insert(0, '.')
 from facesearch.settings import get_settings
-from facesearch import datasets as ds, openset as OS
-from facesearch.detection import get_detector, Face
-from facesearch.models import get_model, l2_normalise
-from facesearch.align import similarity_transform, TEMPLATE_112, FIVE_POINTS
-from facesearch.thresholds import get_threshold
+from facesearch.datasets import formats as ds
+from facesearch.evaluation import openset as OS
+from facesearch.imaging.detection import get_detector, Face
+from facesearch.models.registry import get_model, l2_normalise
+from facesearch.imaging.align import similarity_transform, TEMPLATE_112, FIVE_POINTS
+from facesearch.search.thresholds import get_threshold
 from PIL import Image
 s = get_settings()
 imgs = ds.load_images('../shared/data/celeba', 'auto')

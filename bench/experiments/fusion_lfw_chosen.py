@@ -19,21 +19,21 @@ Fusion: ``score = (1-w) cos_sface + w cos_dlib``, i.e. the unit vector
 What is chosen on LFW (the 807 photos of the shared fold; CelebA is never looked at):
 
 * ``w`` in {0.3, ..., 0.8}: the lowest mean LFW open-set FNIR at FPIR 1% (K=1, seeds 0-19
-  of facesearch.openset's split: the issue's own LFW target metric); ties go to the smaller
+  of facesearch.evaluation.openset's split: the issue's own LFW target metric); ties go to the smaller
   w (less dlib). 1:1 accuracy on pairs.txt (best threshold, chosen on those same 600 pairs)
   and the all-pairs FNMR at FMR 1e-4 are printed beside it.
 * the threshold: what ``evaluate --open-set`` does for a calibrated model, i.e.
-  facesearch.calibration.fit on every LFW impostor pair of the fused vectors, then
+  facesearch.search.calibration.fit on every LFW impostor pair of the fused vectors, then
   ``threshold_for_fpir(0.01, gallery faces)`` for the CelebA gallery's size. For w=0 this
   is refitted too and checked against the shipped sface.json.
 
-Variants judged on CelebA (identical splits: facesearch.openset.split_identities, K=1):
+Variants judged on CelebA (identical splits: facesearch.evaluation.openset.split_identities, K=1):
 
 * ``sface``: the default model, threshold from the shipped calibration (= the app).
-* ``fusion``: every gallery face has both vectors; facesearch.openset.score_open_set.
+* ``fusion``: every gallery face has both vectors; facesearch.evaluation.openset.score_open_set.
 * ``second-k``: the gallery is searched with SFace; the top k identities by SFace
   similarity are re-scored with the fused score; the decision (identity and score) is the
-  best fused score among them. Scored with facesearch.openset's rate functions on
+  best fused score among them. Scored with facesearch.evaluation.openset's rate functions on
   ProbeScores built from these decisions (rank 1 = decided identity right). Its threshold
   is the fusion one (its best fused score is over fewer faces, so its FPIR can only be
   lower than full fusion's at the same threshold).
@@ -51,14 +51,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, ".")
-from facesearch import calibration as C  # noqa: E402
-from facesearch import datasets as ds  # noqa: E402
-from facesearch import openset as OS  # noqa: E402
-from facesearch.images import load_image  # noqa: E402
-from facesearch.models import get_model  # noqa: E402
-from facesearch.pipeline import Pipeline  # noqa: E402
+from facesearch.search import calibration as C  # noqa: E402
+from facesearch.datasets import formats as ds  # noqa: E402
+from facesearch.evaluation import openset as OS  # noqa: E402
+from facesearch.imaging.decode import load_image  # noqa: E402
+from facesearch.models.registry import get_model  # noqa: E402
+from facesearch.embedding.pipeline import Pipeline  # noqa: E402
 from facesearch.settings import get_settings  # noqa: E402
-from facesearch.thresholds import get_threshold  # noqa: E402
+from facesearch.search.thresholds import get_threshold  # noqa: E402
 
 CELEBA = "../shared/data/celeba"
 LFW = "../shared/data/lfw"
@@ -155,10 +155,10 @@ def speed(settings, n: int = 64, rounds: int = 3) -> dict:
 
 def lazy_check(settings, cel: dict, n: int = 64) -> dict:
     """Question 4: a gallery face's dlib vector made on demand from what the gallery keeps
-    (the photo's path and the face's integer box, facesearch.ingest._metadata): ms per
+    (the photo's path and the face's integer box, facesearch.ingest.run._metadata): ms per
     face (read + decode + dlib crop + descriptor, one at a time) and its largest
     difference from the vector the pipeline made at embedding time."""
-    from facesearch.detection import Face
+    from facesearch.imaging.detection import Face
 
     dl = get_model("dlib", settings).load()
     pipe = Pipeline("dlib", "yunet", settings)

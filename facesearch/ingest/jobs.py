@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import FaceSearchError
-from .ingest import IngestReport, ingest
+from facesearch.errors import FaceSearchError
+from facesearch.ingest.run import IngestReport, ingest
 
 log = logging.getLogger(__name__)
 

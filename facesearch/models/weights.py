@@ -20,8 +20,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import FaceSearchError, WeightsMissingError
-from .settings import Settings
+from facesearch.errors import FaceSearchError, WeightsMissingError
+from facesearch.settings import Settings
 
 DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_SHAPE5 = "shape_predictor_5_face_landmarks.dat"

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError
+from facesearch.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def clean_label(text: str) -> str:
     """The identity label for ``text`` (a folder name, a csv cell, a typed name).
 
     A label names a person: it is shown to users and stored in the gallery's metadata,
-    and is never used as a path (:func:`facesearch.uploads.safe_name` makes a folder
+    and is never used as a path (:func:`facesearch.ingest.uploads.safe_name` makes a folder
     name of it). The rule:
 
     - every script is kept as written (``"王小明"``, ``"محمد"``, ``"Zoë"``, ``"Ελένη"``),

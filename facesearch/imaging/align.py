@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from .detection import Face
+from facesearch.imaging.detection import Face
 
 
 def square_box(face: Face, margin: float) -> tuple[float, float, float]:

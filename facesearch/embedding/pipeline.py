@@ -28,13 +28,13 @@ from typing import Callable, Sequence
 import numpy as np
 from filelock import FileLock
 
-from .align import thumbnail
-from .detection import Detector, Face, get_detector
-from .errors import FaceSearchError, ImageError, disk_full_raises
-from .images import ImageSource, LoadedImage, content_hash, load_image
-from .models import Embedder, get_model
-from .quality import Quality, assess
-from .settings import Registry, Settings, get_settings
+from facesearch.imaging.align import thumbnail
+from facesearch.imaging.detection import Detector, Face, get_detector
+from facesearch.errors import FaceSearchError, ImageError, disk_full_raises
+from facesearch.imaging.decode import ImageSource, LoadedImage, content_hash, load_image
+from facesearch.models.registry import Embedder, get_model
+from facesearch.imaging.quality import Quality, assess
+from facesearch.settings import Registry, Settings, get_settings
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from facesearch.errors import ConfigError
 
 # The Explore page's perplexity slider tops out here; the cached kNN graph holds
 # 3 * this many neighbours so any slider value reuses it.

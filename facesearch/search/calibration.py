@@ -34,10 +34,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError, disk_full_raises
-from .settings import Settings, get_settings
+from facesearch.errors import ConfigError, DatasetError, disk_full_raises
+from facesearch.settings import Settings, get_settings
 
-SHIPPED = Path(__file__).resolve().parent / "calibration"
+SHIPPED = Path(__file__).resolve().parent / "calibrations"
 # Below this many impostor pairs under a threshold, the empirical rate is too noisy and
 # the tail line takes over.
 MIN_TAIL = 50
@@ -200,8 +200,8 @@ def calibrate(path: str | Path, fmt: str = "auto", model: str | None = None, set
               folder: Path | None = None, progress=None) -> tuple[Calibration, Path]:
     """Embed every photo of a labelled set (largest face) and save the model's impostor
     distribution, to ``folder`` (default: the data folder's ``calibration/``)."""
-    from .datasets import load_images
-    from .pipeline import Pipeline
+    from facesearch.datasets.formats import load_images
+    from facesearch.embedding.pipeline import Pipeline
 
     settings = settings or get_settings()
     pipe = Pipeline(model, None, settings)

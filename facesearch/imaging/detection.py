@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, FaceSearchError, UnknownDetectorError, WeightsMissingError
-from .settings import Registry, Settings, get_settings
-from . import weights as _weights
+from facesearch.errors import ConfigError, FaceSearchError, UnknownDetectorError, WeightsMissingError
+from facesearch.settings import Registry, Settings, get_settings
+from facesearch.models import weights as _weights
 
 Point = tuple[float, float]
 

@@ -4,14 +4,14 @@ relative, most reliably, and at which threshold.
 ``evaluate(dataset, path, models, settings)`` builds the dataset's pairs, embeds every
 photo they need once per model (cache-first: the pipeline's SQLite cache keyed by
 (model, detector, image SHA-1), so a second run computes nothing), scores each pair by
-cosine distance and summarises it with :mod:`facesearch.metrics`. One model that cannot
+cosine distance and summarises it with :mod:`facesearch.evaluation.metrics`. One model that cannot
 run (missing weights, no network) becomes an error row; the others still run.
 
 Datasets and tasks
 
 * ``fiw``: ``same-person`` (two photos of one member vs photos of members of different
-  families, :func:`~facesearch.datasets.fiw_same_person_pairs`) and ``kinship`` (kin
-  member pairs vs relation- and gender-matched non-kin, :func:`~facesearch.datasets.fiw_kin_pairs`;
+  families, :func:`~facesearch.datasets.formats.fiw_same_person_pairs`) and ``kinship`` (kin
+  member pairs vs relation- and gender-matched non-kin, :func:`~facesearch.datasets.formats.fiw_kin_pairs`;
   a member is the re-normalised mean of its photos' unit embeddings). FIW photos are
   already tight face crops, so with ``crop_fallback`` a photo where the detector finds no
   face is embedded whole; those embeddings are cached under the detector name
@@ -24,7 +24,7 @@ Datasets and tasks
 
 Open-set identification (1:N search, ``evaluate --open-set``): :func:`evaluate_open_set`
 embeds a ``folder`` or ``lfw`` dataset the same way and scores each model with
-:mod:`facesearch.openset` (FPIR/FNIR at the search threshold, DET, FPIR against gallery size).
+:mod:`facesearch.evaluation.openset` (FPIR/FNIR at the search threshold, DET, FPIR against gallery size).
 
 Pairs with a photo where no face was found (and no fallback) are left out of the
 metrics and counted (``n_pairs_skipped``); the no-face rate is reported per model.
@@ -43,11 +43,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import datasets as ds
-from . import metrics as M
-from .errors import ConfigError, DatasetError, FaceSearchError, ImageError
-from .images import content_hash, load_image
-from .settings import Settings, get_settings
+from facesearch.datasets import formats as ds
+from facesearch.evaluation import metrics as M
+from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageError
+from facesearch.imaging.decode import content_hash, load_image
+from facesearch.settings import Settings, get_settings
 
 __all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "apply_threshold",
            "OPEN_SET_DATASETS", "OpenSetComparison", "evaluate_open_set"]
@@ -65,7 +65,7 @@ Progress = Callable[[int, int, str], None]
 
 def default_path(dataset: str) -> Path | None:
     """``<repo>/../shared/data/<dataset folder>`` if it exists, else None."""
-    root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
     p = root / _DEFAULT_SUBPATH.get(dataset, dataset)
     return p if p.exists() else None
 
@@ -601,7 +601,7 @@ OPEN_SET_DATASETS = ("folder", "lfw")
 
 @dataclass
 class OpenSetComparison:
-    """Open-set identification (:mod:`facesearch.openset`) of several models on one
+    """Open-set identification (:mod:`facesearch.evaluation.openset`) of several models on one
     identity dataset; ``to_json`` puts each model's figures under ``open_set``."""
 
     dataset: str
@@ -642,7 +642,7 @@ class OpenSetComparison:
 
 def _model_names(models: Sequence[str]) -> list[str]:
     """Canonical, de-duplicated model names; ConfigError/UnknownModelError when none or unknown."""
-    from .models import check_model_name
+    from facesearch.models.registry import check_model_name
 
     names = list(dict.fromkeys(check_model_name(m.strip()) for m in models if str(m).strip()))
     if not names:
@@ -664,7 +664,7 @@ def _dataset_path(dataset: str, path: str | Path | None) -> Path:
 
 
 def _model_states(names: Sequence[str], settings: Settings) -> list[_ModelState]:
-    from .pipeline import Pipeline
+    from facesearch.embedding.pipeline import Pipeline
 
     states = []
     for n in names:
@@ -686,18 +686,18 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     (``folder``: CelebA, NAME/*.jpg or a path,label csv; ``lfw``: the LFW image folders).
 
     Every photo is embedded once per model (largest face, cache-first, as
-    :func:`evaluate`); :func:`facesearch.openset.score_open_set` then splits the people
+    :func:`evaluate`); :func:`facesearch.evaluation.openset.score_open_set` then splits the people
     (seeded) into enrolled (``enroll`` gallery photos each) and not enrolled, searches
     every other photo and scores it at the model's search threshold for that gallery
-    size (:func:`facesearch.thresholds.search_thresholds`). ``max_identities``: use a
+    size (:func:`facesearch.search.thresholds.search_thresholds`). ``max_identities``: use a
     seeded random subset of that many people. A model that cannot run is reported in its
     result's ``error``.
     """
     from functools import lru_cache
 
-    from . import calibration as cal_mod
-    from . import openset as OS
-    from .thresholds import get_threshold, target_fpir, verify_threshold
+    from facesearch.search import calibration as cal_mod
+    from facesearch.evaluation import openset as OS
+    from facesearch.search.thresholds import get_threshold, target_fpir, verify_threshold
 
     settings = settings or get_settings()
     if dataset not in OPEN_SET_DATASETS:
@@ -777,8 +777,8 @@ def apply_threshold(cmp: Comparison, model: str, task: str | None = None, at: st
     ``target_fpir`` as the share of strangers its gallery searches may call a match
     (search thresholds follow the gallery's size, so a target is saved, not a number).
     Returns the verify threshold."""
-    from .models import check_model_name
-    from .thresholds import set_target_fpir, set_threshold
+    from facesearch.models.registry import check_model_name
+    from facesearch.search.thresholds import set_target_fpir, set_threshold
 
     name = check_model_name(model)
     cands = [r for r in cmp.results if r.model == name and (task is None or r.task == task)]

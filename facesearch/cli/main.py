@@ -2,7 +2,7 @@
 evaluate|calibrate|serve``.
 
 ``match`` and ``verify`` store nothing of the photos they are given, as on the dashboard
-(facesearch.search): the same rule everywhere, though a command-line user owns the data.
+(facesearch.search.identify): the same rule everywhere, though a command-line user owns the data.
 
 User mistakes (a FaceSearchError) print one line to stderr and exit non-zero; only bugs
 show a traceback.
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tqdm import tqdm
 
-from .errors import ConfigError, FaceSearchError
-from .settings import Settings, get_settings
+from facesearch.errors import ConfigError, FaceSearchError
+from facesearch.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from .evaluate import Comparison, OpenSetComparison
+    from facesearch.evaluation.evaluate import Comparison, OpenSetComparison
 
 
 def _settings(args) -> Settings:
@@ -66,7 +66,7 @@ def progress_bar(quiet: bool = False) -> Callable[[int, int, str], None] | None:
 
 
 def cmd_ingest(args) -> int:
-    from .ingest import ingest
+    from facesearch.ingest.run import ingest
 
     s = _settings(args)
     rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
@@ -81,7 +81,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_match(args) -> int:
-    from .search import match
+    from facesearch.search.identify import match
 
     s = _settings(args)
     res = match(args.image, settings=s, k=args.k)
@@ -112,7 +112,7 @@ def cmd_match(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .search import verify
+    from facesearch.search.identify import verify
 
     s = _settings(args)
     r = verify(args.image1, args.image2, settings=s)
@@ -123,7 +123,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    from .privacy import erase_identity
+    from facesearch.admin.privacy import erase_identity
 
     rep = erase_identity(args.identity, _settings(args))
     print(rep.summary())
@@ -132,9 +132,9 @@ def cmd_delete(args) -> int:
 
 def cmd_export(args) -> int:
     from store import FaceGallery
-    from store.archive import export_gallery
+    from facesearch.admin.archive import export_gallery
 
-    from .models import get_model
+    from facesearch.models.registry import get_model
 
     s = _settings(args)
     emb = get_model(s.model, s)
@@ -144,7 +144,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from store.archive import restore_gallery
+    from facesearch.admin.archive import restore_gallery
 
     r = restore_gallery(args.file, _settings(args), merge=args.merge)
     print(r.summary())
@@ -152,7 +152,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from .audit import read_audit
+    from facesearch.admin.audit import read_audit
 
     for e in reversed(read_audit(_settings(args), limit=args.n)):
         rest = {k: v for k, v in e.items() if k not in ("at", "actor", "action", "faces")}
@@ -163,10 +163,10 @@ def cmd_audit(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .detection import DETECTORS, detector_status
-    from .models import list_models
-    from .calibration import load as load_calibration
-    from .thresholds import target_fpir, verify_threshold
+    from facesearch.imaging.detection import DETECTORS, detector_status
+    from facesearch.models.registry import list_models
+    from facesearch.search.calibration import load as load_calibration
+    from facesearch.search.thresholds import target_fpir, verify_threshold
 
     s = _settings(args)
     print(f"{'model':<16}{'dim':>6}  {'family':<8}{'verify':>7}  {'search (target FPIR)':<21} status")
@@ -205,7 +205,7 @@ def cmd_stats(args) -> int:
     return 0
 
 
-# -- evaluate: tables of facesearch.evaluate's results --------------------------------
+# -- evaluate: tables of facesearch.evaluation.evaluate's results --------------------------------
 
 def _fmt(v: Any, nd: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -244,7 +244,7 @@ def format_table(cmp: Comparison) -> str:
 
 def cmd_evaluate(args) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
-    from .evaluate import apply_threshold, evaluate
+    from facesearch.evaluation.evaluate import apply_threshold, evaluate
 
     settings = _settings(args)
     if getattr(args, "open_set", False):
@@ -332,7 +332,7 @@ def format_fpir_vs_size(r: Any) -> str:
 def _cmd_open_set(args, settings: Settings) -> int:
     """``facesearch evaluate --open-set``: the open-set table, FPIR against gallery size,
     ``--out PREFIX`` writes ``PREFIX.json`` (key ``open_set``) and ``PREFIX.csv``."""
-    from .evaluate import evaluate_open_set
+    from facesearch.evaluation.evaluate import evaluate_open_set
 
     if getattr(args, "apply", None):
         raise ConfigError("--apply saves a 1:1 threshold from the pair evaluation; it does not combine with "
@@ -373,7 +373,7 @@ def _cmd_open_set(args, settings: Settings) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .calibration import calibrate
+    from facesearch.search.calibration import calibrate
 
     s = _settings(args)
     cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet))
@@ -407,7 +407,7 @@ def cmd_serve(args) -> int:
             while srv.proc is None or srv.proc.poll() is None:
                 time.sleep(1.0)
             return 0 if srv.proc is None else 1
-        app = Path(__file__).resolve().parent.parent / "app.py"
+        app = Path(__file__).resolve().parents[2] / "app.py"
         env = {**os.environ, "FACESEARCH_HOME": str(s.home)}
         dash = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
                                  *args.streamlit_args], env=env, cwd=str(app.parent),
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .weights import quiet_tensorflow
+    from facesearch.models.weights import quiet_tensorflow
 
     quiet_tensorflow()  # before any command imports TensorFlow (DeepFace models, mtcnn)
     args = build_parser().parse_args(argv)

@@ -1,10 +1,10 @@
 """Match every face of a photo against the gallery; verify two photos.
 
 A search verdict compares the best identity's cosine distance with the model's search
-thresholds at the gallery's current size (:func:`facesearch.thresholds.search_thresholds`):
+thresholds at the gallery's current size (:func:`facesearch.search.thresholds.search_thresholds`):
 ``match`` at or below the one that calls about 1% of people not in the gallery a match,
 ``possible`` up to the one for 10% (worth a human's look), ``no match`` beyond. A face
-the model cannot judge (too small, blurred, turned: :mod:`facesearch.quality`) gets
+the model cannot judge (too small, blurred, turned: :mod:`facesearch.imaging.quality`) gets
 ``too small to judge`` or ``low quality`` instead, never ``match``. Verify (1:1) uses the
 model's verify threshold.
 
@@ -22,12 +22,12 @@ import numpy as np
 
 from store import FaceGallery, Hit
 
-from .errors import NoFaceError
-from .align import thumbnail
-from .images import ImageSource
-from .pipeline import Analysis, FaceResult, Pipeline, get_pipeline
-from .settings import Settings, get_settings
-from .thresholds import describe_fpir, search_thresholds, verify_threshold
+from facesearch.errors import NoFaceError
+from facesearch.imaging.align import thumbnail
+from facesearch.imaging.decode import ImageSource
+from facesearch.embedding.pipeline import Analysis, FaceResult, Pipeline, get_pipeline
+from facesearch.settings import Settings, get_settings
+from facesearch.search.thresholds import describe_fpir, search_thresholds, verify_threshold
 
 # The 1:1 "possible" band reaches 25% past the verify threshold: on the LFW slice this
 # band holds most same-person pairs the threshold misses and few impostors.
@@ -139,7 +139,7 @@ def search_gallery(analysis: Analysis, gallery: FaceGallery, model: str, k: int,
                    settings: Settings) -> tuple[list[FaceMatches], dict]:
     """Thresholds for the gallery's current size, then :func:`match_faces`. Returns the
     matches and the fields :class:`MatchResult` takes besides them."""
-    from . import calibration
+    from facesearch.search import calibration
 
     n = gallery.count()
     thr, possible = search_thresholds(model, settings, n)
@@ -147,7 +147,7 @@ def search_gallery(analysis: Analysis, gallery: FaceGallery, model: str, k: int,
     info = {"threshold": thr, "possible": possible, "gallery_size": n,
             "target_fpir": None, "predicted_fpir": None}
     if cal is not None:
-        from .thresholds import target_fpir
+        from facesearch.search.thresholds import target_fpir
 
         info["target_fpir"] = target_fpir(model, settings)
         info["predicted_fpir"] = cal.fpir(thr, n)

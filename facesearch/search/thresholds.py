@@ -7,7 +7,7 @@ Two questions, two thresholds:
 * **search** (1:N, "who is this?" against a gallery): the distance that calls about
   ``target_fpir`` (default 1%) of people who are *not* in the gallery a "match", at the
   gallery's current size, from the model's impostor calibration
-  (:mod:`facesearch.calibration`). It tightens as the gallery grows. The Evaluate page's
+  (:mod:`facesearch.search.calibration`). It tightens as the gallery grows. The Evaluate page's
   "Use this threshold" and ``facesearch evaluate --apply`` set the target, not a number.
 
 A model without a calibration (the download-only DeepFace models) searches with its
@@ -21,12 +21,12 @@ import os
 import threading
 import time
 
-from . import audit
-from . import calibration as _cal
-from .errors import ConfigError, disk_full_raises
-from .models import check_model_name, get_model
-from .settings import Settings, get_settings
-from .access import Actor, require_admin
+from facesearch.admin import audit
+from facesearch.search import calibration as _cal
+from facesearch.errors import ConfigError, disk_full_raises
+from facesearch.models.registry import check_model_name, get_model
+from facesearch.settings import Settings, get_settings
+from facesearch.admin.access import Actor, require_admin
 
 DEFAULT_TARGET_FPIR = 0.01
 # "possible" (worth a human's second look) reaches the threshold for this many times the

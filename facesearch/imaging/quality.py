@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .align import landmark_crop
-from .detection import Face
+from facesearch.imaging.align import landmark_crop
+from facesearch.imaging.detection import Face
 
 __all__ = ["Quality", "assess", "face_width", "face_chip", "sharpness", "yaw", "MIN_FACE_WIDTH", "MIN_SHARPNESS",
            "MAX_YAW"]

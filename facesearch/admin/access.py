@@ -18,8 +18,8 @@ import getpass
 import hmac
 from dataclasses import dataclass
 
-from .errors import PermissionDeniedError
-from .settings import Settings
+from facesearch.errors import PermissionDeniedError
+from facesearch.settings import Settings
 
 
 @dataclass(frozen=True)

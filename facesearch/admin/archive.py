@@ -30,12 +30,12 @@ from typing import BinaryIO
 
 import numpy as np
 
-from facesearch import audit
-from facesearch.access import Actor, require_admin
+from facesearch.admin import audit
+from facesearch.admin.access import Actor, require_admin
 from facesearch.errors import ArchiveError, FaceSearchError, disk_full_raises
 from facesearch.settings import Settings, get_settings
 
-from .gallery import METRIC, FaceGallery, collection_name, list_galleries
+from store.gallery import METRIC, FaceGallery, collection_name, list_galleries
 
 FORMAT = "facesearch-gallery"
 VERSION = 1
@@ -197,8 +197,8 @@ def _load(src) -> tuple[dict, list[str], np.ndarray, list[dict], dict[str, bytes
 
 
 def _check_model(what: str, model: str, detector: str, dim: int) -> None:
-    from facesearch.detection import check_detector_name
-    from facesearch.models import check_model_name, get_model
+    from facesearch.imaging.detection import check_detector_name
+    from facesearch.models.registry import check_model_name, get_model
 
     try:
         name = check_model_name(model)

@@ -20,7 +20,7 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from facesearch.errors import ImageError
 
 # The most pixels ever decoded from one file. Phones write 12-24 MP by default and 48-50 MP
 # in their high-resolution modes (every one of these decodes at full size); the largest

@@ -24,7 +24,7 @@ The protocol (``facesearch evaluate --open-set``, the Evaluate page's "Open-set"
   model ``FPIR(N) = 1 - (1 - FMR(t)) ** N`` (N gallery faces), with FMR from the model's
   impostor calibration and from the impostor pairs of the evaluated data itself.
 
-Everything here is numpy on embeddings already computed; :func:`facesearch.evaluate.
+Everything here is numpy on embeddings already computed; :func:`facesearch.evaluation.evaluate.
 evaluate_open_set` embeds the photos and calls :func:`score_open_set` per model.
 """
 
@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError
+from facesearch.errors import ConfigError, DatasetError
 
 __all__ = ["Split", "ProbeScores", "OpenSetResult", "split_identities", "search", "det_curve",
            "fpir_at", "fnir_at", "fnir_at_fpir", "fpir_vs_size", "impostor_fmr", "score_open_set",
@@ -233,7 +233,7 @@ def impostor_fmr(embeddings: np.ndarray, identities: Sequence[str]) -> Callable[
     """FMR(t) from every pair of photos of different people in ``embeddings`` ``(n, d)``:
     the share of those pairs at cosine distance <= t. Returns the function; its
     ``n_pairs`` attribute says how many pairs it counts."""
-    from .calibration import impostor_distances
+    from facesearch.search.calibration import impostor_distances
 
     d = np.sort(impostor_distances(_unit(embeddings), [str(x) for x in identities]).astype(np.float64))
     n = d.shape[0]
@@ -392,7 +392,7 @@ def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll:
 
     ``threshold``: the "match" distance, or a function of the number of gallery faces
     giving it (the search threshold at that size). ``calibration``: the model's
-    :class:`~facesearch.calibration.Calibration` (predicted FPIR), or None.
+    :class:`~facesearch.search.calibration.Calibration` (predicted FPIR), or None.
     Raises DatasetError when no identity can be enrolled or nobody is left out.
     """
     x = np.asarray(embeddings, np.float32)

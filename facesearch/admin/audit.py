@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .access import Actor, cli_actor
-from .errors import disk_full_raises
-from .settings import Settings, get_settings
+from facesearch.admin.access import Actor, cli_actor
+from facesearch.errors import disk_full_raises
+from facesearch.settings import Settings, get_settings
 
 AUDIT_NAME = "audit.jsonl"
 

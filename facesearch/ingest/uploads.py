@@ -2,7 +2,7 @@
 and the names that become folder names.
 
 Uploads live under ``$FACESEARCH_HOME/uploads/`` (the one place besides the configured
-ingest roots that :mod:`facesearch.access` lets an ingest read). A zip is unpacked into
+ingest roots that :mod:`facesearch.admin.access` lets an ingest read). A zip is unpacked into
 ``uploads/zip-<hash of its bytes>/``: the same zip uploaded twice is the same folder, so
 the ingest ledger skips what is done. Every refusal is a :class:`DatasetError` (or
 :class:`ConfigError` for a typed name) and leaves nothing behind.
@@ -22,8 +22,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .datasets import IMAGE_EXTENSIONS, label_problem, load_images
-from .errors import ConfigError, DatasetError, StorageFullError, is_disk_full
+from facesearch.datasets.formats import IMAGE_EXTENSIONS, label_problem, load_images
+from facesearch.errors import ConfigError, DatasetError, StorageFullError, is_disk_full
 
 # The dashboard takes uploads up to 50 MB (.streamlit/config.toml). The smallest useful
 # face photos are about 5 KB (FIW's 108 x 124 crops), so an honest zip holds fewer than
@@ -51,7 +51,7 @@ def uploads_dir(home: Path) -> Path:
 
 def safe_name(name: str) -> str:
     """A person's name as one folder name under ``uploads/enroll/``; the identity label
-    stays the name as typed (:func:`facesearch.datasets.clean_label`).
+    stays the name as typed (:func:`facesearch.datasets.formats.clean_label`).
 
     The name must be a usable label (else :class:`ConfigError` with the reason: empty,
     no letter or digit, control characters, too long, ...). Letters and digits of every
@@ -201,7 +201,7 @@ def _root(dest: Path) -> Path:
 
 def extract_zip(data: bytes, home: Path) -> Path:
     """Unpack an uploaded zip of identity folders (``NAME/photo.jpg``, or any layout
-    :func:`facesearch.datasets.load_images` reads); returns the dataset root.
+    :func:`facesearch.datasets.formats.load_images` reads); returns the dataset root.
 
     Refused with a :class:`DatasetError`, before anything is written: not a zip; more
     than :data:`MAX_ZIP_ENTRIES` entries (counted from the end record, before Python
@@ -210,7 +210,7 @@ def extract_zip(data: bytes, home: Path) -> Path:
     special files; names with control characters or over 255 bytes; the same name twice;
     encryption; no photo at all. While unpacking (into a ``.part`` folder), an entry that
     yields more bytes than it declares stops everything. Then the layout and its labels
-    are checked as an ingest would (:func:`~facesearch.datasets.load_images`). On any
+    are checked as an ingest would (:func:`~facesearch.datasets.formats.load_images`). On any
     refusal the ``.part`` folder is removed: nothing is left on disk.
     """
     end = _end_record(data)

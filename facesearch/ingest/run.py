@@ -29,14 +29,14 @@ import numpy as np
 
 from store import FaceGallery
 
-from . import audit
-from .access import Actor, check_ingest_path, require_admin
-from .datasets import LabeledImage, load_images
-from .errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
-from .images import load_image, to_jpeg
-from .pipeline import Pipeline
-from .settings import Settings, get_settings
-from .weights import quiet_tensorflow
+from facesearch.admin import audit
+from facesearch.admin.access import Actor, check_ingest_path, require_admin
+from facesearch.datasets.formats import LabeledImage, load_images
+from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
+from facesearch.imaging.decode import load_image, to_jpeg
+from facesearch.embedding.pipeline import Pipeline
+from facesearch.settings import Settings, get_settings
+from facesearch.models.weights import quiet_tensorflow
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
 
@@ -118,7 +118,7 @@ class Ledger:
         """Delete the rows of these photos (by hash or path) in every collection, so a
         later ingest of their folder adds them again, and scrub the file. Returns (rows
         deleted, None or why the file could not be scrubbed)."""
-        from .pipeline import scrub_sqlite
+        from facesearch.embedding.pipeline import scrub_sqlite
 
         n = 0
         for col, keys in (("sha1", sorted({str(h) for h in sha1s if h})), ("path", sorted({str(p) for p in paths}))):
@@ -312,7 +312,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     person; ``all_faces=True`` stores every face under the same label. ``workers``: local
     worker processes; ``dask``: run detection and embedding on a Dask cluster instead
     (``"local"`` or a scheduler address) while this process writes, as it does for workers.
-    ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
+    ``actor``: who asks (None: the command line); see :mod:`facesearch.admin.access`.
     ``action``: what the audit log calls this run ("ingest", or "enroll" for one
     person's uploaded photos); it gets one line with the faces added.
     """
@@ -324,7 +324,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     workers = max(1, workers or settings.workers)
     t0 = time.perf_counter()
     images = list(items) if items is not None else load_images(path, fmt, limit=limit)
-    from .models import get_model
+    from facesearch.models.registry import get_model
 
     emb = get_model(model, settings)
     gallery = FaceGallery(emb.name, emb.dim, detector, settings, actor=actor)

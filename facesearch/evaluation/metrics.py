@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from .errors import ConfigError
+from facesearch.errors import ConfigError
 
 __all__ = ["ThresholdPoint", "confusion_at", "roc_curve", "roc_auc", "pr_curve", "average_precision", "best_f1",
            "best_accuracy_threshold", "threshold_for_precision", "threshold_for_fmr", "equal_error_rate",

@@ -1,0 +1,1 @@
+"""Who may change the gallery, the audit log, erasure, export and restore."""

@@ -1,0 +1,1 @@
+"""Labelled photo collections: one module per format, one registry."""

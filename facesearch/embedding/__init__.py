@@ -1,0 +1,1 @@
+"""detect -> align -> embed for one photo, and the embedding cache."""

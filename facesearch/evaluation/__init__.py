@@ -1,0 +1,1 @@
+"""How well a model does: pairs protocols, open-set identification, metrics."""

@@ -1,0 +1,1 @@
+"""The gallery as maps: PCA and t-SNE projections."""

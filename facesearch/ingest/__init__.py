@@ -1,0 +1,1 @@
+"""Folders, uploads and zips into a gallery: the ingest run, its ledger, background jobs."""

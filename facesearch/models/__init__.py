@@ -1,0 +1,1 @@
+"""Embedding models: one embedder per file on one base class, the registry, weight files."""

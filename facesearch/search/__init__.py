@@ -1,0 +1,1 @@
+"""A photo's faces against a gallery: the search, verdicts, thresholds, impostor calibration."""
