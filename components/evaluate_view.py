@@ -167,7 +167,8 @@ FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
 def _search_target(model: str, act: Active, actor=None) -> None:
-    from facesearch.search.thresholds import describe_fpir, search_thresholds, set_target_fpir, target_fpir
+    from facesearch.search.thresholds import search_thresholds, set_target_fpir, target_fpir
+    from facesearch.search.verdicts import describe_fpir
 
     settings = act.settings
     with user_errors():

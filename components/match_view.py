@@ -14,20 +14,17 @@ import streamlit as st
 
 from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, match, verdict, verify
+from facesearch.search import verdicts as V
+from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, match, verify
 from facesearch.search.thresholds import search_thresholds, verify_threshold
 
 from . import common
 
 Photo = tuple[str, bytes]  # (display name, raw file bytes)
 
-# Coloured text, not emoji: emoji fonts are missing on many servers and kiosks.
-VERDICT_COLOR = {"match": "green", "possible": "orange", "no match": "red", "too small to judge": "gray",
-                 "low quality": "gray"}
-
-
 def verdict_md(v: str) -> str:
-    return f":{VERDICT_COLOR.get(v, 'gray')}[**{v}**]"
+    # Coloured text, not emoji: emoji fonts are missing on many servers and kiosks.
+    return f":{V.COLOR_NAME.get(v, 'gray')}[**{v}**]"
 
 
 def uploads_to_photos(files) -> list[Photo]:
@@ -73,9 +70,9 @@ def _annotated(result: MatchResult) -> np.ndarray:
 
     rgb = result.analysis.image.rgb
     boxes = [fm.face.face.box for fm in result.faces]
-    labels = [f"{i + 1}" + (f" {fm.best.identity}" if fm.best and fm.verdict != "no match" else "")
+    labels = [V.box_label(i + 1, fm.best.identity if fm.best else None, fm.verdict)
               for i, fm in enumerate(result.faces)]
-    img = draw_faces(rgb, boxes, labels, [fm.verdict for fm in result.faces])
+    img = draw_faces(rgb, boxes, labels, [V.rgb(fm.verdict) for fm in result.faces])
     h, w = img.shape[:2]
     width = _display_width(w, h)
     return img if w <= width else cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
@@ -106,6 +103,7 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
                     f"**Best match:** `{best.identity}` {verdict_md(best.verdict)}, similarity {best.similarity:.3f} "
                     f"(distance {best.distance:.3f}, threshold {fm.threshold:.3f})"
                 )
+                st.caption(fm.sentence)
             hits = fm.hits[:k]
             if hits:
                 cols = st.columns(min(len(hits), 6))
@@ -114,7 +112,7 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
                         t = _thumb(gallery, h.id)
                         if t:
                             st.image(t, width=90)
-                        st.caption(f"#{j + 1} `{h.identity}`  \n{h.similarity:.3f} · {verdict_md(verdict(h.distance, fm.threshold, fm.possible))}")
+                        st.caption(f"#{j + 1} `{h.identity}`  \n{h.similarity:.3f} · {verdict_md(fm.rule.decide(h.distance))}")
             if fm.identities:
                 with st.expander(f"By identity ({len(fm.identities)})", expanded=False):
                     st.dataframe(
@@ -207,5 +205,4 @@ def render_verify(res: VerifyResult) -> None:
                     st.image(an.faces[0].thumb, caption=an.source, width=160)
                 if len(an.faces) > 1:
                     st.caption(f"{len(an.faces)} faces found; compared the largest.")
-        st.caption(f"Model {res.model}: cosine distance at or below the threshold means the same person; "
-                   "up to 25% above it is reported as possible.")
+        st.caption(f"Model {res.model}: {res.rule.meaning}.")

@@ -24,7 +24,7 @@ _LAZY = {
     "crop": "imaging.align", "thumbnail": "imaging.align",
     "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.registry",
     "Pipeline": "embedding.pipeline", "get_pipeline": "embedding.pipeline", "Analysis": "embedding.pipeline", "FaceResult": "embedding.pipeline",
-    "match": "search.identify", "verify": "search.identify", "verdict": "search.identify", "MatchResult": "search.identify", "VerifyResult": "search.identify",
+    "match": "search.identify", "verify": "search.identify", "decide": "search.verdicts", "Rule": "search.verdicts", "MatchResult": "search.identify", "VerifyResult": "search.identify",
     "open_gallery": "search.identify",
     "IngestReport": "ingest.run",
     "get_threshold": "search.thresholds", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",

@@ -1029,7 +1029,8 @@ def test_tiny_faces_are_never_called_a_match(face_gallery):
 
     from facesearch.imaging.detection import get_detector
     from facesearch.errors import NoFaceError
-    from facesearch.search.identify import MATCH, TOO_SMALL, match
+    from facesearch.search.identify import match
+    from facesearch.search.verdicts import MATCH, TOO_SMALL
 
     rgb = I.load_image(sorted((LFW / "Hugo_Chavez").glob("*.jpg"))[-1]).rgb
     face = get_detector("yunet", face_gallery).detect(rgb)[0]

@@ -204,7 +204,7 @@ def test_target_fpir_is_saved_and_changes_the_search_threshold(own):
 
 
 def test_describe_fpir_in_words():
-    from facesearch.search.thresholds import describe_fpir
+    from facesearch.search.verdicts import describe_fpir
 
     assert describe_fpir(0.01, 1534) == ("in a gallery of 1,534 faces, about 1 in 100 people who are not in it "
                                          "would be called a match")
@@ -235,7 +235,8 @@ def test_a_face_too_small_to_judge_is_never_a_match(data_dir, own, tmp_path):
     from facesearch.imaging.decode import load_image
     from facesearch.ingest.run import ingest
     from facesearch.imaging.quality import MIN_FACE_WIDTH
-    from facesearch.search.identify import TOO_SMALL, match
+    from facesearch.search.identify import match
+    from facesearch.search.verdicts import TOO_SMALL
 
     ingest(data_dir / "photos/people", settings=own)
     big = load_image(data_dir / "photos/people/obama/obama.jpg").rgb

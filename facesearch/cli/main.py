@@ -88,6 +88,7 @@ def cmd_match(args) -> int:
     if args.json:
         out = [{"face": fm.face.index, "box": list(fm.face.face.box), "verdict": fm.verdict,
                 "best": fm.best.identity if fm.best else None, "quality": fm.quality_reason,
+                "why": fm.sentence,
                 "threshold": round(fm.threshold, 4),
                 "possible": round(fm.possible, 4) if fm.possible is not None else None,
                 "matches": [{"identity": h.identity, "similarity": round(h.similarity, 4),
@@ -103,8 +104,8 @@ def cmd_match(args) -> int:
     print(f"{res.meaning[0].upper()}{res.meaning[1:]}.")
     for fm in res.faces:
         x, y, w, h = fm.face.face.box
-        print(f"\nface {fm.face.index + 1} at x={x} y={y} w={w} h={h}: {fm.verdict}"
-              + (f" ({fm.quality_reason})" if fm.quality_reason else ""))
+        print(f"\nface {fm.face.index + 1} at x={x} y={y} w={w} h={h}: {fm.verdict}")
+        print(f"  {fm.sentence}")
         for rank, ident in enumerate(fm.identities[: args.k], 1):
             print(f"  {rank}. {ident.identity:<30} similarity {ident.similarity:.3f}  distance {ident.distance:.3f}  "
                   f"{ident.verdict}  ({ident.n_hits} of top {len(fm.hits) * 3} faces)")

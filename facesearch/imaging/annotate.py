@@ -1,8 +1,9 @@
-"""Draw face boxes with numbers or names on a photo (OpenCV only, no UI).
+"""Draw face boxes with labels on a photo (OpenCV only, no UI).
 
 Used by the Match page (numbered boxes on an uploaded photo) and by the live webcam
 callback (boxes with the recognised name on every video frame), so it must be cheap:
-one copy of the frame, then in-place drawing on that copy.
+one copy of the frame, then in-place drawing on that copy. What a box says and its
+colour are the caller's (for a verdict: :mod:`facesearch.search.verdicts`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-# RGB colours per verdict; the same meaning everywhere in the dashboard.
-COLORS: dict[str, tuple[int, int, int]] = {
-    "match": (46, 204, 113),
-    "possible": (241, 196, 15),
-    "no match": (231, 76, 60),
-    "": (79, 157, 255),
-}
-
+NEUTRAL = (79, 157, 255)  # a box with no colour given
 Box = tuple[int, int, int, int]  # x, y, w, h in pixels
+RGB = tuple[int, int, int]
 
 
 def _scale(shape: tuple[int, ...]) -> float:
@@ -30,26 +25,25 @@ def _scale(shape: tuple[int, ...]) -> float:
 
 
 def draw_faces(rgb: np.ndarray, boxes: Sequence[Box], labels: Sequence[str] | None = None,
-               verdicts: Sequence[str] | None = None, copy: bool = True) -> np.ndarray:
+               colors: Sequence[RGB] | None = None, copy: bool = True) -> np.ndarray:
     """Boxes and labels drawn on ``rgb``.
 
     rgb: ``(h, w, 3)`` uint8 RGB. boxes: one ``(x, y, w, h)`` per face. labels: text per
-    box (default ``"1"``, ``"2"``, ...). verdicts: per box, picks the colour from
-    :data:`COLORS` (default: neutral blue). Returns an ``(h, w, 3)`` uint8 array, a new
+    box (default ``"1"``, ``"2"``, ...). colors: one RGB colour per box (default: a
+    neutral blue). Returns an ``(h, w, 3)`` uint8 array, a new
     one unless ``copy=False``.
     """
     out = np.ascontiguousarray(rgb.copy() if copy else rgb)
     if out.ndim != 3 or out.shape[2] != 3 or out.dtype != np.uint8:
         raise ValueError(f"draw_faces expects an (h, w, 3) uint8 array, got {out.shape} {out.dtype}")
     labels = list(labels) if labels is not None else [str(i + 1) for i in range(len(boxes))]
-    verdicts = list(verdicts) if verdicts is not None else [""] * len(boxes)
+    colors = list(colors) if colors is not None else [NEUTRAL] * len(boxes)
     s = _scale(out.shape)
     thick = max(1, int(round(2 * s)))
     font, fscale = cv2.FONT_HERSHEY_SIMPLEX, 0.6 * s
     h, w = out.shape[:2]
-    for box, text, v in zip(boxes, labels, verdicts):
+    for box, text, color in zip(boxes, labels, colors):
         x, y, bw, bh = (int(round(c)) for c in box)
-        color = COLORS.get(v, COLORS[""])
         cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick, cv2.LINE_AA)
         if not text:
             continue

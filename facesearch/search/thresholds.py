@@ -25,13 +25,11 @@ from facesearch.admin import audit
 from facesearch.search import calibration as _cal
 from facesearch.errors import ConfigError, disk_full_raises
 from facesearch.models.registry import check_model_name, get_model
+from facesearch.search.verdicts import SEARCH_POSSIBLE_FACTOR, VERIFY_POSSIBLE_BAND
 from facesearch.settings import Settings, get_settings
 from facesearch.admin.access import Actor, require_admin
 
 DEFAULT_TARGET_FPIR = 0.01
-# "possible" (worth a human's second look) reaches the threshold for this many times the
-# target FPIR: a stranger lands there about 10x as often as in "match".
-POSSIBLE_FACTOR = 10.0
 
 _lock = threading.Lock()
 
@@ -88,10 +86,10 @@ def search_thresholds(model: str, settings: Settings | None = None, gallery_size
     cal = _cal.load(name, settings)
     if cal is None or gallery_size is None:
         t = verify_threshold(name, settings)
-        return t, t * 1.25
+        return t, t * VERIFY_POSSIBLE_BAND
     target = target if target is not None else target_fpir(name, settings)
     n = max(1, int(gallery_size))
-    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(min(0.5, target * POSSIBLE_FACTOR), n)
+    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(min(0.5, target * SEARCH_POSSIBLE_FACTOR), n)
 
 
 def threshold_info(model: str, settings: Settings | None = None, gallery_size: int | None = None) -> dict:
@@ -150,12 +148,3 @@ def set_threshold(model: str, value: float, source: str = "", settings: Settings
     audit.record(settings, who, "threshold", None, model=check_model_name(model), setting="verify threshold",
                  value=value, source=source or None)
     return value
-
-
-def describe_fpir(fpir: float, gallery_size: int) -> str:
-    """What a "match" means, in words: "in a gallery of 1,234 faces, about 1 in 100
-    people who are not in it would be called a match"."""
-    one_in = max(1, round(1.0 / fpir)) if fpir > 0 else None
-    odds = f"about 1 in {one_in:,}" if one_in else "almost no"
-    return (f"in a gallery of {gallery_size:,} face{'s' if gallery_size != 1 else ''}, {odds} people who are "
-            "not in it would be called a match")

@@ -1,0 +1,196 @@
+"""Verdicts: the one place that decides what a distance means and how that is shown.
+
+**The rule.** A search ("who is this?") compares the best identity's cosine distance
+with the model's search thresholds *at the gallery's current size*
+(:func:`facesearch.search.thresholds.search_thresholds`): ``match`` at or below the one
+that calls about the target share (default 1%) of people who are not in the gallery a
+match, ``possible`` up to the one for :data:`SEARCH_POSSIBLE_FACTOR` times that share
+(worth a person's second look), ``no match`` beyond. Verify (1:1, "same person?") uses
+the model's verify threshold, with ``possible`` up to :data:`VERIFY_POSSIBLE_BAND` times
+it. A face the model cannot judge (too small, blurred, turned:
+:mod:`facesearch.imaging.quality`) gets ``too small to judge`` or ``low quality``, never
+a match. Over a video, a tracked face's verdict is the one its recent frames agree on
+(:func:`over_time`), so a single lucky frame names nobody.
+
+**How it is shown.** One label rule for boxes drawn on photos and video frames
+(:func:`box_label`: a name only for ``match``), one colour per verdict (:data:`RGB` for
+pixels, :data:`COLOR_NAME` for the pages), and the sentences that explain a verdict
+(:func:`explain`, :func:`describe_fpir`). Pages, the webcam and the CLI use these and
+nothing else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+MATCH, POSSIBLE, NO_MATCH = "match", "possible", "no match"
+TOO_SMALL, LOW_QUALITY = "too small to judge", "low quality"
+UNJUDGED = (TOO_SMALL, LOW_QUALITY)
+VERDICTS = (MATCH, POSSIBLE, NO_MATCH, TOO_SMALL, LOW_QUALITY)
+
+# Verify's "possible" band reaches 25% past the verify threshold: on the LFW slice this
+# band holds most same-person pairs the threshold misses and few impostors.
+VERIFY_POSSIBLE_BAND = 1.25
+# Search's "possible" reaches the threshold for this many times the target FPIR: a
+# stranger lands there about 10x as often as in "match".
+SEARCH_POSSIBLE_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The thresholds one verdict is decided with, and what they mean.
+
+    ``threshold``/``possible``: cosine distances (``match`` at or below ``threshold``,
+    ``possible`` up to ``possible``). For a search, ``gallery_size`` faces were searched
+    and ``predicted_fpir`` is the share of strangers the calibration expects to be called
+    a match at that size (None for an uncalibrated model)."""
+
+    threshold: float
+    possible: float
+    kind: str = "search"  # "search" | "verify"
+    gallery_size: int | None = None
+    target_fpir: float | None = None
+    predicted_fpir: float | None = None
+
+    def decide(self, distance: float, quality=None) -> str:
+        """The verdict for a best distance, after the quality gate (``quality``: a
+        :class:`facesearch.imaging.quality.Quality` or None when not assessed)."""
+        gated = unjudged(quality)
+        if gated is not None:
+            return gated
+        return decide(distance, self.threshold, self.possible)
+
+    @property
+    def meaning(self) -> str:
+        """What "match" means under this rule, in words."""
+        if self.kind == "verify":
+            return (f"a cosine distance at or below {self.threshold:.3f} means the same person; up to "
+                    f"{self.possible:.3f} is reported as possible")
+        if self.predicted_fpir is None:
+            return (f"match means a cosine distance at or below {self.threshold:.3f} (this model has no "
+                    "impostor calibration, so the share of strangers called a match is not known)")
+        return describe_fpir(self.predicted_fpir, self.gallery_size or 0)
+
+
+def decide(distance: float, threshold: float, possible: float | None = None) -> str:
+    """``match`` at or below ``threshold``, ``possible`` up to ``possible`` (default: the
+    verify band past the threshold), else ``no match``."""
+    if distance <= threshold:
+        return MATCH
+    if distance <= (possible if possible is not None else threshold * VERIFY_POSSIBLE_BAND):
+        return POSSIBLE
+    return NO_MATCH
+
+
+def unjudged(quality) -> str | None:
+    """``too small to judge`` / ``low quality`` for a face the quality gate stops, else None."""
+    if quality is None or quality.ok:
+        return None
+    return TOO_SMALL if quality.kind == "too small" else LOW_QUALITY
+
+
+def search_rule(model: str, settings, gallery_size: int) -> Rule:
+    """The rule a search of a ``gallery_size``-face gallery with ``model`` is decided by."""
+    from facesearch.search import calibration
+    from facesearch.search.thresholds import search_thresholds, target_fpir
+
+    n = int(gallery_size)
+    thr, possible = search_thresholds(model, settings, n)
+    cal = calibration.load(model, settings)
+    if cal is None:
+        return Rule(thr, possible, "search", n)
+    return Rule(thr, possible, "search", n, target_fpir(model, settings), cal.fpir(thr, n))
+
+
+def verify_rule(model: str, settings) -> Rule:
+    """The 1:1 rule for ``model``: its verify threshold and the possible band past it."""
+    from facesearch.search.thresholds import verify_threshold
+
+    t = verify_threshold(model, settings)
+    return Rule(t, t * VERIFY_POSSIBLE_BAND, "verify")
+
+
+# -- over time (video) ------------------------------------------------------------------
+def over_time(history: Sequence[tuple[str, str | None]], min_agree: int = 2) -> tuple[str, str | None]:
+    """One verdict for a face seen in several frames.
+
+    ``history``: the face's recent ``(verdict, identity)`` pairs, oldest first (identity:
+    the best identity, None when there is none). A face is a ``match`` with identity X
+    only when X is the match of at least ``min_agree`` frames and of more frames than any
+    other answer; otherwise the most frequent verdict of its frames stands, with the
+    weaker one winning a tie (no match before possible before match), and it names nobody.
+    So a stranger who scores a match in one frame is never named, and the label does not
+    flicker when single frames disagree."""
+    if not history:
+        return NO_MATCH, None
+    votes = Counter((v, i if v == MATCH else None) for v, i in history)
+    (v, ident), n = max(votes.items(), key=lambda kv: (kv[1], -_STRENGTH[kv[0][0]]))
+    if v == MATCH:
+        # A tie with any other answer, or too few frames, is not agreement.
+        rivals = [c for key, c in votes.items() if key != (v, ident)]
+        if n >= min_agree and all(c < n for c in rivals):
+            return MATCH, ident
+        return POSSIBLE, None
+    return v, None
+
+
+# How strongly a verdict claims an identity: ties go to the weaker claim.
+_STRENGTH = {NO_MATCH: 0, TOO_SMALL: 0, LOW_QUALITY: 0, POSSIBLE: 1, MATCH: 2}
+
+
+# -- how a verdict is shown --------------------------------------------------------------
+# RGB colours per verdict, the same meaning everywhere (photos, video, pages).
+RGB: dict[str, tuple[int, int, int]] = {
+    MATCH: (46, 204, 113),
+    POSSIBLE: (241, 196, 15),
+    NO_MATCH: (231, 76, 60),
+    TOO_SMALL: (150, 150, 150),
+    LOW_QUALITY: (150, 150, 150),
+}
+NEUTRAL_RGB = (79, 157, 255)  # a box with no verdict (detection only)
+# Streamlit's named text colours for the same verdicts (``st.badge``'s ``color``).
+COLOR_NAME: dict[str, str] = {MATCH: "green", POSSIBLE: "orange", NO_MATCH: "red", TOO_SMALL: "gray",
+                              LOW_QUALITY: "gray"}
+
+
+def rgb(verdict: str | None) -> tuple[int, int, int]:
+    return RGB.get(verdict or "", NEUTRAL_RGB)
+
+
+def names_identity(verdict: str) -> bool:
+    """Whether a face with this verdict is shown with a name: only a match is."""
+    return verdict == MATCH
+
+
+def box_label(number: int, identity: str | None, verdict: str) -> str:
+    """The text drawn on a face's box: its number, and the identity for a match only; a
+    ``possible`` face shows a question mark (look at the list below the photo)."""
+    if identity and names_identity(verdict):
+        return f"{number} {identity}"
+    return f"{number} ?" if verdict == POSSIBLE else str(number)
+
+
+def explain(verdict: str, distance: float | None, rule: Rule, quality_reason: str | None = None) -> str:
+    """One plain-text sentence saying why a face got ``verdict``."""
+    if verdict in UNJUDGED:
+        return f"{verdict}: {quality_reason or 'the face cannot be judged'}; no verdict is given."
+    if distance is None:
+        return "no match: the gallery gave no candidate."
+    d = f"distance {distance:.3f}"
+    if verdict == MATCH:
+        return f"match: {d} is at or below the threshold {rule.threshold:.3f}."
+    if verdict == POSSIBLE:
+        return (f"possible: {d} is above the match threshold {rule.threshold:.3f} but within "
+                f"{rule.possible:.3f}; worth a person's second look.")
+    return f"no match: {d} is above {rule.possible:.3f}."
+
+
+def describe_fpir(fpir: float, gallery_size: int) -> str:
+    """What a "match" means, in words: "in a gallery of 1,234 faces, about 1 in 100
+    people who are not in it would be called a match"."""
+    one_in = max(1, round(1.0 / fpir)) if fpir > 0 else None
+    odds = f"about 1 in {one_in:,}" if one_in else "almost no"
+    return (f"in a gallery of {gallery_size:,} face{'s' if gallery_size != 1 else ''}, {odds} people who are "
+            "not in it would be called a match")
