@@ -31,13 +31,14 @@ evaluate_open_set` embeds the photos and calls :func:`score_open_set` per model.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from facesearch.errors import ConfigError, DatasetError
+from facesearch.search.calibration import fpir_from_fmr
 
 __all__ = ["Split", "ProbeScores", "OpenSetResult", "split_identities", "search", "det_curve",
            "fpir_at", "fnir_at", "fnir_at_fpir", "fpir_vs_size", "impostor_fmr", "score_open_set",
@@ -156,27 +157,59 @@ class ProbeScores:
         return float(np.mean(self.mated_rank <= k)) if self.n_mated else float("nan")
 
 
+def search_probes(index, probes: np.ndarray, rule, hits: int = 15) -> list:
+    """Each probe vector ``(m, d)`` searched in ``index`` (an :class:`store.ArrayGallery`
+    or any gallery) exactly as the Match page searches a face
+    (:func:`facesearch.search.identify.search_faces`): m :class:`FaceMatches` with the
+    probe's ``hits`` nearest gallery faces grouped into identities and judged by ``rule``."""
+    from facesearch.embedding.pipeline import FaceResult
+    from facesearch.imaging.detection import Face
+    from facesearch.search.identify import search_faces
+
+    whole = Face((0, 0, 0, 0), 0.0)  # evaluation keeps vectors, not boxes
+    p = _unit(probes)
+    return search_faces([FaceResult(i, whole, v) for i, v in enumerate(p)], index, hits, rule, hits)
+
+
 def search(gallery: np.ndarray, gallery_ids: Sequence[str], mated: np.ndarray, mated_ids: Sequence[str],
            nonmated: np.ndarray) -> ProbeScores:
     """Search mated probes ``(m, d)`` (labelled ``mated_ids``) and non-mated probes
-    ``(n, d)`` in a gallery ``(g, d)`` labelled ``gallery_ids``."""
-    width = np.shape(gallery)[1]
-    names, dm = _identity_distances(gallery, gallery_ids, np.asarray(mated, np.float32).reshape(-1, width))
-    _, dn = _identity_distances(gallery, gallery_ids, np.asarray(nonmated, np.float32).reshape(-1, width))
-    col = {n: j for j, n in enumerate(names)}
-    try:
-        own = np.asarray([col[str(x)] for x in mated_ids], np.int64)
-    except KeyError as exc:
-        raise ConfigError(f"mated probe of identity {exc.args[0]!r}, which is not in the gallery") from None
-    if dm.shape[0]:
-        own_d = dm[np.arange(dm.shape[0]), own]
-        # Pessimistic ties: another identity exactly as close counts as ahead.
-        rank = (dm <= own_d[:, None]).sum(axis=1)
-        best = dm.min(axis=1)
-    else:
-        rank, best = np.zeros(0, np.int64), np.zeros(0)
-    nbest = dn.min(axis=1) if dn.shape[0] else np.zeros(0)
-    return ProbeScores(best.astype(np.float64), rank.astype(np.int64), nbest.astype(np.float64))
+    ``(n, d)`` in a gallery ``(g, d)`` labelled ``gallery_ids``, through the Match page's
+    own search (:func:`facesearch.search.identify.search_faces` on an exact in-memory
+    gallery): a probe's best match and the identities ranked as the page ranks them."""
+    from facesearch.search.verdicts import Rule
+    from store import ArrayGallery
+
+    g = _unit(gallery)
+    if g.ndim != 2 or g.shape[0] == 0:
+        raise ConfigError(f"the gallery must be a non-empty 2-d array, got {g.shape}")
+    width = g.shape[1]
+    gids = [str(x) for x in gallery_ids]
+    if set(map(str, mated_ids)) - set(gids):
+        missing = sorted(set(map(str, mated_ids)) - set(gids))[0]
+        raise ConfigError(f"mated probe of identity {missing!r}, which is not in the gallery")
+    index = ArrayGallery(g, gids)
+    # Ranks up to 5 are reported: the nearest 5 x (most faces of one identity) gallery
+    # faces hold at least 5 identities, so an identity left out of them ranks 6th or worse.
+    n_hits = min(len(gids), 5 * max(Counter(gids).values()))
+
+    def best_and_ranks(probes: np.ndarray, own: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        # Distances only: the rule's thresholds play no part in the scores.
+        found = search_probes(index, np.asarray(probes, np.float32).reshape(-1, width), Rule(0.0, 0.0), n_hits)
+        best = np.asarray([fm.best.distance for fm in found], np.float64)
+        if own is None:
+            return best, np.zeros(0, np.int64)
+        ranks = []
+        for fm, me in zip(found, own):
+            mine = next((s.distance for s in fm.identities if s.identity == me), None)
+            # Pessimistic ties: another identity exactly as close counts as ahead.
+            ranks.append(len(fm.identities) + 1 if mine is None else
+                         1 + sum(s.distance <= mine for s in fm.identities if s.identity != me))
+        return best, np.asarray(ranks, np.int64)
+
+    best, rank = best_and_ranks(mated, [str(x) for x in mated_ids])
+    nbest, _ = best_and_ranks(nonmated, None)
+    return ProbeScores(best, rank, nbest)
 
 
 # --------------------------------------------------------------------------- rates
@@ -247,13 +280,6 @@ def impostor_fmr(embeddings: np.ndarray, identities: Sequence[str]) -> Callable[
     return fmr
 
 
-def predicted_fpir(fmr: float, gallery_faces: int) -> float:
-    """``1 - (1 - fmr) ** N``: the FPIR of a gallery of N faces if every comparison were an
-    independent draw from the impostor distribution."""
-    f = min(max(float(fmr), 0.0), 1.0 - 1e-12)
-    return float(-math.expm1(max(1, int(gallery_faces)) * math.log1p(-f)))
-
-
 def size_grid(n: int, points: int = 12) -> list[int]:
     """Gallery sizes 1 .. n, about evenly spaced on a log scale (always 1 and n)."""
     if n < 1:
@@ -306,7 +332,7 @@ def fpir_vs_size(gallery: np.ndarray, gallery_ids: Sequence[str], nonmated: np.n
             row = {"threshold_name": tname, "threshold": t, "identities": s, "faces": n_faces,
                    "subsets": len(perms) if s < u else 1, "measured_fpir": float(np.mean(meas))}
             for fname, fmr in fmr_models.items():
-                row[f"predicted_fpir_{fname}"] = predicted_fpir(float(np.asarray(fmr(t))), n_faces)
+                row[f"predicted_fpir_{fname}"] = fpir_from_fmr(float(np.asarray(fmr(t))), n_faces)
             rows.append(row)
     return rows
 
@@ -424,7 +450,7 @@ def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll:
     r.det = {k: [float(v) for v in a] for k, a in det.items()}
     data_fmr = impostor_fmr(x, ids)
     r.n_impostor_pairs = int(data_fmr.n_pairs)
-    r.predicted_fpir_data = predicted_fpir(float(data_fmr(thr)), n_faces) if r.n_impostor_pairs else None
+    r.predicted_fpir_data = fpir_from_fmr(float(data_fmr(thr)), n_faces) if r.n_impostor_pairs else None
     fmr_models: dict[str, Callable] = {"data": data_fmr}
     if calibration is not None:
         r.predicted_fpir = float(calibration.fpir(thr, n_faces))
