@@ -2,9 +2,11 @@
 
 The browser streams the camera to this server over WebRTC; ``LiveRecognizer`` is the
 video-frame callback. It runs in streamlit-webrtc's worker thread, so it never calls
-``st.*``: it detects, embeds and queries the gallery, draws boxes with names on the frame
-it sends back, and puts the recognised faces on a ``queue.Queue`` that the page drains
-to show them as text.
+``st.*``: each sampled frame goes through the same search as an upload
+(:func:`facesearch.search.identify.match`), its faces are tracked from frame to frame
+(:class:`facesearch.search.tracking.FaceTracker`) and each box shows the verdict its
+recent frames agree on, drawn on the frame it sends back; the results go on a
+``queue.Queue`` that the page drains to show them as text.
 
 Recognition is throttled by time (at most one detection pass every ``interval`` s); the
 frames in between reuse the last boxes and names, so the video stays fluid on a laptop
@@ -22,19 +24,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
-from facesearch.search.identify import search_gallery
+from facesearch.imaging.annotate import draw_faces
+from facesearch.search import verdicts as V
+from facesearch.search.identify import match
+from facesearch.search.tracking import FaceTracker
 
 from . import common
+
 
 @dataclass
 class LiveFace:
     face: int  # 1-based, largest face first
     box: tuple[int, int, int, int]
-    identity: str | None
-    similarity: float | None
-    verdict: str
+    identity: str | None  # set only when the face's recent frames agree on a match
+    similarity: float | None  # the latest frame's best similarity
+    verdict: str  # over the face's recent frames
+
+    @property
+    def label(self) -> str:
+        return V.box_label(self.face, self.identity, self.verdict)
 
 
 @dataclass
@@ -56,34 +65,29 @@ class LiveRecognizer:
         self.pipeline, self.gallery, self.k = pipeline, gallery, k
         self.interval = interval
         self.results: "queue.Queue[LiveResult]" = queue.Queue(maxsize=8)
+        self.tracker = FaceTracker()
         self._lock = threading.Lock()
         self._last_run = 0.0
-        self._boxes: list[tuple[int, int, int, int]] = []
-        self._labels: list[str] = []
-        self._verdicts: list[str] = []
+        self._shown: list[LiveFace] = []
         self.frames = 0
 
     def configure(self, pipeline, gallery, k: int) -> None:
         """Swap model/gallery when the sidebar changes, without a new queue."""
         with self._lock:
             self.pipeline, self.gallery, self.k = pipeline, gallery, k
-            self._boxes, self._labels, self._verdicts = [], [], []
+            self._shown = []
+            self.tracker.reset()
 
     def recognise(self, rgb: np.ndarray) -> LiveResult:
-        """One detection + embedding + gallery pass on an ``(h, w, 3)`` uint8 RGB frame."""
+        """One search of an ``(h, w, 3)`` uint8 RGB frame, its faces' tracks updated."""
         t0 = time.perf_counter()
         try:
-            # The same detect -> align -> embed path as uploads; frames are neither
-            # cached nor stored.
-            an = self.pipeline.analyze(rgb, "webcam", thumbs=False, cache=False)
-            if not an.faces:
-                return LiveResult([], None, time.perf_counter() - t0)
-            # Thresholds follow the gallery's size, as for uploads.
-            fms, _ = search_gallery(an, self.gallery, self.pipeline.model.name, self.k, self.pipeline.settings)
-            out = [LiveFace(i + 1, tuple(int(v) for v in fm.face.face.box),
-                            fm.best.identity if fm.best else None,
-                            float(fm.best.similarity) if fm.best else None, fm.verdict)
-                   for i, fm in enumerate(fms)]
+            # The upload's path: detect -> align -> embed -> search -> verdict. Frames are
+            # neither cached nor stored, not even in memory.
+            res = match(rgb, "webcam frame", pipeline=self.pipeline, gallery=self.gallery, k=self.k,
+                        settings=self.pipeline.settings, require_face=False, thumbs=False, remember=False)
+            tracks = self.tracker.update(res.faces)
+            out = [LiveFace(i + 1, t.box, t.identity, t.similarity, t.verdict) for i, t in enumerate(tracks)]
             return LiveResult(out, None, time.perf_counter() - t0)
         except FaceSearchError as exc:
             return LiveResult([], str(exc), time.perf_counter() - t0)
@@ -113,15 +117,13 @@ class LiveRecognizer:
             res = self.recognise(rgb)
             with self._lock:
                 self._last_run = time.monotonic()
-                self._boxes = [f.box for f in res.faces]
-                self._labels = [f"{f.face} {f.identity}" if f.identity and f.verdict != "no match" else f"{f.face} ?"
-                                for f in res.faces]
-                self._verdicts = [f.verdict for f in res.faces]
+                self._shown = res.faces
             self._publish(res)
         with self._lock:
-            boxes, labels, verdicts = list(self._boxes), list(self._labels), list(self._verdicts)
-        if boxes:
-            rgb = draw_faces(rgb, boxes, labels, verdicts, copy=False)
+            shown = list(self._shown)
+        if shown:
+            rgb = draw_faces(rgb, [f.box for f in shown], [f.label for f in shown],
+                             [V.rgb(f.verdict) for f in shown], copy=False)
         out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
@@ -139,17 +141,17 @@ def _recognizer(k: int) -> LiveRecognizer:
 
 
 def _describe(res: LiveResult) -> str:
+    """The status line: each face as its box reads (a name only for an agreed match)."""
     if res.error:
         return f"Error: {res.error}"
     if not res.faces:
         return "No face in view."
     parts = []
     for f in res.faces:
-        if f.identity is None:
-            parts.append(f"Face {f.face}: unknown")
-        else:
-            parts.append(f"Face {f.face}: **{f.identity}** ({f.verdict}, similarity {f.similarity:.3f})")
-    return "Recognised — " + " · ".join(parts) + f"  \n_{res.seconds * 1000:.0f} ms per pass_"
+        sim = f" similarity {f.similarity:.3f}" if f.similarity is not None else ""
+        who = f"{f.identity} " if f.identity else ""
+        parts.append(f"Face {f.face}: {who}({f.verdict}{',' if sim else ''}{sim})")
+    return "Recognised — " + " · ".join(parts) + f"\n{res.seconds * 1000:.0f} ms per pass"
 
 
 # The server cannot see the visitor's camera: this script asks the browser what stands in
@@ -255,4 +257,4 @@ def live_webcam(k: int = 5) -> None:
         except queue.Empty:
             continue
         st.session_state["live_last"] = [f.__dict__ for f in res.faces]
-        status.markdown(_describe(res))
+        status.text(_describe(res))
