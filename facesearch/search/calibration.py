@@ -48,6 +48,18 @@ FIT_MAX_FMR = 0.01
 _GRID_RATES = np.arange(1, 1000) / 1000.0
 
 
+def fpir_from_fmr(fmr: float, gallery_faces: int) -> float:
+    """``1 - (1 - fmr) ** N``: the share of strangers called a match by a gallery of N
+    faces if every comparison were an independent draw from the impostor distribution."""
+    f = min(max(float(fmr), 0.0), 1.0 - 1e-12)
+    return float(-math.expm1(max(1, int(gallery_faces)) * math.log1p(-f)))
+
+
+def fmr_for_fpir(fpir: float, gallery_faces: int) -> float:
+    """The inverse of :func:`fpir_from_fmr`: the per-comparison FMR that gives ``fpir``."""
+    return float(-math.expm1(math.log1p(-fpir) / max(1, int(gallery_faces))))
+
+
 @dataclass(frozen=True)
 class Calibration:
     """``tail``: the smallest impostor cosine distances, sorted ``(m,)``; ``n_pairs``:
@@ -92,16 +104,14 @@ class Calibration:
 
     def fpir(self, threshold: float, gallery_size: int) -> float:
         """Predicted share of people not in a gallery of ``gallery_size`` faces called a match."""
-        f = float(self.fmr(threshold))
-        return float(-math.expm1(max(1, int(gallery_size)) * math.log1p(-min(f, 1 - 1e-12))))
+        return fpir_from_fmr(float(self.fmr(threshold)), gallery_size)
 
     def threshold_for_fpir(self, fpir: float, gallery_size: int) -> float:
         """The distance at or below which a face is a "match" so that about ``fpir`` of
         the people not in a gallery of ``gallery_size`` faces are called one."""
         if not 0.0 < fpir < 1.0:
             raise ConfigError(f"target FPIR must lie in (0, 1), got {fpir}")
-        n = max(1, int(gallery_size))
-        return self.threshold_for_fmr(-math.expm1(math.log1p(-fpir) / n))
+        return self.threshold_for_fmr(fmr_for_fpir(fpir, gallery_size))
 
     # -- files -------------------------------------------------------------------------
     def to_json(self) -> str:
