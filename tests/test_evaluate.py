@@ -128,21 +128,32 @@ def test_second_run_computes_nothing(lfw_out, eval_settings):
     assert r.ms_per_face == pytest.approx(data["results"][0]["ms_per_face"], rel=1e-6)
 
 
-def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, eval_settings, capsys):
-    """About --apply: the vectors come from the module's cache."""
+def test_apply_previews_and_refuses_a_rate_too_few_pairs_tell(lfw_out, tmp_path, monkeypatch, eval_settings,
+                                                                capsys):
+    """About --apply: the vectors come from the module's cache. Its best-F1 threshold lets
+    through 1 of the 30 different-person pairs: a rate anywhere from 0.6% to 17%, so it is
+    shown and refused, with --yes or without. (Saving after the preview and the
+    confirmation: tests/test_thresholds.py.)"""
     from facesearch.settings import Settings
-    from facesearch.search.thresholds import get_threshold, threshold_info
+    from facesearch.search.thresholds import verify_threshold
 
     _, _, data, _ = lfw_out
     home = tmp_path / "home"
     monkeypatch.setenv("FACESEARCH_CACHE", str(eval_settings.cache_path))
-    rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
-                   "--home", str(home), "--apply", "dlib"])
-    assert rc == 0
-    assert "saved dlib verify threshold" in capsys.readouterr().out
     s = Settings(home=home)
-    assert get_threshold("dlib", s) == pytest.approx(data["results"][0]["f1_threshold"])
-    assert threshold_info("dlib", s)["source"].startswith("evaluate lfw/verification f1")
+    thr = data["results"][0]["f1_threshold"]
+    pairs = data["results"][0]["scored_pairs"]
+    fp = sum(1 for p in pairs if not p["same"] and p["distance"] <= thr)
+    argv = ["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
+            "--home", str(home), "--apply", "dlib"]
+    for yes in ([], ["--yes"]):
+        rc = cli.main(argv + yes)
+        out, err = capsys.readouterr()
+        assert rc == 2
+        assert f"dlib verify threshold: {verify_threshold('dlib', s):.3f} today, {thr:.3f} proposed" in out
+        assert "On its impostor calibration" in out and f"{fp} of 30 different-person pairs" in out
+        assert err.count("\n") == 1 and "too few to know the false match rate" in err
+        assert not s.thresholds_file.exists()
 
 
 def test_unknown_model_lists_valid_ones(capsys):

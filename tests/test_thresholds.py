@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import pty
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -152,3 +156,67 @@ def test_a_visitor_can_neither_save_nor_restore(tmp_path):
     with pytest.raises(PermissionDeniedError):
         T.restore_previous("sface", s, actor=VISITOR)
     assert T.verify_threshold("sface", s) == 0.55 and len(_audit(s)) == 1
+
+
+# -- the command line -------------------------------------------------------------------
+
+def _cli(*argv: str, stdin=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "facesearch.cli.main", *argv], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=120, stdin=stdin)
+
+
+def test_thresholds_command_lists_and_restores(s):
+    T.save(T.preview_threshold("dlib", 0.1, "evaluate lfw", s, evidence=(40, 300)), s)
+    r = _cli("thresholds", "--home", str(s.home), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    dlib = next(i for i, line in enumerate(lines) if line.startswith("dlib "))
+    assert "verify 0.1000" in lines[dlib] and "(evaluate lfw)" in lines[dlib]
+    assert "verify threshold 0.085 → 0.100 (evaluate lfw)" in lines[dlib + 1]
+    assert any(line.startswith("sface ") and "verify 0.6370" in line and "(default)" in line for line in lines)
+
+    r = _cli("thresholds", "--home", str(s.home), "--restore", "dlib", stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "dlib: restored verify threshold 0.0850" in r.stdout
+    assert T.verify_threshold("dlib", s) == pytest.approx(0.085) and T.history("dlib", s) == []
+    assert _audit(s)[-1]["restored"] is True and _audit(s)[-1]["previous"] == 0.1
+    # Nothing left to restore: one line on stderr, a non-zero exit.
+    r = _cli("thresholds", "--home", str(s.home), "--restore", "dlib", stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stderr == "error: dlib has no earlier threshold to restore\n"
+    r = _cli("thresholds", "--home", str(s.home), "--restore", "NoSuchNet", stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "NoSuchNet" in r.stderr
+
+
+def test_apply_asks_on_a_terminal_and_refuses_without_one(s, capsys):
+    """``evaluate --apply``'s last step, given previews of a rate the pairs can tell: an
+    evaluation of the test data's size never gets that far (tests/test_evaluate.py)."""
+    from facesearch.cli.main import _confirm_save
+
+    def previews():
+        return [T.preview_threshold("sface", 0.55, "evaluate lfw", s, evidence=(300, 3000)),
+                T.preview_target_fpir("sface", 0.05, 0, "evaluate lfw", s)]
+
+    # pytest's stdin is no terminal: without --yes, shown and refused.
+    with pytest.raises(ConfigError, match="--yes"):
+        _confirm_save(previews(), False, s)
+    assert "0.637 today, 0.550 proposed" in capsys.readouterr().out and not s.thresholds_file.exists()
+
+    script = ("import sys; from pathlib import Path; from facesearch.cli.main import _confirm_save; "
+              "from facesearch.settings import Settings; from facesearch.search import thresholds as T; "
+              "s = Settings(home=Path(sys.argv[1])); "
+              "p = T.preview_threshold('sface', 0.55, 'evaluate lfw', s, evidence=(300, 3000)); "
+              "sys.exit(0 if _confirm_save([p], False, s) else 1)")
+    for answer, rc, saved, said in [(b"n\n", 1, 0.637, "not saved"), (b"y\n", 0, 0.55, "")]:
+        main, child = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-c", script, str(s.home)], cwd=ROOT, stdin=child,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        os.close(child)
+        os.write(main, answer)
+        out, err = proc.communicate(timeout=120)
+        os.close(main)
+        assert proc.returncode == rc, err
+        assert "Save? [y/N]" in out and "0.637 today, 0.550 proposed" in out
+        assert T.verify_threshold("sface", s) == pytest.approx(saved) and said in err
+    assert [e["value"] for e in _audit(s)] == [0.55]
