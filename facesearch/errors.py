@@ -24,6 +24,11 @@ class ConfigError(FaceSearchError):
     exit_code = 2
 
 
+class TooFewPairsError(ConfigError):
+    """A threshold chosen on too few pairs to know its false match rate: the rate's
+    confidence interval is wider than the rate itself."""
+
+
 class UnknownModelError(ConfigError):
     """A model name that is not in the registry."""
 

@@ -128,21 +128,32 @@ def test_second_run_computes_nothing(lfw_out, eval_settings):
     assert r.ms_per_face == pytest.approx(data["results"][0]["ms_per_face"], rel=1e-6)
 
 
-def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, eval_settings, capsys):
-    """About --apply: the vectors come from the module's cache."""
+def test_apply_previews_and_refuses_a_rate_too_few_pairs_tell(lfw_out, tmp_path, monkeypatch, eval_settings,
+                                                                capsys):
+    """About --apply: the vectors come from the module's cache. Its best-F1 threshold lets
+    through 1 of the 30 different-person pairs: a rate anywhere from 0.6% to 17%, so it is
+    shown and refused, with --yes or without. (Saving after the preview and the
+    confirmation: tests/test_thresholds.py.)"""
     from facesearch.settings import Settings
-    from facesearch.search.thresholds import get_threshold, threshold_info
+    from facesearch.search.thresholds import verify_threshold
 
     _, _, data, _ = lfw_out
     home = tmp_path / "home"
     monkeypatch.setenv("FACESEARCH_CACHE", str(eval_settings.cache_path))
-    rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
-                   "--home", str(home), "--apply", "dlib"])
-    assert rc == 0
-    assert "saved dlib verify threshold" in capsys.readouterr().out
     s = Settings(home=home)
-    assert get_threshold("dlib", s) == pytest.approx(data["results"][0]["f1_threshold"])
-    assert threshold_info("dlib", s)["source"].startswith("evaluate lfw/verification f1")
+    thr = data["results"][0]["f1_threshold"]
+    pairs = data["results"][0]["scored_pairs"]
+    fp = sum(1 for p in pairs if not p["same"] and p["distance"] <= thr)
+    argv = ["evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", str(LFW_LIMIT), "--quiet",
+            "--home", str(home), "--apply", "dlib"]
+    for yes in ([], ["--yes"]):
+        rc = cli.main(argv + yes)
+        out, err = capsys.readouterr()
+        assert rc == 2
+        assert f"dlib verify threshold: {verify_threshold('dlib', s):.3f} today, {thr:.3f} proposed" in out
+        assert "On its impostor calibration" in out and f"{fp} of 30 different-person pairs" in out
+        assert err.count("\n") == 1 and "too few to know the false match rate" in err
+        assert not s.thresholds_file.exists()
 
 
 def test_unknown_model_lists_valid_ones(capsys):
@@ -261,12 +272,14 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     from streamlit.testing.v1 import AppTest
 
     from facesearch.settings import Settings
-    from facesearch.search.thresholds import get_threshold
+    from facesearch.search.thresholds import DEFAULT_TARGET_FPIR, history, target_fpir, verify_threshold
 
     # Its own home, so "Use this threshold" does not change the session's thresholds.
     monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
     # About the page: the vectors come from the module's cache (the first LFW run's).
     monkeypatch.setenv("FACESEARCH_CACHE", str(eval_settings.cache_path))
+    s = Settings(home=tmp_path / "home")
+    default = verify_threshold("dlib", s)
     at = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=180)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -274,21 +287,56 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
 
     at.selectbox(key="eval_dataset").set_value("lfw")
     at.run()
-    at.number_input(key="eval_limit").set_value(10)
+    at.number_input(key="eval_limit").set_value(LFW_LIMIT)
     at.multiselect(key="eval_models").set_value(["dlib"])
     at.button(key="run_eval").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.dataframe, "the side-by-side table is shown"
     table = at.dataframe[0].value
-    assert list(table["model"]) == ["dlib"] and table.loc[0, "pairs"] == 10
+    assert list(table["model"]) == ["dlib"] and table.loc[0, "pairs"] == LFW_LIMIT
+    negatives = sorted(p["distance"] for p in lfw_out[2]["results"][0]["scored_pairs"] if not p["same"])
 
-    slider = at.slider(key="eval_thr_dlib_verification")
-    slider.set_value(0.07)
+    def click(key):
+        at.button(key=key).click()
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+
+    # 0.07: no different-person pair lies under it, which only bounds its false match rate.
+    at.slider(key="eval_thr_dlib_verification").set_value(0.07)
     at.run()
-    assert not at.exception
-    at.button(key="use_dlib_verification").click()
+    click("use_dlib_verification")
+    assert any("0.070 proposed" in i.value and "On its impostor calibration" in i.value for i in at.info)
+    assert any("too few to know the false match rate" in e.value for e in at.error)
+    assert not any(b.key == "save_dlib_verification" for b in at.button)
+    # 0.16: 14 or so of the 30 pairs lie under it, enough to know its (high) rate. A click
+    # only previews; the preview of 0.07 went with the slider.
+    at.slider(key="eval_thr_dlib_verification").set_value(0.16)
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert at.success and "0.070" in at.success[0].value
-    assert get_threshold("dlib", Settings(home=tmp_path / "home")) == pytest.approx(0.07)
+    assert not any("0.070 proposed" in i.value for i in at.info)
+    click("use_dlib_verification")
+    k = sum(d <= 0.16 for d in negatives)
+    assert any(f"{default:.3f} today, 0.160 proposed" in i.value and f"{k} of 30 different-person pairs" in i.value
+               for i in at.info)
+    assert not at.error and not s.thresholds_file.exists()
+    click("save_dlib_verification")
+    assert at.success and "0.160" in at.success[0].value
+    assert verify_threshold("dlib", s) == pytest.approx(0.16)
+    assert any(m.label == "in use now" and m.value == "0.160" for m in at.metric)
+
+    # The search target: the same two steps.
+    at.select_slider(key="fpir_dlib").set_value(0.05)
+    at.run()
+    click("use_fpir_dlib")
+    assert any("gallery searches: 1% of strangers called a match today, 5% proposed" in i.value for i in at.info)
+    assert target_fpir("dlib", s) == DEFAULT_TARGET_FPIR
+    click("save_fpir_dlib")
+    assert target_fpir("dlib", s) == 0.05 and len(history("dlib", s)) == 2
+
+    # Restore walks back one save at a time, and goes away with the history.
+    click("restore_dlib")
+    assert target_fpir("dlib", s) == DEFAULT_TARGET_FPIR and verify_threshold("dlib", s) == pytest.approx(0.16)
+    assert any("undone" in m.value for m in at.success)
+    click("restore_dlib")
+    assert verify_threshold("dlib", s) == pytest.approx(default) and history("dlib", s) == []
+    assert not any(b.key == "restore_dlib" for b in at.button)

@@ -1,5 +1,5 @@
 """Command line: ``facesearch ingest|match|verify|delete|export|restore|audit|models|stats|
-evaluate|calibrate|serve``.
+evaluate|thresholds|calibrate|serve``.
 
 ``match`` and ``verify`` store nothing of the photos they are given, as on the dashboard
 (facesearch.search.identify): the same rule everywhere, though a command-line user owns the data.
@@ -245,7 +245,7 @@ def format_table(cmp: Comparison) -> str:
 
 def cmd_evaluate(args) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
-    from facesearch.evaluation.evaluate import apply_threshold, evaluate
+    from facesearch.evaluation.evaluate import evaluate, propose_thresholds
 
     settings = _settings(args)
     if getattr(args, "open_set", False):
@@ -280,12 +280,64 @@ def cmd_evaluate(args) -> int:
         print("wrote " + ", ".join(str(p) for p in written))
     if args.apply:
         tf = getattr(args, "target_fpir", None)
-        thr = apply_threshold(cmp, args.apply, args.task, getattr(args, "apply_at", "f1") or "f1", settings, tf)
-        print(f"saved {args.apply} verify threshold {thr:.4f} (used by verify from now on)"
-              + (f"; gallery searches now call about {tf:.2%} of people not in the gallery a match" if tf else ""))
+        previews = propose_thresholds(cmp, args.apply, args.task, getattr(args, "apply_at", "f1") or "f1", settings,
+                                      tf, _gallery_size(args.apply, settings) if tf is not None else 0)
+        if not _confirm_save(previews, getattr(args, "yes", False), settings):
+            return 1
+        print(f"saved {args.apply} verify threshold {previews[0].proposed:.4f} (used by verify from now on)"
+              + (f"; gallery searches now call about {tf:.2%} of people not in the gallery a match" if tf else "")
+              + f"; 'facesearch thresholds --restore {args.apply}' puts the previous one back")
     if all(not r.ok for r in cmp.results):
         print("error: no model could be evaluated", file=sys.stderr)
         return 1
+    return 0
+
+
+def _gallery_size(model: str, settings: Settings) -> int:
+    """Faces in ``model``'s gallery with the chosen detector (0 before its first)."""
+    from store import list_galleries
+
+    return sum(int(g["count"]) for g in list_galleries(settings)
+               if g["model"] == model and g["detector"] == settings.detector)
+
+
+def _confirm_save(previews: list, yes: bool, settings: Settings) -> bool:
+    """Print what ``previews`` would change, then save them if ``yes`` or the user says so
+    on a terminal; without a terminal and without ``yes``, refuse. False: declined."""
+    from facesearch.search.thresholds import save
+
+    print("\n" + "\n".join(line for p in previews for line in p.lines()))
+    for p in previews:
+        p.check()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("not saved: confirm on a terminal, or add --yes to save without asking")
+        if input("Save? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not saved", file=sys.stderr)
+            return False
+    save(previews, settings)
+    return True
+
+
+def cmd_thresholds(args) -> int:
+    """``facesearch thresholds``: every model's thresholds and the saves behind them;
+    ``--restore MODEL`` puts back what MODEL's last save replaced."""
+    from facesearch.models.registry import MODELS
+    from facesearch.search.thresholds import history, history_line, restore_previous, threshold_info
+
+    s = _settings(args)
+    if args.restore:
+        last = restore_previous(args.restore, s)
+        info = threshold_info(args.restore, s)
+        print(f"{info['model']}: restored verify threshold {info['verify_threshold']:.4f}, search target "
+              f"{info['target_fpir']:.2%} ({info['source']}); undone: {history_line(last)}")
+        return 0
+    for name in MODELS:
+        info = threshold_info(name, s)
+        print(f"{name:<16} verify {info['verify_threshold']:.4f}  search target {info['target_fpir']:.2%}  "
+              f"({info['source']})")
+        for h in reversed(history(name, s)):
+            print(f"    {history_line(h)}")
     return 0
 
 
@@ -520,10 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --apply: the share of people not in a gallery that a search may call a match "
                         "(default: keep the model's, 0.01 unless changed)")
     e.add_argument("--out", help="write PREFIX.json, PREFIX.csv (table) and PREFIX.pairs.csv")
-    e.add_argument("--apply", metavar="MODEL", help="use this evaluation for MODEL: save its 1:1 verify threshold "
-                   "(same-person task unless --task kinship) and its search target FPIR (--target-fpir)")
+    e.add_argument("--apply", metavar="MODEL", help="use this evaluation for MODEL: preview, then save once confirmed, its "
+                   "1:1 verify threshold (same-person task unless --task kinship) and its search target FPIR "
+                   "(--target-fpir); refused when too few different-person pairs lie under the threshold to know "
+                   "its false match rate")
     e.add_argument("--apply-at", choices=["f1", "precision", "fmr"], default="f1",
                    help="which 1:1 threshold --apply saves: best F1 (default), target precision or target FMR")
+    e.add_argument("--yes", "-y", action="store_true",
+                   help="with --apply: save without asking (needed without a terminal)")
     e.add_argument("--open-set", action="store_true",
                    help="folder/lfw: open-set identification (1:N search): half the people enrolled, the other "
                         "photos searched; FPIR, FNIR, FNIR@FPIR, rank-1/5 and FPIR against gallery size")
@@ -533,6 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--open-set: use a seeded random subset of N identities")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
+
+    th = sub.add_parser("thresholds", parents=[common], help="each model's verify threshold and search target, "
+                        "with the saves behind them")
+    th.add_argument("--restore", metavar="MODEL", help="put back what MODEL's last threshold save replaced")
+    th.set_defaults(func=cmd_thresholds)
 
     c = sub.add_parser("calibrate", parents=[common], help="measure a model's impostor distances on a labelled set",
                        description="Embeds every photo (largest face) and keeps the distances between photos of "

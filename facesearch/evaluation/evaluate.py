@@ -49,7 +49,7 @@ from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageE
 from facesearch.imaging.decode import content_hash, load_image
 from facesearch.settings import Settings, get_settings
 
-__all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "apply_threshold",
+__all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "propose_thresholds",
            "OPEN_SET_DATASETS", "OpenSetComparison", "evaluate_open_set"]
 
 DATASETS = ("fiw", "lfw", "folder", "master")
@@ -770,15 +770,18 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
 # --------------------------------------------------------------------------- using a result
 
 
-def apply_threshold(cmp: Comparison, model: str, task: str | None = None, at: str = "f1",
-                    settings: Settings | None = None, target_fpir: float | None = None) -> float:
-    """Use this comparison for ``model``: save its 1:1 verify threshold (``at``: ``f1``
-    best F1, ``precision`` the target precision, ``fmr`` the target FMR) and, when given,
-    ``target_fpir`` as the share of strangers its gallery searches may call a match
-    (search thresholds follow the gallery's size, so a target is saved, not a number).
-    Returns the verify threshold."""
+def propose_thresholds(cmp: Comparison, model: str, task: str | None = None, at: str = "f1",
+                       settings: Settings | None = None, target_fpir: float | None = None,
+                       gallery_size: int = 0) -> list:
+    """What using this comparison for ``model`` would change, previewed and not saved
+    (:func:`facesearch.search.thresholds.save` saves them): its 1:1 verify threshold
+    (``at``: ``f1`` best F1, ``precision`` the target precision, ``fmr`` the target FMR),
+    with the false matches this comparison saw there, and, when given, ``target_fpir`` as
+    the share of strangers its gallery searches may call a match in a gallery of
+    ``gallery_size`` faces (search thresholds follow the gallery's size, so a target is
+    saved, not a number). Returns [verify preview, search preview if any]."""
     from facesearch.models.registry import check_model_name
-    from facesearch.search.thresholds import set_target_fpir, set_threshold
+    from facesearch.search.thresholds import preview_target_fpir, preview_threshold
 
     name = check_model_name(model)
     cands = [r for r in cmp.results if r.model == name and (task is None or r.task == task)]
@@ -803,6 +806,8 @@ def apply_threshold(cmp: Comparison, model: str, task: str | None = None, at: st
     else:
         raise ConfigError(f"unknown operating point {at!r}; valid: f1, precision, fmr")
     src = f"evaluate {cmp.dataset}/{r.task} {at} ({Path(cmp.path).name}, {r.summary['n_pairs']} pairs)"
+    pt = r.at(thr)
+    out = [preview_threshold(name, thr, src, settings, evidence=(pt["fp"], pt["fp"] + pt["tn"]))]
     if target_fpir is not None:
-        set_target_fpir(name, target_fpir, src, settings)
-    return set_threshold(name, thr, src, settings)
+        out.append(preview_target_fpir(name, target_fpir, gallery_size, src, settings))
+    return out
