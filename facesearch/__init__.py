@@ -22,7 +22,7 @@ _LAZY = {
     "load_image": "imaging.decode", "LoadedImage": "imaging.decode",
     "Face": "imaging.detection", "get_detector": "imaging.detection", "DETECTORS": "imaging.detection", "detector_status": "imaging.detection",
     "crop": "imaging.align", "thumbnail": "imaging.align",
-    "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.registry",
+    "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.base",
     "Pipeline": "embedding.pipeline", "get_pipeline": "embedding.pipeline", "Analysis": "embedding.pipeline", "FaceResult": "embedding.pipeline",
     "match": "search.identify", "verify": "search.identify", "verdict": "search.identify", "MatchResult": "search.identify", "VerifyResult": "search.identify",
     "open_gallery": "search.identify",

@@ -6,7 +6,8 @@ sys.path.insert(0, '.')
 from facesearch.settings import get_settings
 from facesearch.datasets import formats as ds
 from facesearch.evaluation import openset as OS
-from facesearch.models.registry import get_model, l2_normalise
+from facesearch.models.base import l2_normalise
+from facesearch.models.registry import get_model
 from facesearch.search.thresholds import get_threshold
 from PIL import Image
 s = get_settings()

@@ -7,7 +7,8 @@ from facesearch.settings import get_settings
 from facesearch.datasets import formats as ds
 from facesearch.evaluation import openset as OS
 from facesearch.imaging.detection import get_detector, Face
-from facesearch.models.registry import get_model, l2_normalise
+from facesearch.models.base import l2_normalise
+from facesearch.models.registry import get_model
 from facesearch.imaging.align import similarity_transform, TEMPLATE_112, FIVE_POINTS
 from facesearch.search.thresholds import get_threshold
 from PIL import Image

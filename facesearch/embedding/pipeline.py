@@ -32,7 +32,8 @@ from facesearch.imaging.align import thumbnail
 from facesearch.imaging.detection import Detector, Face, get_detector
 from facesearch.errors import FaceSearchError, ImageError, disk_full_raises
 from facesearch.imaging.decode import ImageSource, LoadedImage, content_hash, load_image
-from facesearch.models.registry import Embedder, get_model
+from facesearch.models.base import Embedder
+from facesearch.models.registry import get_model
 from facesearch.imaging.quality import Quality, assess
 from facesearch.settings import Registry, Settings, get_settings
 
