@@ -29,7 +29,7 @@ _LAZY = {
     "IngestReport": "ingest.run",
     "get_threshold": "search.thresholds", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",
     "search_thresholds": "search.thresholds", "set_target_fpir": "search.thresholds",
-    "load_images": "datasets.formats", "LabeledImage": "datasets.formats",
+    "load_images": "datasets.registry", "LabeledImage": "datasets.base",
 }
 
 __all__ = ["Settings", "get_settings", *sorted(_LAZY)]

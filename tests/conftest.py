@@ -145,7 +145,7 @@ def no_network(monkeypatch):
 
 def celeba_split(n_identities: int = 20, n_gallery: int = 4, n_probe: int = 2):
     """A deterministic CelebA gallery/probe split: the identities with the most photos."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     imgs = load_images(DATA / "celeba", "celeba")
     by_id: dict[str, list] = {}

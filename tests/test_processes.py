@@ -39,7 +39,7 @@ for line in sys.stdin:
 def _celeba_people(n: int, photos: int, skip: int = 20) -> dict[str, list[Path]]:
     """``n`` CelebA identities with at least ``photos`` photos each (after the ``skip``
     largest, which other tests use): identity -> photo paths."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list[Path]] = {}
     for im in load_images(DATA / "celeba", "celeba"):

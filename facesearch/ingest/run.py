@@ -31,7 +31,8 @@ from store import FaceGallery
 
 from facesearch.admin import audit
 from facesearch.admin.access import Actor, check_ingest_path, require_admin
-from facesearch.datasets.formats import LabeledImage, load_images
+from facesearch.datasets.base import LabeledImage
+from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
 from facesearch.imaging.decode import load_image, to_jpeg
 from facesearch.embedding.pipeline import Pipeline
