@@ -202,16 +202,12 @@ def _fiw_positives(idx: _FiwIndex, pf: Path) -> list[tuple[str, str, str]]:
     if skipped:
         log.info("%s: %d kin pairs skipped (a member has no photos here, or p1 == p2)", pf, skipped)
 
-    def gender(m: str) -> str | None:
-        g = idx.info.get(m, {}).get("gender")
-        return g if g in ("m", "f") else None
-
     out: list[tuple[str, str, str]] = []
     for key in sorted(listed):
         cands = sorted(set(listed[key]), key=lambda t: t[2])
         # RFIW lists every sibling pair once as "bb" AND once as "ss" (plus "sibs" when
         # mixed): keep one row per member pair, the type that fits the members' genders.
-        fitting = [c for c in cands if _fits_genders(c[2], gender(c[0]), gender(c[1]))]
+        fitting = [c for c in cands if _fits_genders(c[2], _gender(idx, c[0]), _gender(idx, c[1]))]
         out.append((fitting or cands)[0])
     return out
 
@@ -255,62 +251,91 @@ def fiw_kin_pairs(
     out = [MemberPair(a=a, b=b, same=True, kind=t) for a, b, t in positives]
     if n_neg == 0:
         return out
+    return out + _matched_negatives(idx, positives, n_neg, rng)
 
-    def gender(m: str) -> str | None:
-        g = idx.info.get(m, {}).get("gender")
-        return g if g in ("m", "f") else None
 
-    # Candidate pools per (group, role, gender); role 0 = elder, 1 = younger.
+def _gender(idx: _FiwIndex, member: str) -> str | None:
+    """``"m"`` or ``"f"`` as ``mid.csv`` records it; None when it is missing or anything else."""
+    g = idx.info.get(member, {}).get("gender")
+    return g if g in ("m", "f") else None
+
+
+def _family(member: str) -> str:
+    return member.split("/", 1)[0]
+
+
+def _matched_negatives(
+    idx: _FiwIndex, positives: list[tuple[str, str, str]], n_neg: int, rng: np.random.Generator
+) -> list[MemberPair]:
+    """``n_neg`` negatives per positive, each matched to it (see :func:`fiw_kin_pairs`)."""
+    pools = _role_pools(idx, positives)
+    everyone = sorted(idx.photos)
+    used: set[tuple[str, str]] = set()
+    negatives: list[MemberPair] = []
+    for a, b, t in positives:
+        stages = _candidate_stages(idx, (a, b, t), pools, everyone)
+        for _ in range(n_neg):
+            pair = _draw_cross_family(stages, used, rng)
+            if pair is None:
+                log.info("fiw_kin_pairs: no unused cross-family negative left for %s-%s", a, b)
+                continue
+            used.add((min(pair), max(pair)))
+            negatives.append(MemberPair(a=pair[0], b=pair[1], same=False, kind=t))
+    return negatives
+
+
+def _role_pools(idx: _FiwIndex, positives: list[tuple[str, str, str]]) -> dict[tuple[str, int, str | None], list[str]]:
+    """Candidate members (sorted) per (relation group, role, gender); role 0 = elder, 1 =
+    younger; gender ``"*"`` pools every gender. Siblings fill both roles."""
     pools: dict[tuple[str, int, str | None], set[str]] = defaultdict(set)
     for a, b, t in positives:
         grp = _relation_group(t)
         for role, m in ((0, a), (1, b)):
             roles = (0, 1) if grp == "siblings" else (role,)
             for r in roles:
-                pools[(grp, r, gender(m))].add(m)
+                pools[(grp, r, _gender(idx, m))].add(m)
                 pools[(grp, r, "*")].add(m)
-    pool_lists = {k: sorted(v) for k, v in pools.items()}
-    everyone = sorted(idx.photos)
+    return {k: sorted(v) for k, v in pools.items()}
 
-    def family(m: str) -> str:
-        return m.split("/", 1)[0]
 
-    used: set[tuple[str, str]] = set()
-    negatives: list[MemberPair] = []
-    for a, b, t in positives:
-        grp = _relation_group(t)
-        implied = _implied_genders(t)
-        ga, gb = gender(a) or implied[0], gender(b) or implied[1]
-        stages = [
-            (
-                pool_lists.get((grp, 0, ga), []) if ga else [],
-                pool_lists.get((grp, 1, gb), []) if gb else [],
-            ),
-            (pool_lists.get((grp, 0, "*"), []), pool_lists.get((grp, 1, "*"), [])),
-            (everyone, everyone),
-        ]
-        for _ in range(n_neg):
-            pair = None
-            for elders, youngers in stages:
-                if not elders or not youngers:
-                    continue
-                # Rejection sampling: few candidates share a family, so a handful of
-                # tries almost always succeeds; the cap only guards tiny pools.
-                for _try in range(64):
-                    x = elders[int(rng.integers(len(elders)))]
-                    y = youngers[int(rng.integers(len(youngers)))]
-                    key = (min(x, y), max(x, y))
-                    if family(x) != family(y) and key not in used:
-                        pair = (x, y, key)
-                        break
-                if pair is not None:
-                    break
-            if pair is None:
-                log.info("fiw_kin_pairs: no unused cross-family negative left for %s-%s", a, b)
-                continue
-            used.add(pair[2])
-            negatives.append(MemberPair(a=pair[0], b=pair[1], same=False, kind=t))
-    return out + negatives
+def _candidate_stages(
+    idx: _FiwIndex,
+    positive: tuple[str, str, str],
+    pools: dict[tuple[str, int, str | None], list[str]],
+    everyone: list[str],
+) -> list[tuple[list[str], list[str]]]:
+    """(elders, youngers) to draw a negative for ``positive`` from, strictest first: the
+    group's roles with the positive's genders, the group's roles, any two members."""
+    a, b, t = positive
+    grp = _relation_group(t)
+    implied = _implied_genders(t)
+    ga, gb = _gender(idx, a) or implied[0], _gender(idx, b) or implied[1]
+    return [
+        (
+            pools.get((grp, 0, ga), []) if ga else [],
+            pools.get((grp, 1, gb), []) if gb else [],
+        ),
+        (pools.get((grp, 0, "*"), []), pools.get((grp, 1, "*"), [])),
+        (everyone, everyone),
+    ]
+
+
+def _draw_cross_family(
+    stages: list[tuple[list[str], list[str]]], used: set[tuple[str, str]], rng: np.random.Generator
+) -> tuple[str, str] | None:
+    """An (elder, younger) pair of members of different families, not in ``used`` (in
+    either order), from the first stage that yields one; None when none does."""
+    for elders, youngers in stages:
+        if not elders or not youngers:
+            continue
+        # Rejection sampling: few candidates share a family, so a handful of
+        # tries almost always succeeds; the cap only guards tiny pools.
+        for _try in range(64):
+            x = elders[int(rng.integers(len(elders)))]
+            y = youngers[int(rng.integers(len(youngers)))]
+            if _family(x) != _family(y) and (min(x, y), max(x, y)) not in used:
+                return x, y
+    return None
 
 
 def fiw_same_person_pairs(root: str | Path, seed: int = 0, max_per_member: int | None = 3) -> list[Pair]:
@@ -337,17 +362,17 @@ def fiw_same_person_pairs(root: str | Path, seed: int = 0, max_per_member: int |
             continue
         i, j = _unrank_pairs(np.sort(rng.choice(cap, size=q, replace=False)))
         positives.extend(Pair(a=photos[x], b=photos[y], same=True, kind="same") for x, y in zip(i, j))
-    if len({m.split("/", 1)[0] for m in members}) < 2:
+    if len({_family(m) for m in members}) < 2:
         raise DatasetError(f"{root}: negatives need members of at least two families")
 
     by_path = {p: m for m in members for p in idx.photos[m]}
     seen: set[tuple[Path, Path]] = set()
     negatives: list[Pair] = []
     for pos in positives:
-        fam = by_path[pos.a].split("/", 1)[0]
+        fam = _family(by_path[pos.a])
         for _try in range(64):
             other = members[int(rng.integers(len(members)))]
-            if other.split("/", 1)[0] == fam:
+            if _family(other) == fam:
                 continue
             photos = idx.photos[other]
             b = photos[int(rng.integers(len(photos)))]
