@@ -90,8 +90,9 @@ def no_memory_cache(monkeypatch):
     (``facesearch.embedding.pipeline.memory_cache``), so a photo an earlier test searched with would
     not be detected or embedded again; here nothing is kept, and every search computes."""
     from facesearch.embedding import pipeline
+    from facesearch.embedding.cache import MemoryCache
 
-    monkeypatch.setattr(pipeline, "memory_cache", pipeline.MemoryCache(size=0))
+    monkeypatch.setattr(pipeline, "memory_cache", MemoryCache(size=0))
 
 
 @pytest.fixture

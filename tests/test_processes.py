@@ -210,7 +210,7 @@ def test_two_cli_ingests_at_once_without_a_server(home, tmp_path):
 OPEN_CACHE = r"""
 import sys, time
 from pathlib import Path
-from facesearch.embedding.pipeline import EmbeddingCache
+from facesearch.embedding.cache import EmbeddingCache
 path, start = Path(sys.argv[1]), float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 for i in range(3):

@@ -114,7 +114,7 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
     from store.gallery import REBUILD_PREFIX, FaceGallery, get_client, list_galleries, scrub_database
 
     from facesearch.ingest.run import Ledger
-    from facesearch.embedding.pipeline import get_cache
+    from facesearch.embedding.cache import get_cache
 
     settings = settings or get_settings()
     actor = require_admin(actor, "erasing a person from the gallery")

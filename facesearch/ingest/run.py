@@ -119,7 +119,7 @@ class Ledger:
         """Delete the rows of these photos (by hash or path) in every collection, so a
         later ingest of their folder adds them again, and scrub the file. Returns (rows
         deleted, None or why the file could not be scrubbed)."""
-        from facesearch.embedding.pipeline import scrub_sqlite
+        from facesearch.embedding.cache import scrub_sqlite
 
         n = 0
         for col, keys in (("sha1", sorted({str(h) for h in sha1s if h})), ("path", sorted({str(p) for p in paths}))):
