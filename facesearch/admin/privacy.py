@@ -113,7 +113,7 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
     logged). Raises GalleryBusyError while an ingest writes a gallery."""
     from store.gallery import REBUILD_PREFIX, FaceGallery, get_client, list_galleries, scrub_database
 
-    from facesearch.ingest.run import Ledger
+    from facesearch.ingest.ledger import Ledger
     from facesearch.embedding.cache import get_cache
 
     settings = settings or get_settings()
