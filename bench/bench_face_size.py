@@ -256,7 +256,8 @@ def main(argv=None) -> None:
     def stamp() -> str:
         return f"[{time.perf_counter() - t0:.0f} s]"
 
-    from facesearch.datasets.formats import load_images, read_lfw_pairs
+    from facesearch.datasets.lfw import read_lfw_pairs
+    from facesearch.datasets.registry import load_images
     from facesearch.settings import get_settings
     from facesearch.search.thresholds import DEFAULT_TARGET_FPIR, search_thresholds
 

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from facesearch.datasets.formats import load_images  # noqa: E402
+from facesearch.datasets.registry import load_images  # noqa: E402
 from facesearch.ingest.run import ingest  # noqa: E402
 from facesearch.settings import Settings  # noqa: E402
 

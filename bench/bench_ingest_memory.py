@@ -32,7 +32,7 @@ CELEBA = ROOT.parent / "shared" / "data" / "celeba"
 
 def make_photos(dest: Path, n: int) -> Path:
     """``n`` re-encoded CelebA copies as ``dest/photos/<identity>/<k>_<file>.jpg``."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     root = dest / "photos"
     if root.is_dir() and sum(1 for _ in root.rglob("*.jpg")) == n and (dest / ".v2").exists():

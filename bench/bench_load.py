@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from facesearch.datasets.formats import load_images
+from facesearch.datasets.registry import load_images
 from facesearch.ingest.run import ingest
 from facesearch.search.identify import match
 from facesearch.settings import Settings

@@ -119,7 +119,7 @@ def load_real(data_dir: Path = DATA, cache_dir: Path = DEFAULT_CACHE, datasets: 
               limit: int | None = None, model: str = "sface", detector: str = "yunet") -> RealFaces:
     """Embed (cache-first) the photos of ``datasets`` under ``data_dir``; ``limit``: the
     first ``limit`` photos of each dataset by path."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
     from facesearch.embedding.pipeline import get_pipeline
     from facesearch.settings import Settings
 

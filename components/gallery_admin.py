@@ -16,7 +16,8 @@ from typing import Sequence
 
 import streamlit as st
 
-from facesearch.datasets.formats import FORMATS, IMAGE_EXTENSIONS, LabeledImage
+from facesearch.datasets.base import IMAGE_EXTENSIONS, LabeledImage
+from facesearch.datasets.registry import FORMATS
 from facesearch.errors import ConfigError, DatasetError
 from facesearch.ingest.run import IngestReport
 from facesearch.ingest.jobs import IngestJob

@@ -22,14 +22,14 @@ _LAZY = {
     "load_image": "imaging.decode", "LoadedImage": "imaging.decode",
     "Face": "imaging.detection", "get_detector": "imaging.detection", "DETECTORS": "imaging.detection", "detector_status": "imaging.detection",
     "crop": "imaging.align", "thumbnail": "imaging.align",
-    "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.registry",
+    "get_model": "models.registry", "list_models": "models.registry", "MODELS": "models.registry", "OFFLINE_MODELS": "models.registry", "Embedder": "models.base",
     "Pipeline": "embedding.pipeline", "get_pipeline": "embedding.pipeline", "Analysis": "embedding.pipeline", "FaceResult": "embedding.pipeline",
     "match": "search.identify", "verify": "search.identify", "decide": "search.verdicts", "Rule": "search.verdicts", "MatchResult": "search.identify", "VerifyResult": "search.identify",
     "open_gallery": "search.identify",
     "IngestReport": "ingest.run",
     "get_threshold": "search.thresholds", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",
     "search_thresholds": "search.thresholds", "set_target_fpir": "search.thresholds",
-    "load_images": "datasets.formats", "LabeledImage": "datasets.formats",
+    "load_images": "datasets.registry", "LabeledImage": "datasets.base",
 }
 
 __all__ = ["Settings", "get_settings", *sorted(_LAZY)]

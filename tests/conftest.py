@@ -90,8 +90,9 @@ def no_memory_cache(monkeypatch):
     (``facesearch.embedding.pipeline.memory_cache``), so a photo an earlier test searched with would
     not be detected or embedded again; here nothing is kept, and every search computes."""
     from facesearch.embedding import pipeline
+    from facesearch.embedding.cache import MemoryCache
 
-    monkeypatch.setattr(pipeline, "memory_cache", pipeline.MemoryCache(size=0))
+    monkeypatch.setattr(pipeline, "memory_cache", MemoryCache(size=0))
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def no_network(monkeypatch):
 
 def celeba_split(n_identities: int = 20, n_gallery: int = 4, n_probe: int = 2):
     """A deterministic CelebA gallery/probe split: the identities with the most photos."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     imgs = load_images(DATA / "celeba", "celeba")
     by_id: dict[str, list] = {}

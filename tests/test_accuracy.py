@@ -8,7 +8,7 @@ embedded in the test that judges the result.
 import numpy as np
 import pytest
 
-from facesearch.datasets.formats import read_lfw_pairs
+from facesearch.datasets.lfw import read_lfw_pairs
 from facesearch.ingest.run import ingest
 from facesearch.evaluation.metrics import best_accuracy_threshold, confusion_at
 from facesearch.models.registry import OFFLINE_MODELS

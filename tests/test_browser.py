@@ -398,7 +398,7 @@ def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
 def _newcomer(n_photos: int = 4):
     """A CelebA identity outside the browser gallery (celeba_split's first 10) with
     enough photos: (identity, photos)."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list] = {}
     for im in load_images(DATA / "celeba", "celeba"):

@@ -25,7 +25,7 @@ DASK = Path(sys.executable).with_name("dask")
 
 def _folder(root: Path, n_photos: int) -> Path:
     """``n_photos`` CelebA photos as a folder-per-identity dataset of symlinks."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     for im in load_images(DATA / "celeba", "celeba", limit=n_photos):
         d = root / f"person_{im.identity}"

@@ -1,4 +1,4 @@
-"""facesearch.datasets.formats on the real data slice (../shared/data) and on synthetic layouts."""
+"""facesearch.datasets on the real data slice (../shared/data) and on synthetic layouts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from facesearch.datasets import formats as D
+from facesearch.datasets.base import LabeledImage
+from facesearch.datasets.fiw import _relation_group, fiw_kin_pairs, fiw_members, fiw_same_person_pairs
+from facesearch.datasets.lfw import read_lfw_pairs
+from facesearch.datasets.master import read_master_csv
+from facesearch.datasets.pairs import gallery_probe_split, identity_pairs
+from facesearch.datasets.registry import detect_format, load_images
 from facesearch.errors import ConfigError, DatasetError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -40,7 +45,7 @@ def _family(p: str) -> str:
     ],
 )
 def test_detect_format_real(rel, fmt):
-    assert D.detect_format(DATA / rel) == fmt
+    assert detect_format(DATA / rel) == fmt
 
 
 @needs_data
@@ -49,18 +54,18 @@ def test_detect_format_real(rel, fmt):
 )
 def test_detect_format_rejects_non_datasets(rel):
     with pytest.raises(DatasetError):
-        D.detect_format(DATA / rel)
+        detect_format(DATA / rel)
 
 
 @needs_data
 def test_detect_format_hints_at_master_csv():
     with pytest.raises(DatasetError, match="read_master_csv"):
-        D.detect_format(DATA / "photos/deepface-unit")
+        detect_format(DATA / "photos/deepface-unit")
 
 
 def test_detect_format_empty_folder(tmp_path):
     with pytest.raises(DatasetError, match="Expected one of"):
-        D.detect_format(tmp_path)
+        detect_format(tmp_path)
 
 
 # --------------------------------------------------------------------------- real loaders
@@ -68,20 +73,20 @@ def test_detect_format_empty_folder(tmp_path):
 
 @needs_data
 def test_celeba_counts_and_order():
-    images = D.load_images(DATA / "celeba")
+    images = load_images(DATA / "celeba")
     assert len(images) == 1534
     assert len({im.identity for im in images}) == 75
     assert [im.path for im in images] == sorted(im.path for im in images)
     assert all(im.path.parent.name == "img_celeba" for im in images)
-    assert D.load_images(DATA / "celeba", limit=10) == images[:10]
-    assert D.load_images(DATA / "celeba", fmt="celeba") == images
+    assert load_images(DATA / "celeba", limit=10) == images[:10]
+    assert load_images(DATA / "celeba", fmt="celeba") == images
 
 
 @needs_data
 def test_lfw_images_and_pairs():
-    images = D.load_images(DATA / "lfw")
+    images = load_images(DATA / "lfw")
     assert len(images) == 807
-    pairs = D.read_lfw_pairs(DATA / "lfw" / "pairs.txt")
+    pairs = read_lfw_pairs(DATA / "lfw" / "pairs.txt")
     assert len(pairs) == 600
     assert sum(p.same for p in pairs) == 300
     assert {p.fold for p in pairs} == {0}
@@ -90,30 +95,30 @@ def test_lfw_images_and_pairs():
     # pair image is one of the loaded images.
     paths = {im.path for im in images}
     assert all(p.a in paths and p.b in paths for p in pairs)
-    assert D.read_lfw_pairs(DATA / "lfw") == pairs  # the folder is accepted too
+    assert read_lfw_pairs(DATA / "lfw") == pairs  # the folder is accepted too
 
 
 @needs_data
 def test_master_csv():
-    pairs = D.read_master_csv(DATA / "photos/deepface-unit/master.csv")
+    pairs = read_master_csv(DATA / "photos/deepface-unit/master.csv")
     assert pairs and any(p.same for p in pairs) and any(not p.same for p in pairs)
     assert all(p.a.is_file() and p.b.is_file() for p in pairs)
 
 
 @needs_data
 def test_folders_people():
-    images = D.load_images(DATA / "photos/people")
+    images = load_images(DATA / "photos/people")
     assert collections.Counter(im.identity for im in images) == {"obama": 2, "biden": 1}
 
 
 @needs_data
 def test_fiw_images_and_members():
-    images = D.load_images(DATA / "fiw")
-    members = D.fiw_members(DATA / "fiw")
+    images = load_images(DATA / "fiw")
+    members = fiw_members(DATA / "fiw")
     assert len(images) == 3996
     assert len(members) == 766
     assert sum(len(v) for v in members.values()) == 3996
-    assert D.fiw_members(DATA / "fiw" / "train-faces") == members
+    assert fiw_members(DATA / "fiw" / "train-faces") == members
     first = images[0]
     assert first.identity == "F0001/MID1" and first.family == "F0001" and first.member == "MID1"
     assert first.get("name") == "madmoud" and first.get("gender") == "m"
@@ -127,12 +132,12 @@ def test_fiw_images_and_members():
 def kin():
     if not DATA.is_dir():
         pytest.skip(f"test data not found at {DATA}")
-    return D.fiw_kin_pairs(DATA / "fiw", seed=0)
+    return fiw_kin_pairs(DATA / "fiw", seed=0)
 
 
 @needs_data
 def test_fiw_kin_positives(kin):
-    members = D.fiw_members(DATA / "fiw")
+    members = fiw_members(DATA / "fiw")
     pos = [p for p in kin if p.same]
     assert len(pos) == 1195  # 1,736 rows; RFIW lists each sibling pair as bb and ss (and sibs)
     assert all(p.a in members and p.b in members for p in pos)
@@ -149,10 +154,10 @@ def test_fiw_kin_negatives_are_matched(kin):
     assert len(neg) == len(pos)
     assert all(_family(n.a) != _family(n.b) for n in neg)
     assert len({frozenset((n.a, n.b)) for n in neg}) == len(neg)
-    gender = {im.identity: im.get("gender") for im in D.load_images(DATA / "fiw")}
+    gender = {im.identity: im.get("gender") for im in load_images(DATA / "fiw")}
     elder, younger = collections.defaultdict(set), collections.defaultdict(set)
     for p in pos:
-        g = D._relation_group(p.kind)
+        g = _relation_group(p.kind)
         elder[g].add(p.a)
         younger[g].add(p.b)
         if g == "siblings":
@@ -160,7 +165,7 @@ def test_fiw_kin_negatives_are_matched(kin):
             younger[g].add(p.a)
     # With one negative per positive, negatives follow the positives' order.
     for p, n in zip(pos, neg):
-        g = D._relation_group(p.kind)
+        g = _relation_group(p.kind)
         assert n.kind == p.kind
         assert n.a in elder[g] and n.b in younger[g], (p, n)
         assert (gender[n.a], gender[n.b]) == (gender[p.a], gender[p.b]), (p, n)
@@ -171,22 +176,22 @@ def test_fiw_kin_negatives_are_matched(kin):
 
 @needs_data
 def test_fiw_kin_negatives_deterministic(kin):
-    assert D.fiw_kin_pairs(DATA / "fiw", seed=0) == kin
-    other = D.fiw_kin_pairs(DATA / "fiw", seed=1)
+    assert fiw_kin_pairs(DATA / "fiw", seed=0) == kin
+    other = fiw_kin_pairs(DATA / "fiw", seed=1)
     assert [p for p in other if p.same] == [p for p in kin if p.same]
     assert [p for p in other if not p.same] != [p for p in kin if not p.same]
-    two = D.fiw_kin_pairs(DATA / "fiw", seed=0, negatives_per_positive=2)
+    two = fiw_kin_pairs(DATA / "fiw", seed=0, negatives_per_positive=2)
     assert sum(not p.same for p in two) == 2 * sum(p.same for p in two)
     assert len({frozenset((p.a, p.b)) for p in two if not p.same}) == 2 * 1195
-    no_neg = D.fiw_kin_pairs(DATA / "fiw", negatives_per_positive=0)
+    no_neg = fiw_kin_pairs(DATA / "fiw", negatives_per_positive=0)
     assert no_neg == [p for p in kin if p.same]
 
 
 @needs_data
 def test_fiw_same_person_pairs():
-    members = D.fiw_members(DATA / "fiw")
+    members = fiw_members(DATA / "fiw")
     owner = {p: m for m, ps in members.items() for p in ps}
-    pairs = D.fiw_same_person_pairs(DATA / "fiw", seed=0, max_per_member=2)
+    pairs = fiw_same_person_pairs(DATA / "fiw", seed=0, max_per_member=2)
     pos = [p for p in pairs if p.same]
     neg = [p for p in pairs if not p.same]
     assert len(pos) == len(neg) > 0
@@ -194,8 +199,8 @@ def test_fiw_same_person_pairs():
     assert max(collections.Counter(owner[p.a] for p in pos).values()) == 2
     assert all(_family(owner[p.a]) != _family(owner[p.b]) for p in neg)
     assert len({frozenset((p.a, p.b)) for p in pairs}) == len(pairs)
-    assert D.fiw_same_person_pairs(DATA / "fiw", seed=0, max_per_member=2) == pairs
-    assert D.fiw_same_person_pairs(DATA / "fiw", seed=5, max_per_member=2) != pairs
+    assert fiw_same_person_pairs(DATA / "fiw", seed=0, max_per_member=2) == pairs
+    assert fiw_same_person_pairs(DATA / "fiw", seed=5, max_per_member=2) != pairs
 
 
 # --------------------------------------------------------------------------- generic sampling
@@ -203,9 +208,9 @@ def test_fiw_same_person_pairs():
 
 @needs_data
 def test_identity_pairs_on_celeba():
-    images = D.load_images(DATA / "celeba")
+    images = load_images(DATA / "celeba")
     ident = {im.path: im.identity for im in images}
-    pairs = D.identity_pairs(images, 500, 700, seed=3)
+    pairs = identity_pairs(images, 500, 700, seed=3)
     gen = [p for p in pairs if p.same]
     imp = [p for p in pairs if not p.same]
     assert (len(gen), len(imp)) == (500, 700)
@@ -221,38 +226,38 @@ def test_identity_pairs_on_celeba():
     assert top <= 8
     for name, k in sizes.items():
         assert per_id[name] in (k * (k - 1) // 2, top, top - 1), name
-    assert D.identity_pairs(list(reversed(images)), 500, 700, seed=3) == pairs
-    assert D.identity_pairs(images, 500, 700, seed=4) != pairs
+    assert identity_pairs(list(reversed(images)), 500, 700, seed=3) == pairs
+    assert identity_pairs(images, 500, 700, seed=4) != pairs
 
 
 def test_identity_pairs_caps_at_what_exists(tmp_path):
     sizes = (("a", 3), ("b", 2), ("c", 1))
-    ims = [D.LabeledImage(tmp_path / f"{n}{i}.jpg", n) for n, k in sizes for i in range(k)]
-    pairs = D.identity_pairs(ims, 100, 100, seed=0)
+    ims = [LabeledImage(tmp_path / f"{n}{i}.jpg", n) for n, k in sizes for i in range(k)]
+    pairs = identity_pairs(ims, 100, 100, seed=0)
     # a: 3 genuine, b: 1; impostors: 3*2 + 3*1 + 2*1 = 11.
     assert sum(p.same for p in pairs) == 4
     assert sum(not p.same for p in pairs) == 11
     assert len({frozenset((p.a, p.b)) for p in pairs}) == 15
     with pytest.raises(ConfigError):
-        D.identity_pairs(ims, -1, 1)
+        identity_pairs(ims, -1, 1)
 
 
 @needs_data
 def test_gallery_probe_split_on_lfw():
-    images = D.load_images(DATA / "lfw")
-    gallery, probes = D.gallery_probe_split(images, 1, seed=0)
+    images = load_images(DATA / "lfw")
+    gallery, probes = gallery_probe_split(images, 1, seed=0)
     counts = collections.Counter(im.identity for im in images)
     assert len(gallery) + len(probes) == len(images)
     assert not {im.path for im in gallery} & {im.path for im in probes}
     assert collections.Counter(im.identity for im in gallery) == {k: 1 for k in counts}
     assert {im.identity for im in probes} == {k for k, v in counts.items() if v > 1}
-    assert D.gallery_probe_split(images, 1, seed=0) == (gallery, probes)
-    g2, p2 = D.gallery_probe_split(images, 0.5, seed=0)
+    assert gallery_probe_split(images, 1, seed=0) == (gallery, probes)
+    g2, p2 = gallery_probe_split(images, 0.5, seed=0)
     assert {im.identity for im in p2} == {k for k, v in counts.items() if v > 1}
     with pytest.raises(ConfigError):
-        D.gallery_probe_split(images, 0)
+        gallery_probe_split(images, 0)
     with pytest.raises(ConfigError):
-        D.gallery_probe_split(images, 1.5)
+        gallery_probe_split(images, 1.5)
 
 
 # --------------------------------------------------------------------------- synthetic layouts
@@ -270,7 +275,7 @@ def test_lfw_pairs_full_format(tmp_path):
     (tmp_path / "lfw-deepfunneled").mkdir()
     pf = tmp_path / "pairs.txt"
     _write_lfw_pairs(pf, 10, 300)
-    pairs = D.read_lfw_pairs(pf)
+    pairs = read_lfw_pairs(pf)
     assert len(pairs) == 6000
     assert collections.Counter(p.fold for p in pairs) == {f: 600 for f in range(10)}
     for f in range(10):
@@ -282,14 +287,14 @@ def test_lfw_pairs_full_format(tmp_path):
     assert p.b.name == "Same_F3_5_0007.jpg" and p.fold == 3
     q = pairs[9 * 600 + 300 + 299]
     assert q.a.name == "Left_F9_299_0300.jpg" and q.b.name == "Right_F9_299_0302.jpg" and q.fold == 9
-    other = D.read_lfw_pairs(pf, images_root=tmp_path / "elsewhere")
+    other = read_lfw_pairs(pf, images_root=tmp_path / "elsewhere")
     assert other[0].a.parent.parent == tmp_path / "elsewhere"
 
 
 def test_lfw_pairs_dev_format(tmp_path):
     pf = tmp_path / "pairsDevTrain.txt"
     _write_lfw_pairs(pf, 1, 4, header="4")
-    pairs = D.read_lfw_pairs(pf)
+    pairs = read_lfw_pairs(pf)
     assert len(pairs) == 8 and {p.fold for p in pairs} == {0}
     assert [p.same for p in pairs] == [True] * 4 + [False] * 4
     assert pairs[0].a.parent.parent == tmp_path  # no image folder beside it: the folder itself
@@ -310,7 +315,7 @@ def test_lfw_pairs_bad_files(tmp_path, text, match):
     pf = tmp_path / "pairs.txt"
     pf.write_text(text)
     with pytest.raises(DatasetError, match=match):
-        D.read_lfw_pairs(pf)
+        read_lfw_pairs(pf)
 
 
 def test_lfw_root_is_name_folder_with_pairs_beside(tmp_path):
@@ -318,8 +323,8 @@ def test_lfw_root_is_name_folder_with_pairs_beside(tmp_path):
     _touch(root / "Ann_A" / "Ann_A_0001.jpg")
     _touch(root / "Bob_B" / "Bob_B_0001.jpg")
     (tmp_path / "pairs.txt").write_text("1\t1\nAnn_A\t1\t2\nAnn_A\t1\tBob_B\t1\n")
-    assert D.detect_format(root) == "lfw"
-    assert [im.identity for im in D.load_images(root)] == ["Ann_A", "Bob_B"]
+    assert detect_format(root) == "lfw"
+    assert [im.identity for im in load_images(root)] == ["Ann_A", "Bob_B"]
 
 
 def test_folders_extensions_and_hidden_files(tmp_path):
@@ -327,12 +332,12 @@ def test_folders_extensions_and_hidden_files(tmp_path):
         _touch(tmp_path / name)
     for name in ("a/notes.txt", "a/._1.jpg", ".hidden/y.jpg", "loose.jpg"):
         _touch(tmp_path / name)
-    images = D.load_images(tmp_path)
+    images = load_images(tmp_path)
     assert [(im.identity, im.path.name) for im in images] == [
         ("a", "1.JPG"), ("a", "2.Png"), ("a", "3.jpeg"), ("a", "4.webp"), ("a", "5.bmp"), ("b", "x.jpg"),
     ]
-    assert D.load_images(tmp_path, limit=2) == images[:2]
-    assert D.load_images(tmp_path, limit=0) == []
+    assert load_images(tmp_path, limit=2) == images[:2]
+    assert load_images(tmp_path, limit=0) == []
 
 
 def test_celeba_synthetic(tmp_path):
@@ -342,27 +347,27 @@ def test_celeba_synthetic(tmp_path):
     (tmp_path / "identity_CelebA.txt").write_text(
         "000002.jpg 7\n000001.jpg 7\n\n000003.jpg 9\n000004.jpg 9\n"
     )
-    images = D.load_images(tmp_path)
+    images = load_images(tmp_path)
     assert [(im.path.name, im.identity) for im in images] == [
         ("000001.jpg", "7"), ("000002.jpg", "7"), ("000003.jpg", "9"),  # 000004 is absent: skipped
     ]
     (tmp_path / "identity_CelebA.txt").write_text("000001.jpg 7 extra\n")
     with pytest.raises(DatasetError, match=":1:"):
-        D.load_images(tmp_path)
+        load_images(tmp_path)
 
 
 def test_celeba_without_images(tmp_path):
     (tmp_path / "identity_CelebA.txt").write_text("000001.jpg 7\n")
     with pytest.raises(DatasetError, match="image folder"):
-        D.load_images(tmp_path)
+        load_images(tmp_path)
 
 
 def test_csv_format(tmp_path):
     absolute = _touch(tmp_path / "elsewhere" / "z.jpg")
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(f"path,label,source\nimgs/b.jpg,bob,web\nimgs/a.jpg,ann,\n{absolute},zed,cam\n")
-    assert D.detect_format(csv_file) == "csv"
-    images = D.load_images(csv_file)
+    assert detect_format(csv_file) == "csv"
+    images = load_images(csv_file)
     assert [(im.path, im.identity) for im in images] == sorted(
         [(tmp_path / "imgs/b.jpg", "bob"), (tmp_path / "imgs/a.jpg", "ann"), (absolute, "zed")]
     )
@@ -383,14 +388,14 @@ def test_csv_bad_files(tmp_path, text, match):
     f = tmp_path / "bad.csv"
     f.write_text(text)
     with pytest.raises(DatasetError, match=match):
-        D.load_images(f)
+        load_images(f)
 
 
 def test_master_csv_bad_decision(tmp_path):
     f = tmp_path / "master.csv"
     f.write_text("file_x,file_y,Decision\na.jpg,b.jpg,Maybe\n")
     with pytest.raises(DatasetError, match="Yes or No"):
-        D.read_master_csv(f)
+        read_master_csv(f)
 
 
 def test_fiw_synthetic_layout(tmp_path):
@@ -405,9 +410,9 @@ def test_fiw_synthetic_layout(tmp_path):
     (tmp_path / "train-pairs.csv").write_text(
         "p1,p2,ptype\nF0001/MID1,F0001/MID3,fs\nF0002/MID2,F0002/MID3,ms\nF0009/MID1,F0009/MID2,fs\n"
     )
-    assert D.detect_format(tmp_path) == "fiw"
-    assert len(D.fiw_members(tmp_path)) == 6
-    pairs = D.fiw_kin_pairs(tmp_path, seed=0)
+    assert detect_format(tmp_path) == "fiw"
+    assert len(fiw_members(tmp_path)) == 6
+    pairs = fiw_kin_pairs(tmp_path, seed=0)
     assert [(p.a, p.b, p.same) for p in pairs if p.same] == [
         ("F0001/MID1", "F0001/MID3", True), ("F0002/MID2", "F0002/MID3", True),  # F0009 has no photos
     ]
@@ -415,26 +420,26 @@ def test_fiw_synthetic_layout(tmp_path):
     # fs: a father (only F0001/MID1 is one) with a son from another family (F0002/MID3).
     assert (neg[0].a, neg[0].b, neg[0].kind) == ("F0001/MID1", "F0002/MID3", "fs")
     assert neg[1].kind == "ms" and _family(neg[1].a) != _family(neg[1].b)
-    assert D.fiw_kin_pairs(faces, seed=0) == pairs  # ROOT may be train-faces itself
+    assert fiw_kin_pairs(faces, seed=0) == pairs  # ROOT may be train-faces itself
     with pytest.raises(DatasetError, match="no such FIW pairs file"):
-        D.fiw_kin_pairs(tmp_path, pairs_file=tmp_path / "missing.csv")
+        fiw_kin_pairs(tmp_path, pairs_file=tmp_path / "missing.csv")
     (tmp_path / "train-pairs.csv").unlink()
     with pytest.raises(DatasetError, match="train-pairs.csv not found"):
-        D.fiw_kin_pairs(tmp_path)
+        fiw_kin_pairs(tmp_path)
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ConfigError):
-        D.load_images(tmp_path, fmt="imagenet")
+        load_images(tmp_path, fmt="imagenet")
     with pytest.raises(ConfigError):
-        D.load_images(tmp_path, limit=-1)
+        load_images(tmp_path, limit=-1)
     with pytest.raises(DatasetError):
-        D.load_images(tmp_path / "missing")
+        load_images(tmp_path / "missing")
     with pytest.raises(DatasetError):
-        D.load_images(tmp_path, fmt="folders")  # empty folder: no images
+        load_images(tmp_path, fmt="folders")  # empty folder: no images
     with pytest.raises(DatasetError):
-        D.load_images(tmp_path, fmt="fiw")
+        load_images(tmp_path, fmt="fiw")
     with pytest.raises(DatasetError):
-        D.load_images(tmp_path, fmt="lfw")
+        load_images(tmp_path, fmt="lfw")
     with pytest.raises(DatasetError):
-        D.read_master_csv(tmp_path / "master.csv")
+        read_master_csv(tmp_path / "master.csv")

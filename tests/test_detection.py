@@ -58,7 +58,7 @@ HELD_OUT = {
 
 @pytest.mark.parametrize("detector,dataset", sorted(HELD_OUT))
 def test_faces_found_on_photos_no_threshold_was_chosen_on(data_dir, detector, dataset):
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     step, exactly_one, at_least_one = HELD_OUT[(detector, dataset)]
     if dataset == "celeba":

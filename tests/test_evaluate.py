@@ -212,7 +212,7 @@ def test_fiw_both_tasks_cli(fiw_out):
 def test_fiw_kinship_distance_is_mean_member_embedding(fiw_out, eval_settings):
     """Every kinship pair's distance, from its members' vectors, those embedded whole
     included; the vectors come from the module's cache (the FIW CLI run's)."""
-    from facesearch.datasets.formats import fiw_members
+    from facesearch.datasets.fiw import fiw_members
     from facesearch.evaluation.evaluate import default_path
     from facesearch.embedding.pipeline import Pipeline
 

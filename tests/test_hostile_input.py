@@ -402,7 +402,8 @@ def test_valid_images_of_any_size_and_mode_load_as_rgb(mode_fmt, w, h, seed):
 # --------------------------------------------------------------------------- zip uploads
 
 from facesearch.ingest import uploads as U  # noqa: E402
-from facesearch.datasets.formats import clean_label, load_images  # noqa: E402
+from facesearch.datasets.base import clean_label  # noqa: E402
+from facesearch.datasets.registry import load_images  # noqa: E402
 from facesearch.errors import ConfigError, DatasetError  # noqa: E402
 
 PHOTO = encode(Image.fromarray(quadrants()), "JPEG")
@@ -676,7 +677,7 @@ def test_unusable_labels_are_refused_with_the_reason(text):
 
 @pytest.mark.timeout(30)
 def test_dataset_labels_from_folders_and_csv(tmp_path):
-    from facesearch.datasets.formats import LabeledImage
+    from facesearch.datasets.base import LabeledImage
 
     good = tmp_path / "good"
     for n in ("王小明", "محمد", "Zoë"):
@@ -958,7 +959,7 @@ def face_gallery(tmp_path_factory, session_home):
     are the probes. Shares the session's embedding cache: the gallery is only what is
     searched; the photos these tests search with are detected and embedded in each search
     (made here, never cached on disk)."""
-    from facesearch.datasets.formats import LabeledImage
+    from facesearch.datasets.base import LabeledImage
     from facesearch.ingest.run import ingest
 
     s = Settings(home=tmp_path_factory.mktemp("faces"), cache_dir=session_home / "cache")

@@ -339,7 +339,7 @@ def test_evaluate_page_open_set(tmp_path, monkeypatch):
     """The page's open-set box on a 4-person folder of symlinks (its own data folder)."""
     from streamlit.testing.v1 import AppTest
 
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list] = {}
     for im in load_images(DATA / "celeba"):

@@ -36,7 +36,7 @@ VICTIM = "Zebulon_Quixote"  # a name no file would hold by chance
 def _celeba(n_ids: int, photos: int, skip: int = 40) -> dict[str, list[Path]]:
     """``n_ids`` CelebA identities with ``photos`` photos each, past the ``skip`` largest
     (which other tests' galleries use)."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list[Path]] = {}
     for im in load_images(DATA / "celeba", "celeba"):

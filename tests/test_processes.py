@@ -39,7 +39,7 @@ for line in sys.stdin:
 def _celeba_people(n: int, photos: int, skip: int = 20) -> dict[str, list[Path]]:
     """``n`` CelebA identities with at least ``photos`` photos each (after the ``skip``
     largest, which other tests use): identity -> photo paths."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list[Path]] = {}
     for im in load_images(DATA / "celeba", "celeba"):
@@ -210,7 +210,7 @@ def test_two_cli_ingests_at_once_without_a_server(home, tmp_path):
 OPEN_CACHE = r"""
 import sys, time
 from pathlib import Path
-from facesearch.embedding.pipeline import EmbeddingCache
+from facesearch.embedding.cache import EmbeddingCache
 path, start = Path(sys.argv[1]), float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 for i in range(3):

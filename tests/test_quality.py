@@ -140,7 +140,7 @@ def test_group_photo_girl(data_dir, detector):
 def test_celeba_largest_faces_mostly_pass(data_dir, detector):
     """>= 95% of ~100 ordinary in-the-wild photos (CelebA identities the thresholds were
     never chosen on) pass the gate."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
     from facesearch.imaging.decode import load_image
 
     imgs = load_images(data_dir / "celeba", "celeba")

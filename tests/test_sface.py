@@ -124,7 +124,7 @@ def test_sface_embeds_batches_and_separates_people(data_dir, own):
 
 
 def test_changing_a_detector_parameter_never_serves_a_stale_vector(data_dir, own):
-    from facesearch.imaging.detection import YunetDetector
+    from facesearch.imaging.detectors.yunet import YunetDetector
     from facesearch.embedding.pipeline import Pipeline
 
     photo = data_dir / "photos/group/selfie-many-people.jpg"

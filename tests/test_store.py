@@ -268,8 +268,8 @@ def test_every_write_on_a_full_disk_says_disk_full(tiny_disk):
     from facesearch.search import calibration
     from facesearch.search import thresholds
     from facesearch.errors import StorageFullError
-    from facesearch.ingest.run import Ledger
-    from facesearch.embedding.pipeline import EmbeddingCache
+    from facesearch.ingest.ledger import Ledger
+    from facesearch.embedding.cache import EmbeddingCache
 
     s = Settings(home=tiny_disk / "home")
     cache = EmbeddingCache(tiny_disk / "cache" / "embeddings.sqlite")

@@ -4,13 +4,14 @@ celeba_openset_variants.py run first (its cached detections)."""
 import sys, numpy as np, pickle
 sys.path.insert(0, '.')
 from facesearch.settings import get_settings
-from facesearch.datasets import formats as ds
+from facesearch.datasets.registry import load_images
 from facesearch.evaluation import openset as OS
-from facesearch.models.registry import get_model, l2_normalise
+from facesearch.models.base import l2_normalise
+from facesearch.models.registry import get_model
 from facesearch.search.thresholds import get_threshold
 from PIL import Image
 s = get_settings()
-imgs = ds.load_images('../shared/data/celeba', 'auto')
+imgs = load_images('../shared/data/celeba', 'auto')
 D = pickle.load(open('/tmp/dets.pkl', 'rb'))
 sf = get_model('sface', s).load(); dl = get_model('dlib', s).load()
 label = {str(im.path): im.identity for im in imgs}

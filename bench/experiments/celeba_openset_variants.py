@@ -4,15 +4,16 @@ without mirror-image averaging. Run from the project root; detections cached in 
 import sys, time, numpy as np, cv2, pickle, os
 sys.path.insert(0, '.')
 from facesearch.settings import get_settings
-from facesearch.datasets import formats as ds
+from facesearch.datasets.registry import load_images
 from facesearch.evaluation import openset as OS
 from facesearch.imaging.detection import get_detector, Face
-from facesearch.models.registry import get_model, l2_normalise
+from facesearch.models.base import l2_normalise
+from facesearch.models.registry import get_model
 from facesearch.imaging.align import similarity_transform, TEMPLATE_112, FIVE_POINTS
 from facesearch.search.thresholds import get_threshold
 from PIL import Image
 s = get_settings()
-imgs = ds.load_images('../shared/data/celeba', 'auto')
+imgs = load_images('../shared/data/celeba', 'auto')
 det = get_detector('yunet', s); emb = get_model('sface', s).load()
 def detect_up(rgb, up):
     if up == 1: return det.detect(rgb)

@@ -52,7 +52,8 @@ import numpy as np
 
 sys.path.insert(0, ".")
 from facesearch.search import calibration as C  # noqa: E402
-from facesearch.datasets import formats as ds  # noqa: E402
+from facesearch.datasets.lfw import lfw_pairs_file, read_lfw_pairs  # noqa: E402
+from facesearch.datasets.registry import load_images  # noqa: E402
 from facesearch.evaluation import openset as OS  # noqa: E402
 from facesearch.imaging.decode import load_image  # noqa: E402
 from facesearch.models.registry import get_model  # noqa: E402
@@ -110,7 +111,7 @@ def fuse(d: dict, w: float) -> np.ndarray:
 def speed(settings, n: int = 64, rounds: int = 3) -> dict:
     """ms per face on CelebA faces: decode, YuNet, each model's crop, and embed() (the
     project's call: dlib's compute_face_descriptor on a list) at batch sizes 1, 16, 64."""
-    images = ds.load_images(CELEBA, "auto")[:n * 2]
+    images = load_images(CELEBA, "auto")[:n * 2]
     sf, dl = get_model("sface", settings).load(), get_model("dlib", settings).load()
     det = Pipeline("sface", "yunet", settings).detector
     rgbs, faces, t_dec, t_det = [], [], [], []
@@ -180,7 +181,7 @@ def lazy_check(settings, cel: dict, n: int = 64) -> dict:
 def pairs_accuracy(d: dict, e: np.ndarray) -> tuple[float, float, int]:
     """(best accuracy on the fold's 600 pairs, its distance threshold, pairs used)."""
     idx = {p: i for i, p in enumerate(d["paths"])}
-    pr = ds.read_lfw_pairs(ds.lfw_pairs_file(LFW))
+    pr = read_lfw_pairs(lfw_pairs_file(LFW))
     dist, lab = [], []
     for p in pr:
         a, b = idx.get(str(p.a)), idx.get(str(p.b))
@@ -275,8 +276,8 @@ def main() -> None:
             print(f"  {k_:34s} {v:8.2f}" if isinstance(v, float) else f"  {k_:34s} {v}")
 
     print("\n== embeddings ==", flush=True)
-    lfw = embed_set("lfw", ds.load_images(LFW, "lfw"), settings, out)
-    cel = embed_set("celeba", ds.load_images(CELEBA, "auto"), settings, out)
+    lfw = embed_set("lfw", load_images(LFW, "lfw"), settings, out)
+    cel = embed_set("celeba", load_images(CELEBA, "auto"), settings, out)
     print(f"  lfw {len(lfw['ids'])} photos with a face ({int(lfw['no_face'])} without); "
           f"celeba {len(cel['ids'])} ({int(cel['no_face'])} without)")
 

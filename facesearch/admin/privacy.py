@@ -113,8 +113,8 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
     logged). Raises GalleryBusyError while an ingest writes a gallery."""
     from store.gallery import REBUILD_PREFIX, FaceGallery, get_client, list_galleries, scrub_database
 
-    from facesearch.ingest.run import Ledger
-    from facesearch.embedding.pipeline import get_cache
+    from facesearch.ingest.ledger import Ledger
+    from facesearch.embedding.cache import get_cache
 
     settings = settings or get_settings()
     actor = require_admin(actor, "erasing a person from the gallery")
@@ -122,29 +122,11 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
     if not identity.strip():
         raise ConfigError("give the name of the identity to erase")
     rep = Erasure(identity)
-    uploads = settings.home / "uploads"
     with audit.operation(settings, actor, "delete") as op:
-        sha1s: set[str] = set()
-        paths: set[str] = set()
-        rebuilt = False
         leftovers = _rebuild_leftovers(get_client(settings), REBUILD_PREFIX, FaceGallery, settings, actor)
         galleries = [FaceGallery(g["model"], g["dim"], g["detector"], settings, create=False, actor=actor)
                      for g in list_galleries(settings)]
-        for gal in galleries:
-            with gal.writer():
-                r = gal.get(where={"identity": identity})
-                if r["ids"]:
-                    for m in r["metadatas"]:
-                        m = m or {}
-                        if m.get("image_sha1"):
-                            sha1s.add(str(m["image_sha1"]))
-                        if m.get("path"):
-                            paths.add(str(m["path"]))
-                    rep.faces += gal.delete(ids=r["ids"], lock=False)
-                    rep.galleries.append(gal.name)
-                if r["ids"] or REBUILD_PREFIX + gal.name in leftovers:
-                    gal.rebuild(lock=False)
-                    rebuilt = True
+        sha1s, paths, rebuilt = _delete_faces(galleries, identity, leftovers, REBUILD_PREFIX, rep)
 
         ledger = None
         if (settings.home / "ingest.sqlite").is_file():
@@ -152,32 +134,8 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
         try:
             if ledger is not None:
                 paths |= ledger.paths_of(sha1s)
-            # Copies that uploads made: the photos themselves, and an enrollment's whole
-            # folder (one person each), photos with no detected face included.
-            doomed: set[Path] = set()
-            folders: set[Path] = set()
-            for p in map(Path, paths):
-                if _under(p, uploads) and p.is_file():
-                    doomed.add(p)
-                    if _under(p, uploads / "enroll") and p.parent.resolve() != (uploads / "enroll").resolve():
-                        folders.add(p.parent)
-            extra: set[str] = set()
-            for folder in folders:
-                files = {f: _sha1_file(f) for f in folder.rglob("*") if f.is_file()}
-                kept = _still_stored(galleries, {h for h in files.values() if h} - sha1s)
-                for f, h in files.items():
-                    if h not in kept:
-                        doomed.add(f)
-                        if h:
-                            extra.add(h)
-            for f in doomed:
-                with contextlib.suppress(OSError):
-                    f.unlink()
-                    rep.uploads += 1
-                    paths.add(str(f))
-            for folder in folders:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only if empty: someone else's kept photo stays
+            doomed, folders, extra = _uploaded_copies(settings.home / "uploads", galleries, sha1s, paths)
+            _remove_uploads(doomed, folders, paths, rep)
             sha1s |= extra
             rep.photos = len(sha1s)
 
@@ -202,3 +160,66 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
             op.details["photos"] = len(sha1s)
     return rep
 
+
+def _delete_faces(galleries, identity: str, leftovers: set[str], rebuild_prefix: str,
+                  rep: Erasure) -> tuple[set[str], set[str], bool]:
+    """Delete the identity's faces from every gallery and rewrite each gallery that lost
+    faces (or whose earlier rebuild was cut off). Returns the photos' content hashes and
+    paths, and whether any gallery was rebuilt."""
+    sha1s: set[str] = set()
+    paths: set[str] = set()
+    rebuilt = False
+    for gal in galleries:
+        with gal.writer():
+            r = gal.get(where={"identity": identity})
+            if r["ids"]:
+                for m in r["metadatas"]:
+                    m = m or {}
+                    if m.get("image_sha1"):
+                        sha1s.add(str(m["image_sha1"]))
+                    if m.get("path"):
+                        paths.add(str(m["path"]))
+                rep.faces += gal.delete(ids=r["ids"], lock=False)
+                rep.galleries.append(gal.name)
+            if r["ids"] or rebuild_prefix + gal.name in leftovers:
+                gal.rebuild(lock=False)
+                rebuilt = True
+    return sha1s, paths, rebuilt
+
+
+def _uploaded_copies(uploads: Path, galleries, sha1s: set[str],
+                     paths: set[str]) -> tuple[set[Path], set[Path], set[str]]:
+    """Copies that uploads made: the photos themselves, and an enrollment's whole folder
+    (one person each), photos with no detected face included, except those some gallery
+    still holds under another name. Returns (files to remove, enrollment folders, content
+    hashes of the folders' other files removed)."""
+    doomed: set[Path] = set()
+    folders: set[Path] = set()
+    for p in map(Path, paths):
+        if _under(p, uploads) and p.is_file():
+            doomed.add(p)
+            if _under(p, uploads / "enroll") and p.parent.resolve() != (uploads / "enroll").resolve():
+                folders.add(p.parent)
+    extra: set[str] = set()
+    for folder in folders:
+        files = {f: _sha1_file(f) for f in folder.rglob("*") if f.is_file()}
+        kept = _still_stored(galleries, {h for h in files.values() if h} - sha1s)
+        for f, h in files.items():
+            if h not in kept:
+                doomed.add(f)
+                if h:
+                    extra.add(h)
+    return doomed, folders, extra
+
+
+def _remove_uploads(doomed: set[Path], folders: set[Path], paths: set[str], rep: Erasure) -> None:
+    """Delete the files (adding their paths to ``paths``, for the ledger), then the
+    folders that are left empty."""
+    for f in doomed:
+        with contextlib.suppress(OSError):
+            f.unlink()
+            rep.uploads += 1
+            paths.add(str(f))
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty: someone else's kept photo stays

@@ -10,8 +10,8 @@ run (missing weights, no network) becomes an error row; the others still run.
 Datasets and tasks
 
 * ``fiw``: ``same-person`` (two photos of one member vs photos of members of different
-  families, :func:`~facesearch.datasets.formats.fiw_same_person_pairs`) and ``kinship`` (kin
-  member pairs vs relation- and gender-matched non-kin, :func:`~facesearch.datasets.formats.fiw_kin_pairs`;
+  families, :func:`~facesearch.datasets.fiw.fiw_same_person_pairs`) and ``kinship`` (kin
+  member pairs vs relation- and gender-matched non-kin, :func:`~facesearch.datasets.fiw.fiw_kin_pairs`;
   a member is the re-normalised mean of its photos' unit embeddings). FIW photos are
   already tight face crops, so with ``crop_fallback`` a photo where the detector finds no
   face is embedded whole; those embeddings are cached under the detector name
@@ -43,7 +43,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from facesearch.datasets import formats as ds
+from facesearch.datasets.base import LabeledImage, Pair
+from facesearch.datasets.fiw import fiw_kin_pairs, fiw_members, fiw_same_person_pairs
+from facesearch.datasets.lfw import read_lfw_pairs
+from facesearch.datasets.master import read_master_csv
+from facesearch.datasets.pairs import gallery_probe_split, identity_pairs
+from facesearch.datasets.registry import load_images
 from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageError
 from facesearch.imaging.decode import content_hash, load_image
@@ -325,7 +330,7 @@ class _Task:
     folds: np.ndarray  # (n,) int
     kfold: bool = False  # the pairs carry protocol folds (LFW): report k-fold accuracy
     members: dict[str, list[str]] | None = None  # kinship: member -> photo paths
-    id_images: list[ds.LabeledImage] | None = None  # identification: images to split
+    id_images: list[LabeledImage] | None = None  # identification: images to split
 
 
 def _limit_indices(same: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -374,7 +379,7 @@ def _limit_matched(same: np.ndarray, kinds: Sequence[str], limit: int | None, se
     return np.sort(np.r_[pos, np.asarray(neg, dtype=np.int64)])
 
 
-def _from_pairs(name: str, pairs: Sequence[ds.Pair], limit: int | None, seed: int) -> _Task:
+def _from_pairs(name: str, pairs: Sequence[Pair], limit: int | None, seed: int) -> _Task:
     same = np.array([p.same for p in pairs], dtype=bool)
     idx = _limit_indices(same, limit, seed)
     sel = [pairs[i] for i in idx]
@@ -390,15 +395,15 @@ def _build_tasks(dataset: str, path: Path, task: str | None, seed: int, limit: i
     wanted = [task] if task else list(valid)
     tasks: list[_Task] = []
     if dataset == "lfw":
-        t = _from_pairs("verification", ds.read_lfw_pairs(path), limit, seed)
+        t = _from_pairs("verification", read_lfw_pairs(path), limit, seed)
         t.kfold = True
         tasks.append(t)
     elif dataset == "master":
-        tasks.append(_from_pairs("verification", ds.read_master_csv(path), limit, seed))
+        tasks.append(_from_pairs("verification", read_master_csv(path), limit, seed))
     elif dataset == "folder":
-        images = ds.load_images(path)
+        images = load_images(path)
         n = _FOLDER_PAIRS if limit is None else max(1, limit // 2)
-        t = _from_pairs("verification", ds.identity_pairs(images, n, n, seed), limit, seed)
+        t = _from_pairs("verification", identity_pairs(images, n, n, seed), limit, seed)
         used = set(t.a) | set(t.b)
         # With a limit, identify only among the photos the pairs already need, so a
         # small run stays small; without one, every photo of the dataset.
@@ -407,12 +412,12 @@ def _build_tasks(dataset: str, path: Path, task: str | None, seed: int, limit: i
     elif dataset == "fiw":
         for name in wanted:
             if name == "same-person":
-                tasks.append(_from_pairs(name, ds.fiw_same_person_pairs(path, seed), limit, seed))
+                tasks.append(_from_pairs(name, fiw_same_person_pairs(path, seed), limit, seed))
             else:
-                mp = ds.fiw_kin_pairs(path, seed)
+                mp = fiw_kin_pairs(path, seed)
                 same = np.array([p.same for p in mp], dtype=bool)
                 sel = [mp[i] for i in _limit_matched(same, [p.kind for p in mp], limit, seed)]
-                photos = ds.fiw_members(path)
+                photos = fiw_members(path)
                 needed = sorted({p.a for p in sel} | {p.b for p in sel})
                 members = {m: [str(x) for x in photos[m][:max_photos_per_member]] for m in needed}
                 tasks.append(_Task(name, [p.a for p in sel], [p.b for p in sel],
@@ -491,9 +496,9 @@ def _score(t: _Task, st: _ModelState, target_precision: float, target_fmr: float
     return r
 
 
-def _identification(images: Sequence[ds.LabeledImage], emb: dict[str, np.ndarray | None], seed: int) -> dict | None:
+def _identification(images: Sequence[LabeledImage], emb: dict[str, np.ndarray | None], seed: int) -> dict | None:
     usable = [im for im in images if emb.get(str(im.path)) is not None]
-    gallery, probes = ds.gallery_probe_split(usable, 1, seed)
+    gallery, probes = gallery_probe_split(usable, 1, seed)
     if not gallery or not probes:
         return None
     g = np.stack([emb[str(im.path)] for im in gallery])
@@ -711,7 +716,7 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     path = _dataset_path(dataset, path)
     if dataset == "lfw" and path.is_file():
         path = path.parent  # pairs.txt given: its images sit beside it
-    images = ds.load_images(path, "lfw" if dataset == "lfw" else "auto")
+    images = load_images(path, "lfw" if dataset == "lfw" else "auto")
     idents = sorted({im.identity for im in images})
     if max_identities is not None and int(max_identities) < len(idents):
         rng = np.random.default_rng([int(seed), 1])

@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,10 +30,12 @@ from store import FaceGallery
 
 from facesearch.admin import audit
 from facesearch.admin.access import Actor, check_ingest_path, require_admin
-from facesearch.datasets.formats import LabeledImage, load_images
-from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError, disk_full_raises
+from facesearch.datasets.base import LabeledImage
+from facesearch.datasets.registry import load_images
+from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError
 from facesearch.imaging.decode import load_image, to_jpeg
 from facesearch.embedding.pipeline import Pipeline
+from facesearch.ingest.ledger import Ledger
 from facesearch.settings import Settings, get_settings
 from facesearch.models.weights import quiet_tensorflow
 
@@ -64,69 +65,6 @@ class IngestReport:
         if self.stopped:
             s += f"; stopped early: {self.stopped}"
         return s
-
-
-class Ledger:
-    def __init__(self, path: Path, collection: str):
-        self.collection = collection
-        self.db_path = path
-        with disk_full_raises(f"disk full: cannot open the ingest ledger {path}; free some space and run again"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA secure_delete=ON")  # erased photos' rows leave no bytes behind
-            self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "
-                            "status TEXT, reason TEXT, faces INTEGER, sha1 TEXT, PRIMARY KEY (collection, path))")
-            self.db.commit()
-
-    def done(self) -> dict[str, tuple[int, float, str, str]]:
-        """path -> (size, mtime, status, sha1) of every file an earlier run finished."""
-        rows = self.db.execute("SELECT path, size, mtime, status, sha1 FROM files WHERE collection=?",
-                               (self.collection,))
-        return {p: (s, m, st, h or "") for p, s, m, st, h in rows}
-
-    def mark(self, rows: list[tuple[str, int, float, str, str, int, str]]) -> None:
-        if not rows:
-            return
-        # On a full disk the faces are in the gallery; only the bookkeeping is lost, so the
-        # next run re-does these files and adds nothing twice (content-hash IDs).
-        with disk_full_raises("disk full while recording ingest progress; free some space and run the same "
-                              "command again to resume"):
-            try:
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                                    [(self.collection, *r) for r in rows])
-                self.db.commit()
-            except sqlite3.OperationalError:
-                self.db.rollback()
-                raise
-
-    def forget(self) -> None:
-        self.db.execute("DELETE FROM files WHERE collection=?", (self.collection,))
-        self.db.commit()
-
-    def paths_of(self, sha1s) -> set[str]:
-        """Every path recorded for these photos, in any collection."""
-        hs = sorted({str(h) for h in sha1s if h})
-        out: set[str] = set()
-        for i in range(0, len(hs), 500):
-            part = hs[i:i + 500]
-            out |= {r[0] for r in self.db.execute(
-                f"SELECT path FROM files WHERE sha1 IN ({','.join('?' * len(part))})", part)}
-        return out
-
-    def forget_photos(self, sha1s, paths=()) -> tuple[int, str | None]:
-        """Delete the rows of these photos (by hash or path) in every collection, so a
-        later ingest of their folder adds them again, and scrub the file. Returns (rows
-        deleted, None or why the file could not be scrubbed)."""
-        from facesearch.embedding.pipeline import scrub_sqlite
-
-        n = 0
-        for col, keys in (("sha1", sorted({str(h) for h in sha1s if h})), ("path", sorted({str(p) for p in paths}))):
-            for i in range(0, len(keys), 500):
-                part = keys[i:i + 500]
-                n += self.db.execute(f"DELETE FROM files WHERE {col} IN ({','.join('?' * len(part))})", part).rowcount
-        self.db.commit()
-        return n, scrub_sqlite(self.db, self.db_path)
 
 
 def _stat(p: Path) -> tuple[int, float]:
@@ -331,85 +269,23 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     ledger = Ledger(settings.home / "ingest.sqlite", gallery.name)
     if restart:
         ledger.forget()
-    done = ledger.done()
-    # A file done earlier whose faces were deleted since (an identity removed) is done
-    # again; one metadata scan of the gallery tells which photos are still in it.
-    present = gallery.image_hashes() if any(v[2] == "ok" for v in done.values()) else set()
     report = IngestReport(total=len(images))
-    todo: list[tuple[LabeledImage, int, float]] = []
-    for it in images:
-        size, mtime = _stat(it.path)
-        prev = done.get(str(it.path))
-        if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or prev[3] in present):
-            report.skipped += 1
-        else:
-            todo.append((it, size, mtime))
-    by_path = {str(it.path): (it, s, m) for it, s, m in todo}
-    root = str(path)
-    pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger = [], [], [], [], []
-    pending_set: set[str] = set()
-
-    def flush():
-        if pending_ids:
-            # Thumbnails first, then vectors, then the ledger: a crash in between leaves
-            # at worst a re-done file, never a ledger entry without its faces.
-            for fid, jpg in pending_thumbs:
-                gallery.save_thumb(fid, jpg)
-            gallery.upsert(pending_ids, np.stack(pending_emb), pending_md, lock=False)
-            report.faces_added += len(pending_ids)
-        ledger.mark(pending_ledger)
-        for lst in (pending_ids, pending_emb, pending_md, pending_thumbs, pending_ledger, pending_set):
-            lst.clear()
-
-    def handle(res: dict):
-        it, size, mtime = by_path[res["path"]]
-        report.processed += 1
-        if "error" in res:
-            report.failed.append((res["path"], res["error"]))
-            pending_ledger.append((res["path"], size, mtime, "failed", res["error"], 0, ""))
-        elif not res["faces"]:
-            report.no_face.append(res["path"])
-            pending_ledger.append((res["path"], size, mtime, "no_face", "no face detected", 0, res["sha1"]))
-        else:
-            report.images_with_faces += 1
-            faces = res["faces"] if all_faces else res["faces"][:1]
-            for idx, (fd, e, jpg) in enumerate(faces):
-                fid = face_id(res["sha1"], idx)
-                if fid in pending_set:
-                    continue  # the same photo twice in one batch (a copy in another folder): stored once
-                pending_set.add(fid)
-                pending_ids.append(fid); pending_emb.append(e)
-                pending_md.append(_metadata(it, res["sha1"], idx, fd, root))
-                pending_thumbs.append((fid, jpg))
-            pending_ledger.append((res["path"], size, mtime, "ok", "", len(faces), res["sha1"]))
-        if progress:
-            progress(report.processed + report.skipped, report.total, res["path"])
-        if len(pending_ids) >= settings.batch_size or len(pending_ledger) >= settings.batch_size * 4:
-            flush()
-
+    todo = _files_to_do(images, ledger, gallery, report)
+    batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=str(path),
+                   batch_size=settings.batch_size, progress=progress)
     paths = [str(it.path) for it, _, _ in todo]
     max_faces = None if all_faces else 1
-    # A server folder is named in the log; an upload's path is not (an enrollment's
-    # folder carries the person's name, which an erasure must not leave behind).
-    source = None
-    if action == "ingest" and path is not None:
-        source = "upload" if str(Path(path).resolve()).startswith(str((settings.home / "uploads").resolve())) \
-            else str(path)
+    source = _audit_source(settings, path, action)
     try:
         with audit.operation(settings, who, action, source=source), gallery.writer(wait=5.0):
-            if dask:
-                results = _dask_results(paths, dask, workers, emb.name, detector, settings, max_faces)
-            elif workers == 1 or len(paths) < 8:
-                results = _local_results(paths, emb.name, detector, settings, max_faces)
-            else:
-                results = _pool_results(paths, workers, emb.name, detector, settings, max_faces)
+            results = _results(paths, dask, workers, emb.name, detector, settings, max_faces)
             with contextlib.closing(results):
                 for res in results:
-                    handle(res)
+                    batch.add(res)
                     if stop is not None and stop.is_set():
                         report.stopped = "stopped on request (run it again to go on from there)"
                         break
-            flush()
+            batch.flush()
     except StorageFullError as exc:
         report.stopped = str(exc)
         report.seconds = time.perf_counter() - t0
@@ -418,3 +294,102 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
         report.seconds = time.perf_counter() - t0
         ledger.db.close()
     return report
+
+
+def _files_to_do(images: list[LabeledImage], ledger: Ledger, gallery: FaceGallery,
+                 report: IngestReport) -> list[tuple[LabeledImage, int, float]]:
+    """(image, size, mtime) of each file that no earlier run finished; the others count
+    as skipped in ``report``."""
+    done = ledger.done()
+    # A file done earlier whose faces were deleted since (an identity removed) is done
+    # again; one metadata scan of the gallery tells which photos are still in it.
+    present = gallery.image_hashes() if any(v[2] == "ok" for v in done.values()) else set()
+    todo: list[tuple[LabeledImage, int, float]] = []
+    for it in images:
+        size, mtime = _stat(it.path)
+        prev = done.get(str(it.path))
+        if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or prev[3] in present):
+            report.skipped += 1
+        else:
+            todo.append((it, size, mtime))
+    return todo
+
+
+def _audit_source(settings: Settings, path: str | Path | None, action: str) -> str | None:
+    """What the audit log names as the run's source. A server folder is named; an
+    upload's path is not (an enrollment's folder carries the person's name, which an
+    erasure must not leave behind)."""
+    if action != "ingest" or path is None:
+        return None
+    return "upload" if str(Path(path).resolve()).startswith(str((settings.home / "uploads").resolve())) \
+        else str(path)
+
+
+def _results(paths: list[str], dask: str | None, workers: int, model: str, detector: str, settings: Settings,
+             max_faces: int | None) -> Iterator[dict]:
+    """Each file's :func:`_process` result: from a Dask cluster, worker processes, or
+    this process (one worker, or too few files to be worth starting a pool)."""
+    if dask:
+        return _dask_results(paths, dask, workers, model, detector, settings, max_faces)
+    if workers == 1 or len(paths) < 8:
+        return _local_results(paths, model, detector, settings, max_faces)
+    return _pool_results(paths, workers, model, detector, settings, max_faces)
+
+
+class _Batch:
+    """Processed files waiting to be written: their faces (ids, vectors, metadata,
+    thumbnails) and their ledger rows, written every ``batch_size`` faces."""
+
+    def __init__(self, gallery: FaceGallery, ledger: Ledger, report: IngestReport,
+                 todo: list[tuple[LabeledImage, int, float]], *, all_faces: bool, root: str, batch_size: int,
+                 progress: Progress | None):
+        self.gallery, self.ledger, self.report = gallery, ledger, report
+        self.by_path = {str(it.path): (it, s, m) for it, s, m in todo}
+        self.all_faces, self.root, self.batch_size, self.progress = all_faces, root, batch_size, progress
+        self.ids: list[str] = []
+        self.emb: list[np.ndarray] = []
+        self.md: list[dict] = []
+        self.thumbs: list[tuple[str, bytes]] = []
+        self.ledger_rows: list[tuple] = []
+        self.ids_set: set[str] = set()
+
+    def flush(self) -> None:
+        if self.ids:
+            # Thumbnails first, then vectors, then the ledger: a crash in between leaves
+            # at worst a re-done file, never a ledger entry without its faces.
+            for fid, jpg in self.thumbs:
+                self.gallery.save_thumb(fid, jpg)
+            self.gallery.upsert(self.ids, np.stack(self.emb), self.md, lock=False)
+            self.report.faces_added += len(self.ids)
+        self.ledger.mark(self.ledger_rows)
+        for lst in (self.ids, self.emb, self.md, self.thumbs, self.ledger_rows, self.ids_set):
+            lst.clear()
+
+    def add(self, res: dict) -> None:
+        """One :func:`_process` result: counted in the report, its faces and ledger row queued."""
+        it, size, mtime = self.by_path[res["path"]]
+        report = self.report
+        report.processed += 1
+        if "error" in res:
+            report.failed.append((res["path"], res["error"]))
+            self.ledger_rows.append((res["path"], size, mtime, "failed", res["error"], 0, ""))
+        elif not res["faces"]:
+            report.no_face.append(res["path"])
+            self.ledger_rows.append((res["path"], size, mtime, "no_face", "no face detected", 0, res["sha1"]))
+        else:
+            report.images_with_faces += 1
+            faces = res["faces"] if self.all_faces else res["faces"][:1]
+            for idx, (fd, e, jpg) in enumerate(faces):
+                fid = face_id(res["sha1"], idx)
+                if fid in self.ids_set:
+                    continue  # the same photo twice in one batch (a copy in another folder): stored once
+                self.ids_set.add(fid)
+                self.ids.append(fid)
+                self.emb.append(e)
+                self.md.append(_metadata(it, res["sha1"], idx, fd, self.root))
+                self.thumbs.append((fid, jpg))
+            self.ledger_rows.append((res["path"], size, mtime, "ok", "", len(faces), res["sha1"]))
+        if self.progress:
+            self.progress(report.processed + report.skipped, report.total, res["path"])
+        if len(self.ids) >= self.batch_size or len(self.ledger_rows) >= self.batch_size * 4:
+            self.flush()

@@ -22,7 +22,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from facesearch.datasets.formats import IMAGE_EXTENSIONS, label_problem, load_images
+from facesearch.datasets.base import IMAGE_EXTENSIONS, label_problem
+from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, DatasetError, StorageFullError, is_disk_full
 
 # The dashboard takes uploads up to 50 MB (.streamlit/config.toml). The smallest useful
@@ -51,7 +52,7 @@ def uploads_dir(home: Path) -> Path:
 
 def safe_name(name: str) -> str:
     """A person's name as one folder name under ``uploads/enroll/``; the identity label
-    stays the name as typed (:func:`facesearch.datasets.formats.clean_label`).
+    stays the name as typed (:func:`facesearch.datasets.base.clean_label`).
 
     The name must be a usable label (else :class:`ConfigError` with the reason: empty,
     no letter or digit, control characters, too long, ...). Letters and digits of every
@@ -201,7 +202,7 @@ def _root(dest: Path) -> Path:
 
 def extract_zip(data: bytes, home: Path) -> Path:
     """Unpack an uploaded zip of identity folders (``NAME/photo.jpg``, or any layout
-    :func:`facesearch.datasets.formats.load_images` reads); returns the dataset root.
+    :func:`facesearch.datasets.registry.load_images` reads); returns the dataset root.
 
     Refused with a :class:`DatasetError`, before anything is written: not a zip; more
     than :data:`MAX_ZIP_ENTRIES` entries (counted from the end record, before Python
@@ -210,7 +211,7 @@ def extract_zip(data: bytes, home: Path) -> Path:
     special files; names with control characters or over 255 bytes; the same name twice;
     encryption; no photo at all. While unpacking (into a ``.part`` folder), an entry that
     yields more bytes than it declares stops everything. Then the layout and its labels
-    are checked as an ingest would (:func:`~facesearch.datasets.formats.load_images`). On any
+    are checked as an ingest would (:func:`~facesearch.datasets.registry.load_images`). On any
     refusal the ``.part`` folder is removed: nothing is left on disk.
     """
     end = _end_record(data)

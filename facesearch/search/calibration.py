@@ -210,7 +210,7 @@ def calibrate(path: str | Path, fmt: str = "auto", model: str | None = None, set
               folder: Path | None = None, progress=None) -> tuple[Calibration, Path]:
     """Embed every photo of a labelled set (largest face) and save the model's impostor
     distribution, to ``folder`` (default: the data folder's ``calibration/``)."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
     from facesearch.embedding.pipeline import Pipeline
 
     settings = settings or get_settings()

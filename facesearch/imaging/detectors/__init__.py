@@ -1,0 +1,1 @@
+"""One module per face detector; facesearch.imaging.detection holds the registry."""

