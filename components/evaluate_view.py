@@ -9,6 +9,7 @@ recomputing anything.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import streamlit as st
@@ -28,21 +29,32 @@ RESULT_KEY = "eval_result"
 OPEN_SET_KEY = "eval_open_set_result"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: str, task: str | None, seed: int,
-               limit: int | None, target_precision: float, target_fmr: float, _settings: Settings,
-               _progress=None) -> Comparison:
-    """:func:`evaluate` memoised on its parameters (``settings_key`` stands for ``_settings``)."""
-    return evaluate(dataset, path or None, list(models), _settings, task=task, seed=seed, limit=limit,
-                    target_precision=target_precision, target_fmr=target_fmr, progress=_progress)
+# Finished runs kept for every session of this server; the oldest go first.
+MAX_KEPT_RUNS = 16
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def run_open_set_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: str, seed: int, enroll: int,
-                        max_identities: int | None, _settings: Settings, _progress=None) -> OpenSetComparison:
-    """:func:`evaluate_open_set` memoised on its parameters."""
-    return evaluate_open_set(dataset, path or None, list(models), _settings, seed=seed, enroll=enroll,
-                             max_identities=max_identities, progress=_progress)
+@st.cache_resource(show_spinner=False)
+def _kept_runs() -> dict:
+    """Finished runs by their parameters, shared by every session (cleared by Streamlit's
+    "Clear cache"). Not ``st.cache_data`` around the run: it records the progress bar's
+    updates, made on a bar drawn outside the run, and a cache hit fails replaying them
+    (CacheReplayClosureError)."""
+    return {}
+
+
+def run_once(fn: Callable, settings: Settings, progress, **params):
+    """``fn(settings=settings, progress=progress, **params)`` (:func:`evaluate` or
+    :func:`evaluate_open_set`), or, without computing anything, what an earlier Run with
+    the same parameters and settings gave in any session."""
+    runs = _kept_runs()
+    key = (fn.__name__, repr(settings), *sorted(params.items()))
+    result = runs.get(key)
+    if result is None:
+        result = fn(settings=settings, progress=progress, **params)
+        while len(runs) >= MAX_KEPT_RUNS:
+            runs.pop(next(iter(runs), None), None)  # dicts keep insertion order: the oldest
+        runs[key] = result
+    return result
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
@@ -84,7 +96,7 @@ def _controls(settings: Settings) -> dict | None:
     if not models:
         st.warning("Pick at least one model.")
         return None
-    return {"dataset": dataset, "path": path.strip(), "models": tuple(models),
+    return {"dataset": dataset, "path": path.strip() or None, "models": tuple(models),
             "task": None if task == "all" else task, "seed": seed, "limit": limit or None,
             "target_precision": float(tp), "target_fmr": float(tf), "open_set": open_set}
 
@@ -338,12 +350,11 @@ def render(act: Active) -> None:
         open_set = params.pop("open_set", None)
         with user_errors():
             if open_set:
-                osc = run_open_set_cached(params["dataset"], params["path"], params["models"], repr(settings),
-                                          params["seed"], open_set["enroll"], open_set["max_identities"],
-                                          _settings=settings, _progress=progress)
+                osc = run_once(evaluate_open_set, settings, progress, dataset=params["dataset"], path=params["path"],
+                               models=params["models"], seed=params["seed"], **open_set)
                 cmp = None
             else:
-                cmp = run_cached(**params, settings_key=repr(settings), _settings=settings, _progress=progress)
+                cmp = run_once(evaluate, settings, progress, **params)
                 osc = None
         bar.empty()
         st.session_state[RESULT_KEY] = cmp
