@@ -83,7 +83,7 @@ def _controls(settings: Settings) -> dict | None:
     limit = int(c3.number_input("Pairs per task (0 = all)", min_value=0, value=100, step=50, key="eval_limit",
                                 help="Half same, half different. A full FIW run embeds ~4,000 photos per model."))
     models = st.multiselect(
-        "Models", names, default=[n for n in names if ready[n]][:2], key="eval_models",
+        "Models", names, default=[settings.model], key="eval_models",
         format_func=lambda n: n if ready[n] else f"{n} (weights missing: needs a download)",
         help="Models without weights on disk fail without network; they are reported and the others still run.",
     )

@@ -145,6 +145,22 @@ def test_apply_persists_threshold(lfw_out, tmp_path, monkeypatch, eval_settings,
     assert threshold_info("dlib", s)["source"].startswith("evaluate lfw/verification f1")
 
 
+def test_cli_compares_the_default_model(lfw_out, eval_home, tmp_path):
+    """Without --models: the default model ($FACESEARCH_MODEL or sface; embedded here, into
+    the module's cache), and --model's when given (dlib, from the first LFW run's cache)."""
+    from facesearch.settings import Settings
+
+    default = Settings(home=eval_home).model
+    for args, model in (((), default), (("--model", "dlib"), "dlib")):
+        prefix = tmp_path / model
+        rc, out = _cli("evaluate", "--dataset", "lfw", "--limit", "6", "--quiet", "--home", str(eval_home),
+                       "--out", str(prefix), *args)
+        assert rc == 0, out
+        (r,) = json.loads(prefix.with_name(model + ".json").read_text())["results"]
+        assert r["model"] == model and r["pairs"] == 6
+    assert r["computed"] == 0
+
+
 def test_unknown_model_lists_valid_ones(capsys):
     rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib,NoSuchNet", "--limit", "6", "--quiet"])
     assert rc != 0

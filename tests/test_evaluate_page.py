@@ -48,14 +48,11 @@ def _run(at: AppTest) -> AppTest:
 
 def _session(folder, open_set: bool = False) -> AppTest:
     """A new session with the settings every run of this test uses, Run not yet pressed."""
-    from facesearch.settings import Settings
-
     at = _run(AppTest.from_file(PAGE, default_timeout=180))
     at.selectbox(key="eval_dataset").set_value("folder")
     _run(at)
     at.text_input(key="eval_path_folder").set_value(str(folder))
     at.number_input(key="eval_limit").set_value(10)
-    at.multiselect(key="eval_models").set_value([Settings.from_env().model])
     if open_set:
         at.checkbox(key="eval_open_set").check()
     return _run(at)
@@ -77,6 +74,8 @@ def test_second_run_shows_the_kept_result(people, tmp_path, monkeypatch):
     model = Settings.from_env().model
 
     at = _session(people)
+    # The default model is compared unless the user picks others, as on the command line.
+    assert at.multiselect(key="eval_models").value == [model]
     first = _press_run(at)
     table = first[0]
     assert list(table["model"]) == [model] and table.loc[0, "pairs"] == 10

@@ -242,6 +242,11 @@ def format_table(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
+def _models(args, settings: Settings) -> list[str]:
+    """``--models a,b``, else the default model (``--model``, $FACESEARCH_MODEL or sface)."""
+    return [m for m in str(args.models).split(",") if m.strip()] if args.models else [settings.model]
+
+
 def cmd_evaluate(args) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
     from facesearch.evaluation.evaluate import apply_threshold, evaluate
@@ -249,8 +254,7 @@ def cmd_evaluate(args) -> int:
     settings = _settings(args)
     if getattr(args, "open_set", False):
         return _cmd_open_set(args, settings)
-    models = [m for m in str(args.models).split(",") if m.strip()]
-    cmp = evaluate(args.dataset, args.path, models, settings, task=args.task, seed=args.seed, limit=args.limit,
+    cmp = evaluate(args.dataset, args.path, _models(args, settings), settings, task=args.task, seed=args.seed, limit=args.limit,
                    target_precision=args.target_precision, target_fmr=args.target_fmr,
                    progress=progress_bar(getattr(args, "quiet", False)),
                    crop_fallback=getattr(args, "crop_fallback", None),
@@ -339,8 +343,7 @@ def _cmd_open_set(args, settings: Settings) -> int:
                           "--open-set (search thresholds come from the calibration and its target FPIR)")
     if getattr(args, "limit", None):
         raise ConfigError("--limit counts pairs; with --open-set use --max-identities N")
-    models = [m for m in str(args.models).split(",") if m.strip()]
-    cmp = evaluate_open_set(args.dataset, args.path, models, settings, seed=args.seed,
+    cmp = evaluate_open_set(args.dataset, args.path, _models(args, settings), settings, seed=args.seed,
                             enroll=getattr(args, "enroll", 1) or 1,
                             max_identities=getattr(args, "max_identities", None),
                             progress=progress_bar(getattr(args, "quiet", False)))
@@ -506,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fiw (kinship + same-person), lfw (pairs.txt protocol), folder (CelebA, NAME/*.jpg "
                         "or path,label csv: pairs + rank-1/5), master (deepface master.csv)")
     e.add_argument("path", nargs="?", help="dataset folder or pairs file (default: from ../shared/data)")
-    e.add_argument("--models", default="dlib,facenet-casia", help="comma-separated model names")
+    e.add_argument("--models", help="comma-separated model names to compare (default: the --model one)")
     e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--limit", type=int, help="at most N pairs per task (half same, half different)")
