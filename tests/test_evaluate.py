@@ -161,6 +161,24 @@ def test_cli_compares_the_default_model(lfw_out, eval_home, tmp_path):
     assert r["computed"] == 0
 
 
+def test_progress_names_model_and_task(lfw_out, eval_home, eval_settings, capsys):
+    """One stage per model and task, announced at 0 and counted to its photos; the CLI
+    draws each as a tqdm bar named after it, with the time left. About progress: the
+    vectors come from the module's cache (the runs above)."""
+    import re
+
+    default = eval_settings.model
+    calls = []
+    cmp = evaluate("lfw", None, ["dlib", default], eval_settings, limit=6, progress=lambda *a: calls.append(a))
+    n = cmp.results[0].n_images
+    assert calls == [(i, n, f"{m}, verification") for m in dict.fromkeys(["dlib", default]) for i in range(n + 1)]
+    capsys.readouterr()
+    rc, _ = _cli("evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", "6", "--home", str(eval_home))
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"dlib, verification: 100%.* {n}/{n} \[\d\d:\d\d<00:00", err), err
+
+
 def test_unknown_model_lists_valid_ones(capsys):
     rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib,NoSuchNet", "--limit", "6", "--quiet"])
     assert rc != 0

@@ -46,7 +46,6 @@ import numpy as np
 from facesearch.datasets import formats as ds
 from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageError
-from facesearch.imaging.decode import content_hash, load_image
 from facesearch.settings import Settings, get_settings
 
 __all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "apply_threshold",
@@ -60,6 +59,8 @@ _DEFAULT_SUBPATH = {"fiw": "fiw", "lfw": "lfw", "folder": "celeba", "master": "p
 # impostor pairs: enough for a stable AUC, and the photos are mostly shared anyway.
 _FOLDER_PAIRS = 1000
 
+# progress(done, total, stage): ``done`` of ``total`` photos embedded for ``stage``, "model,
+# task"; each stage is announced with done 0 before its first photo.
 Progress = Callable[[int, int, str], None]
 
 
@@ -255,61 +256,49 @@ class _ModelState:
 
 
 def _embed_all(paths: Sequence[str], states: list[_ModelState], crop_fallback: bool,
-               progress: Progress | None) -> None:
-    """Fill each state's ``emb[path]`` with the largest face's unit embedding ``(dim,)``.
+               progress: Progress | None, task: str) -> None:
+    """Fill each state's ``emb[path]`` with the largest face's unit embedding ``(dim,)``,
+    one model after the other, so that progress can say which one runs.
 
-    The photo is read and hashed once for all models, decoded only when some model
-    misses the cache, and detected once for all the models that miss it (they share one
-    detector, so their cached faces are the same either way).
+    A photo is decoded only when a model misses the cache, and detected once for all
+    the models (they share one detector, whose faces the cache keeps).
     """
     total = len(paths)
-    for i, p in enumerate(paths, 1):
-        live = [s for s in states if s.error is None and p not in s.emb]
-        if live:
-            _embed_one(p, live, crop_fallback)
-        if progress:
-            progress(i, total, p)
-
-
-def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> None:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        for s in states:
-            s.unreadable.add(path)
-            s.emb[path] = None
-        return
-    sha1 = content_hash(data)
-    # Decoded at most once for all models; detection is shared through the pipeline's
-    # detection cache (its seconds are counted for each model, as if it ran alone).
-    memo: list[np.ndarray] = []
-
-    def rgb() -> np.ndarray:
-        if not memo:
-            memo.append(load_image(data, path).rgb)
-        return memo[0]
-
     for s in states:
-        try:
-            e = s.pipe.embed_photo(sha1, rgb, whole_frame_fallback=crop_fallback)
-        except ImageError:
-            for t in states:
-                t.unreadable.add(path)
-                t.emb[path] = None
-            return
-        except FaceSearchError as exc:
-            # Weights missing, a model that fails to load: this model is out, the rest go on.
-            s.error = str(exc)
+        if s.error is not None:
             continue
-        s.cached += e.cached
-        s.computed += not e.cached
-        s.costs[path] = (e.seconds, len(e.faces))
-        if e.whole_frame:
-            s.no_face.add(path)
-            s.fallback.add(path)
-        elif not e.faces:
-            s.no_face.add(path)
-        s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
+        stage = f"{s.name}, {task}"
+        if progress:
+            progress(0, total, stage)
+        for i, p in enumerate(paths, 1):
+            if p not in s.emb:
+                _embed_one(p, s, crop_fallback)
+            if s.error is not None:
+                break
+            if progress:
+                progress(i, total, stage)
+
+
+def _embed_one(path: str, s: _ModelState, crop_fallback: bool) -> None:
+    try:
+        e = s.pipe.embed_file(path, whole_frame_fallback=crop_fallback)
+    except ImageError:
+        s.unreadable.add(path)
+        s.emb[path] = None
+        return
+    except FaceSearchError as exc:
+        # Weights missing, a model that fails to load: this model is out, the rest go on.
+        s.error = str(exc)
+        return
+    s.cached += e.cached
+    s.computed += not e.cached
+    s.costs[path] = (e.seconds, len(e.faces))
+    if e.whole_frame:
+        s.no_face.add(path)
+        s.fallback.add(path)
+    elif not e.faces:
+        s.no_face.add(path)
+    s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
 
 
 # --------------------------------------------------------------------------- pairs
@@ -539,7 +528,8 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     ``limit``: at most this many pairs per task (half same, half different, seeded).
     ``crop_fallback`` (default: True for FIW): embed the whole photo when no face is
     detected. ``max_photos_per_member``: FIW kinship, use only a member's first N photos.
-    ``progress(done, total, path)`` is called after each photo of each task.
+    ``progress(done, total, "model, task")`` is called with done 0 as each model starts a
+    task, then after each photo.
     Raises ConfigError/UnknownModelError/DatasetError for bad arguments; a model that
     cannot run is reported in its result's ``error``.
     """
@@ -564,7 +554,7 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     for t in tasks:
         photos = _task_photos(t)
         before = {s.name: (s.computed, s.cached) for s in states}
-        _embed_all(photos, states, crop_fallback, progress)
+        _embed_all(photos, states, crop_fallback, progress, t.name)
         for s in states:
             if s.error is not None:
                 results.append(ModelResult(model=s.name, task=t.name, n_pairs_total=len(t.a), error=s.error))
@@ -704,7 +694,7 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     photos = list(label)
 
     states = _model_states(names, settings)
-    _embed_all(photos, states, crop_fallback, progress)
+    _embed_all(photos, states, crop_fallback, progress, "open-set")
     results = [_score_open_set(s, photos, label, int(enroll), seed, settings) for s in states]
     params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
               "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
