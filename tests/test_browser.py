@@ -324,6 +324,10 @@ def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
     page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^kinship$")).click()
     wait_idle(page)
     no_exception(page)
+    # Its tables (side by side, by relation type) fit the 1,400 px window: no sideways scrolling.
+    widths = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller'))
+        .map(e => [e.scrollWidth, e.clientWidth])""")
+    assert len(widths) == 2 and all(sw <= cw for sw, cw in widths), widths
     metrics = [t.split() for t in page.locator('[data-testid="stMetric"]').all_inner_texts()]
     shown = [{" ".join(m[:-1]): m[-1] for m in metrics[i:i + 5]} for i in range(0, len(metrics), 5)]
 

@@ -9,6 +9,8 @@ removed: a second Run that computed anything would have to read it again and end
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 
 import pytest
@@ -58,6 +60,24 @@ def _session(folder, open_set: bool = False) -> AppTest:
     return _run(at)
 
 
+def _captions(at: AppTest) -> str:
+    """The page's captions (not the sidebar's), one a line."""
+    return "\n".join(c.value for c in at.main.caption)
+
+
+def _colours(at: AppTest) -> list[dict[str, set]]:
+    """Per chart: each trace's name up to " (", " at " or ":" (a model's, or a threshold's)
+    -> its colours."""
+    out = []
+    for chart in at.get("plotly_chart"):
+        seen: dict[str, set] = {}
+        for t in json.loads(chart.proto.spec)["data"]:
+            c = (t.get("line") or {}).get("color") or (t.get("marker") or {}).get("color")
+            seen.setdefault(re.split(r" \(| at |:", t["name"])[0], set()).add(c)
+        out.append(seen)
+    return out
+
+
 def _press_run(at: AppTest):
     """Run, and the tables it shows (the first is the main result)."""
     at.button(key="run_eval").click()
@@ -80,7 +100,7 @@ def test_second_run_shows_the_kept_result(people, tmp_path, monkeypatch):
     table = first[0]
     assert list(table["model"]) == [model] and table.loc[0, "pairs"] == 10
     # The empty cache: every photo was embedded in this run.
-    assert table.loc[0, "computed"] > 0 and table.loc[0, "cached"] == 0
+    assert re.search(r"embedded for this result: [1-9]\d*; read from the embedding cache: 0\.", _captions(at))
 
     ats = _session(people, open_set=True)
     first_os = _press_run(ats)
@@ -106,3 +126,37 @@ def test_second_run_shows_the_kept_result(people, tmp_path, monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and "no such file" in at.error[0].value
+
+
+def test_each_model_one_colour_in_every_chart(people, tmp_path, monkeypatch):
+    """Two models on the pairs (precision-recall, ROC) and the open set (DET, FPIR against
+    gallery size); every caption is plain text (no Markdown characters left in it)."""
+    from facesearch.settings import Settings
+
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACESEARCH_CACHE", raising=False)
+    models = list(dict.fromkeys([Settings.from_env().model, "dlib", "sface"]))[:2]
+    at = _session(people)
+    at.multiselect(key="eval_models").set_value(models)
+    _press_run(at)
+    captions = [_captions(at)]
+    charts = _colours(at)
+    at.checkbox(key="eval_open_set").check()
+    _press_run(at)
+    captions.append(_captions(at))
+    charts += _colours(at)
+    assert len(charts) == 4, "precision-recall, ROC, DET, FPIR against gallery size"
+    colour = {}
+    for seen in charts[:3]:
+        assert set(models) <= set(seen)
+        for m in models:
+            assert len(seen[m]) == 1, seen
+            assert colour.setdefault(m, seen[m]) == seen[m], "a model keeps its colour"
+    assert len({c for cs in colour.values() for c in cs}) == len(models), "each model its own colour"
+    # FPIR against gallery size is the first model's: its search threshold in its colour.
+    assert charts[3]["search"] == colour[models[0]]
+    assert not (charts[3].keys() - {"search"}) & set(models)
+    others = {c for name, cs in charts[3].items() if name != "search" for c in cs}
+    assert not others & {c for cs in colour.values() for c in cs}, "other thresholds in no model's colour"
+    for text in captions:
+        assert text and not re.search(r"[*_`\\]", text), text
