@@ -1,7 +1,8 @@
 """Evaluate page: compare models on a labelled dataset and pick a verdict threshold.
 
 The comparison itself is :func:`facesearch.evaluation.evaluate.evaluate`; this module only reads
-widgets, calls it (cached by its parameters) and draws the result. The result lives in
+widgets, calls it (:func:`run_once`: a Run with the same parameters, in any session, shows
+the kept result) and draws the result. The result lives in
 ``st.session_state["eval_result"]`` so moving a threshold slider re-renders without
 recomputing anything.
 """
