@@ -1,17 +1,20 @@
 """Evaluate page: compare models on a labelled dataset and pick a verdict threshold.
 
 The comparison itself is :func:`facesearch.evaluation.evaluate.evaluate`; this module only reads
-widgets, calls it (cached by its parameters) and draws the result. The result lives in
+widgets, calls it (:func:`run_once`: a Run with the same parameters, in any session, shows
+the kept result) and draws the result. The result lives in
 ``st.session_state["eval_result"]`` so moving a threshold slider re-renders without
 recomputing anything.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
+from typing import Callable
 
 import numpy as np
 import streamlit as st
+from tqdm import tqdm
 
 from components.common import Active, actor, user_errors
 from components.threshold_panel import threshold_panel
@@ -29,21 +32,32 @@ RESULT_KEY = "eval_result"
 OPEN_SET_KEY = "eval_open_set_result"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def run_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: str, task: str | None, seed: int,
-               limit: int | None, target_precision: float, target_fmr: float, _settings: Settings,
-               _progress=None) -> Comparison:
-    """:func:`evaluate` memoised on its parameters (``settings_key`` stands for ``_settings``)."""
-    return evaluate(dataset, path or None, list(models), _settings, task=task, seed=seed, limit=limit,
-                    target_precision=target_precision, target_fmr=target_fmr, progress=_progress)
+# Finished runs kept for every session of this server; the oldest go first.
+MAX_KEPT_RUNS = 16
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def run_open_set_cached(dataset: str, path: str, models: tuple[str, ...], settings_key: str, seed: int, enroll: int,
-                        max_identities: int | None, _settings: Settings, _progress=None) -> OpenSetComparison:
-    """:func:`evaluate_open_set` memoised on its parameters."""
-    return evaluate_open_set(dataset, path or None, list(models), _settings, seed=seed, enroll=enroll,
-                             max_identities=max_identities, progress=_progress)
+@st.cache_resource(show_spinner=False)
+def _kept_runs() -> dict:
+    """Finished runs by their parameters, shared by every session (cleared by Streamlit's
+    "Clear cache"). Not ``st.cache_data`` around the run: it records the progress bar's
+    updates, made on a bar drawn outside the run, and a cache hit fails replaying them
+    (CacheReplayClosureError)."""
+    return {}
+
+
+def run_once(fn: Callable, settings: Settings, progress, **params):
+    """``fn(settings=settings, progress=progress, **params)`` (:func:`evaluate` or
+    :func:`evaluate_open_set`), or, without computing anything, what an earlier Run with
+    the same parameters and settings gave in any session."""
+    runs = _kept_runs()
+    key = (fn.__name__, repr(settings), *sorted(params.items()))
+    result = runs.get(key)
+    if result is None:
+        result = fn(settings=settings, progress=progress, **params)
+        while len(runs) >= MAX_KEPT_RUNS:
+            runs.pop(next(iter(runs), None), None)  # dicts keep insertion order: the oldest
+        runs[key] = result
+    return result
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
@@ -72,7 +86,7 @@ def _controls(settings: Settings) -> dict | None:
     limit = int(c3.number_input("Pairs per task (0 = all)", min_value=0, value=100, step=50, key="eval_limit",
                                 help="Half same, half different. A full FIW run embeds ~4,000 photos per model."))
     models = st.multiselect(
-        "Models", names, default=[n for n in names if ready[n]][:2], key="eval_models",
+        "Models", names, default=[settings.model], key="eval_models",
         format_func=lambda n: n if ready[n] else f"{n} (weights missing: needs a download)",
         help="Models without weights on disk fail without network; they are reported and the others still run.",
     )
@@ -85,7 +99,7 @@ def _controls(settings: Settings) -> dict | None:
     if not models:
         st.warning("Pick at least one model.")
         return None
-    return {"dataset": dataset, "path": path.strip(), "models": tuple(models),
+    return {"dataset": dataset, "path": path.strip() or None, "models": tuple(models),
             "task": None if task == "all" else task, "seed": seed, "limit": limit or None,
             "target_precision": float(tp), "target_fmr": float(tf), "open_set": open_set}
 
@@ -106,24 +120,100 @@ def _open_set_controls(dataset: str) -> dict | None:
     return {"enroll": enroll, "max_identities": max_ids or None} if on else None
 
 
+def model_colours(models) -> dict[str, str]:
+    """Each model of a run its own colour, in the run's model order, the same in every chart:
+    Paul Tol's colour-blind-safe palette (plotly's ``Safe``) without its grey, which is left
+    to the reference lines."""
+    import plotly.express as px
+
+    palette = px.colors.qualitative.Safe[:-1]
+    return {m: palette[i % len(palette)] for i, m in enumerate(models)}
+
+
+GREY = "rgb(136, 136, 136)"  # the ``Safe`` palette's grey: chance, thresholds other than a model's own
+LIGHT_GREY = "rgb(187, 187, 187)"
+
+
 def _curves(cmp: Comparison, task: str):
     import plotly.graph_objects as go
 
+    colour = model_colours(cmp.params["models"])
     pr, roc = go.Figure(), go.Figure()
     for r in cmp.results:
         if r.task != task or not r.ok:
             continue
         p, rc, _ = r.pr()
         pr.add_scatter(x=rc, y=p, mode="lines", name=f"{r.model} (AP {r.summary['average_precision']:.3f})",
-                       line_shape="hv")
+                       line_shape="hv", line_color=colour[r.model])
         fpr, tpr, _ = r.roc()
-        roc.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{r.model} (AUC {r.summary['roc_auc']:.3f})")
+        roc.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{r.model} (AUC {r.summary['roc_auc']:.3f})",
+                        line_color=colour[r.model])
     pr.update_layout(title="Precision-recall", xaxis_title="recall", yaxis_title="precision",
                      xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=380, margin=dict(t=40, b=10))
-    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance")
+    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color=GREY), name="chance")
     roc.update_layout(title="ROC", xaxis_title="false match rate", yaxis_title="true match rate",
                       xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=380, margin=dict(t=40, b=10))
     return pr, roc
+
+
+# The tables' columns, {column: (header, number format, tooltip)}, in their order: short
+# headers and rounded numbers so a table fits a 1,400 px window; a column with no value in
+# any row is left out. The downloads keep every column.
+_F3, _PCT = "%.3f", "percent"
+_PAIR_COLUMNS = {
+    "model": ("model", None, None), "task": ("task", None, None),
+    "pairs": ("pairs", None, "Pairs scored, half same and half different; pairs with a photo without a face are "
+                             "left out"),
+    "roc_auc": ("AUC", _F3, "Area under the ROC curve"), "ap": ("AP", _F3, "Average precision"),
+    "eer": ("EER", _F3, "Equal error rate"), "f1": ("best F1", _F3, "The best F1 over all thresholds"),
+    "f1_threshold": ("thr@F1", _F3, "The threshold (cosine distance) with the best F1"),
+    "p_recall": ("R@P", _F3, "The largest recall at precision {target_precision} or more"),
+    "fmr_recall": ("R@FMR", _F3, "The recall at false match rate {target_fmr} or less"),
+    "lfw_acc": ("accuracy", _F3, "LFW protocol: k-fold accuracy, each fold's threshold chosen on the others"),
+    "rank1": ("rank-1", _F3, "Identification: the right person first"),
+    "rank5": ("rank-5", _F3, "Identification: the right person among the first five"),
+    "no_face_rate": ("no face", _PCT, "Photos where no face was found"),
+    "ms_per_face": ("ms/face", "%.0f", "Detection, alignment and embedding per face, as first computed"),
+}
+_RELATION_COLUMNS = {
+    "model": ("model", None, None), "relation": ("relation", None, None), "pos": ("kin", None, "Kin pairs"),
+    "neg": ("non-kin", None, "Non-kin pairs matched to them"), "roc_auc": ("AUC", _F3, None), "ap": ("AP", _F3, None),
+    "precision": ("precision", _F3, None), "recall": ("recall", _F3, None), "f1": ("F1", _F3, None),
+    "kin_mean_distance": ("kin distance", _F3, "Mean distance of the kin pairs"),
+    "nonkin_mean_distance": ("non-kin distance", _F3, "Mean distance of the non-kin pairs"),
+}
+_OPEN_SET_COLUMNS = {
+    "model": ("model", None, None),
+    "fpir": ("FPIR", _PCT, "Non-mated probes (people not enrolled) called a match at the search threshold"),
+    "fnir": ("FNIR", _PCT, "Mated probes not called a match with their own identity at the search threshold"),
+    "threshold": ("threshold", _F3, "The search threshold for this gallery size"),
+    "predicted_fpir": ("predicted FPIR", _PCT, "What the model's calibration expects at that threshold"),
+    "fnir_at_fpir_1pct": ("FNIR@FPIR 1%", _PCT, "FNIR where 1% of the non-mated probes are called a match"),
+    "fnir_at_fpir_01pct": ("FNIR@FPIR 0.1%", _PCT, "FNIR where 0.1% of the non-mated probes are called a match"),
+    "rank1": ("rank-1", _F3, None), "rank5": ("rank-5", _F3, None),
+    "gallery_identities": ("enrolled", None, "People enrolled"), "no_face": ("no face", None, "Photos without a face"),
+}
+_SIZE_COLUMNS = {
+    "model": ("model", None, None), "threshold_name": ("threshold", None, None), "threshold": ("distance", _F3, None),
+    "identities": ("enrolled", None, None), "faces": ("faces", None, None),
+    "subsets": ("galleries", None, "Random galleries of this size averaged"), "measured_fpir": ("measured", _PCT, None),
+    "predicted_fpir_calibration": ("predicted (calibration)", _PCT, None),
+    "predicted_fpir_data": ("predicted (this data)", _PCT, None),
+}
+
+
+def _table(df, columns: dict, **targets) -> None:
+    """``df``'s ``columns`` that hold a value, with their headers, formats and tooltips
+    (``targets`` fill the tooltips' ``{names}``)."""
+    from streamlit import column_config as cc
+
+    shown = [c for c in columns if c in df.columns and df[c].notna().any()]
+    config = {}
+    for c in shown:
+        header, fmt, tip = columns[c]
+        tip = tip.format(**targets) if tip else None
+        config[c] = cc.NumberColumn(header, format=fmt, help=tip) if fmt else cc.Column(header, help=tip)
+    st.dataframe(df[shown], hide_index=True, column_config=config)
 
 
 def _results(cmp: Comparison, act: Active, actor=None) -> None:
@@ -131,11 +221,10 @@ def _results(cmp: Comparison, act: Active, actor=None) -> None:
     for r in cmp.results:
         if r.error:
             st.warning(f"{r.model} ({r.task}): {r.error}")
-    table = cmp.to_table()
-    st.dataframe(table.drop(columns=["error"]), hide_index=True)
-    st.caption("thr@F1 / P / R: threshold with the best F1 and its precision/recall; p_*: the largest recall at the "
-               "target precision; fmr_*: at the target false match rate. ms_per_face: detection + alignment + "
-               "embedding, as first computed. computed/cached: photos embedded now vs read from the cache.")
+    _table(cmp.to_table(), _PAIR_COLUMNS, **cmp.params)
+    st.caption(f"Photos embedded for this result: {cmp.n_computed:,}; read from the embedding cache: "
+               f"{sum(r.n_cached for r in cmp.results):,}. A column's name tells what it means when pointed at; "
+               "the downloads below hold every figure.")
     tasks = cmp.tasks
     task = st.radio("Task", tasks, horizontal=True, key="eval_view_task") if len(tasks) > 1 else tasks[0]
     ok = [r for r in cmp.results if r.task == task and r.ok]
@@ -155,7 +244,7 @@ def _results(cmp: Comparison, act: Active, actor=None) -> None:
         st.subheader("By relation type")
         st.caption("Each relation's kin pairs against the non-kin pairs matched to them, at each model's best-F1 "
                    "threshold.")
-        st.dataframe(pd.DataFrame(rel), hide_index=True)
+        _table(pd.DataFrame(rel), _RELATION_COLUMNS)
     c1, c2, c3 = st.columns(3)
     stem = f"facesearch-{cmp.dataset}"
     c1.download_button("Table (CSV)", cmp.table_csv(), f"{stem}.csv", "text/csv", key="eval_dl_csv")
@@ -168,12 +257,10 @@ def _det_chart(osc: OpenSetComparison):
     """FNIR against FPIR (log axes), one line per model, a marker at its threshold."""
     import plotly.graph_objects as go
 
-    import plotly.express as px
-
     fig = go.Figure()
-    colors = px.colors.qualitative.Plotly
-    for i, r in enumerate(r for r in osc.results if r.ok and r.det):
-        color = colors[i % len(colors)]
+    colour = model_colours(osc.params["models"])
+    for r in (r for r in osc.results if r.ok and r.det):
+        color = colour[r.model]
         x, y = np.asarray(r.det["fpir"]), np.asarray(r.det["fnir"])
         keep = (x > 0) & (y > 0)  # log axes cannot show 0
         fig.add_scatter(x=x[keep], y=y[keep], mode="lines", line_shape="hv", name=r.model, line=dict(color=color),
@@ -191,16 +278,18 @@ def _det_chart(osc: OpenSetComparison):
     return fig
 
 
-def _size_chart(r):
-    """Measured FPIR (markers) and the independence model (lines) against gallery size."""
+def _size_chart(r, colour: str):
+    """Measured FPIR (markers) and the independence model (lines) against gallery size:
+    the model's search threshold in its ``colour``, the others in greys (no model's)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     names = list(dict.fromkeys(row["threshold_name"] for row in r.fpir_vs_size))
     dashes = {"calibration": "dash", "data": "dot"}
-    for i, name in enumerate(names):
+    greys = iter([GREY, LIGHT_GREY] * len(names))
+    for name in names:
         rows = [row for row in r.fpir_vs_size if row["threshold_name"] == name]
-        color = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"][i % 4]
+        color = colour if name == "search" else next(greys)
         x = [row["identities"] for row in rows]
         label = f"{name} ({rows[-1]['threshold']:.3f})" if name != "search_at_size" else "search threshold at each size"
         fig.add_scatter(x=x, y=[row["measured_fpir"] for row in rows], mode="markers", name=f"{label}: measured",
@@ -223,16 +312,13 @@ def _open_set_results(osc: OpenSetComparison) -> None:
     ok = [r for r in osc.results if r.ok]
     if not ok:
         return
-    table = osc.to_table().drop(columns=["error"])
-    st.dataframe(table, hide_index=True)
+    _table(osc.to_table(), _OPEN_SET_COLUMNS)
     r0 = ok[0]
     st.caption(f"{r0.gallery_identities} people enrolled with {r0.enroll} photo(s) each ({r0.gallery_faces} gallery "
-               f"faces); their other photos are the mated probes, the {r0.nonenrolled_identities} other people's "
-               "photos the non-mated ones. FPIR: non-mated probes called a match; FNIR: mated probes not called a "
-               "match with their own identity, both at each model's search threshold for this gallery size "
-               "(predicted_fpir: what the model's calibration expects there). fnir_at_fpir_*: FNIR at the threshold "
-               "that lets through 1% / 0.1% of the non-mated probes"
-               + (" (fewer than 1,000 non-mated probes: the 0.1% point is read at FPIR 0)."
+               f"faces); their other photos are the {r0.n_mated} mated probes, the {r0.nonenrolled_identities} other "
+               f"people's {r0.n_nonmated} photos the non-mated ones. FPIR and FNIR are read at each model's search "
+               "threshold for this gallery size"
+               + (" (fewer than 1,000 non-mated probes: FNIR at FPIR 0.1% is read at FPIR 0)."
                   if r0.n_nonmated < 1000 else "."))
     c1, c2 = st.columns(2)
     c1.plotly_chart(_det_chart(osc))
@@ -240,13 +326,13 @@ def _open_set_results(osc: OpenSetComparison) -> None:
         if len(ok) > 1 else ok[0].model
     r = osc.result(pick)
     if r.fpir_vs_size:
-        c2.plotly_chart(_size_chart(r))
+        c2.plotly_chart(_size_chart(r, model_colours(osc.params["models"])[r.model]))
     st.caption("FPIR against gallery size: each point averages nested random galleries of that many enrolled "
                "people (seeded). Lines: 1 − (1 − FMR(t))^N for N gallery faces, with FMR from the model's impostor "
                "calibration (dashed) or from every impostor pair of this data (dotted); measured points below the "
                "lines mean the comparisons are not independent (the same strangers match again and again).")
     with st.expander("FPIR against gallery size: table"):
-        st.dataframe(osc.size_table(), hide_index=True)
+        _table(osc.size_table(), _SIZE_COLUMNS)
     for r in ok:
         hi = float(max(1.0, max(r.det.get("threshold") or [1.0])))
         thr = st.slider(f"{r.model}: try a threshold (cosine distance)", 0.0, round(hi, 3), round(r.threshold, 3),
@@ -263,6 +349,20 @@ def _open_set_results(osc: OpenSetComparison) -> None:
     c2.download_button("Everything (JSON)", osc.to_json(), f"{stem}.json", "application/json", key="eval_os_dl_json")
 
 
+def _progress_bar():
+    """A progress bar and its ``progress(done, total, stage)``, which writes "model, task:
+    40/115 photos, 00:22 left" (tqdm's wording and estimate, as on the command line)."""
+    bar = st.progress(0.0, text="Reading the dataset…")
+    started: dict[str, float] = {}
+
+    def progress(done: int, total: int, stage: str) -> None:
+        elapsed = time.monotonic() - started.setdefault(stage, time.monotonic())  # done 0 starts a stage
+        fmt = "{desc}: {n_fmt}/{total_fmt} photos" + (", {remaining} left" if done else "")
+        bar.progress(done / max(total, 1), text=tqdm.format_meter(done, total, elapsed, prefix=stage, bar_format=fmt))
+
+    return bar, progress
+
+
 def render(act: Active) -> None:
     """The Evaluate page below the sidebar, for the sidebar's choice ``act``."""
     st.title("Evaluate models")
@@ -271,20 +371,15 @@ def render(act: Active) -> None:
     settings = act.settings
     params = _controls(settings)
     if params is not None:
-        bar = st.progress(0.0, text="Embedding photos…")
-
-        def progress(done: int, total: int, path: str) -> None:
-            bar.progress(done / max(total, 1), text=f"{done}/{total} {Path(path).name}")
-
+        bar, progress = _progress_bar()
         open_set = params.pop("open_set", None)
         with user_errors():
             if open_set:
-                osc = run_open_set_cached(params["dataset"], params["path"], params["models"], repr(settings),
-                                          params["seed"], open_set["enroll"], open_set["max_identities"],
-                                          _settings=settings, _progress=progress)
+                osc = run_once(evaluate_open_set, settings, progress, dataset=params["dataset"], path=params["path"],
+                               models=params["models"], seed=params["seed"], **open_set)
                 cmp = None
             else:
-                cmp = run_cached(**params, settings_key=repr(settings), _settings=settings, _progress=progress)
+                cmp = run_once(evaluate, settings, progress, **params)
                 osc = None
         bar.empty()
         st.session_state[RESULT_KEY] = cmp

@@ -156,6 +156,40 @@ def test_apply_previews_and_refuses_a_rate_too_few_pairs_tell(lfw_out, tmp_path,
         assert not s.thresholds_file.exists()
 
 
+def test_cli_compares_the_default_model(lfw_out, eval_home, tmp_path):
+    """Without --models: the default model ($FACESEARCH_MODEL or sface; embedded here, into
+    the module's cache), and --model's when given (dlib, from the first LFW run's cache)."""
+    from facesearch.settings import Settings
+
+    default = Settings(home=eval_home).model
+    for args, model in (((), default), (("--model", "dlib"), "dlib")):
+        prefix = tmp_path / model
+        rc, out = _cli("evaluate", "--dataset", "lfw", "--limit", "6", "--quiet", "--home", str(eval_home),
+                       "--out", str(prefix), *args)
+        assert rc == 0, out
+        (r,) = json.loads(prefix.with_name(model + ".json").read_text())["results"]
+        assert r["model"] == model and r["pairs"] == 6
+    assert r["computed"] == 0
+
+
+def test_progress_names_model_and_task(lfw_out, eval_home, eval_settings, capsys):
+    """One stage per model and task, announced at 0 and counted to its photos; the CLI
+    draws each as a tqdm bar named after it, with the time left. About progress: the
+    vectors come from the module's cache (the runs above)."""
+    import re
+
+    default = eval_settings.model
+    calls = []
+    cmp = evaluate("lfw", None, ["dlib", default], eval_settings, limit=6, progress=lambda *a: calls.append(a))
+    n = cmp.results[0].n_images
+    assert calls == [(i, n, f"{m}, verification") for m in dict.fromkeys(["dlib", default]) for i in range(n + 1)]
+    capsys.readouterr()
+    rc, _ = _cli("evaluate", "--dataset", "lfw", "--models", "dlib", "--limit", "6", "--home", str(eval_home))
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert re.search(rf"dlib, verification: 100%.* {n}/{n} \[\d\d:\d\d<00:00", err), err
+
+
 def test_unknown_model_lists_valid_ones(capsys):
     rc = cli.main(["evaluate", "--dataset", "lfw", "--models", "dlib,NoSuchNet", "--limit", "6", "--quiet"])
     assert rc != 0

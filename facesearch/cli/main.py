@@ -42,21 +42,25 @@ def _settings(args) -> Settings:
     return s.with_(**changes) if changes else s
 
 
-def progress_bar(quiet: bool = False) -> Callable[[int, int, str], None] | None:
-    """The ``progress(done, total, path)`` callback of ingest, calibrate and evaluate as a
-    tqdm bar on stderr; None when ``quiet``. A count that starts over (evaluate's next
-    task) starts a new bar."""
+def progress_bar(quiet: bool = False, stages: bool = False) -> Callable[[int, int, str], None] | None:
+    """The ``progress(done, total, what)`` callback of ingest, calibrate and evaluate as a
+    tqdm bar on stderr (count, elapsed and time left); None when ``quiet``. ``what`` is
+    the photo, shown after the count; with ``stages`` it names what is counted
+    (evaluate's "model, task") in front of the bar. A count that starts over or a new
+    stage starts a new bar."""
     if quiet:
         return None
     bar: tqdm | None = None
 
-    def progress(done: int, total: int, path: str) -> None:
+    def progress(done: int, total: int, what: str) -> None:
         nonlocal bar
-        if bar is None or done < bar.n or total != bar.total:
+        if bar is None or done < bar.n or total != bar.total or (stages and what != bar.desc):
             if bar is not None:
                 bar.close()
-            bar = tqdm(total=total, unit="photo", file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
-        bar.set_postfix_str(Path(path).name[:30], refresh=False)
+            bar = tqdm(total=total, desc=what if stages else None, unit="photo", file=sys.stderr, mininterval=0.5,
+                       dynamic_ncols=True)
+        if not stages:
+            bar.set_postfix_str(Path(what).name[:30], refresh=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -243,6 +247,11 @@ def format_table(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
+def _models(args, settings: Settings) -> list[str]:
+    """``--models a,b``, else the default model (``--model``, $FACESEARCH_MODEL or sface)."""
+    return [m for m in str(args.models).split(",") if m.strip()] if args.models else [settings.model]
+
+
 def cmd_evaluate(args) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
     from facesearch.evaluation.evaluate import evaluate, propose_thresholds
@@ -250,10 +259,9 @@ def cmd_evaluate(args) -> int:
     settings = _settings(args)
     if getattr(args, "open_set", False):
         return _cmd_open_set(args, settings)
-    models = [m for m in str(args.models).split(",") if m.strip()]
-    cmp = evaluate(args.dataset, args.path, models, settings, task=args.task, seed=args.seed, limit=args.limit,
-                   target_precision=args.target_precision, target_fmr=args.target_fmr,
-                   progress=progress_bar(getattr(args, "quiet", False)),
+    cmp = evaluate(args.dataset, args.path, _models(args, settings), settings, task=args.task, seed=args.seed,
+                   limit=args.limit, target_precision=args.target_precision, target_fmr=args.target_fmr,
+                   progress=progress_bar(args.quiet, stages=True),
                    crop_fallback=getattr(args, "crop_fallback", None),
                    max_photos_per_member=getattr(args, "max_photos", None))
     print(f"dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, seed {args.seed}"
@@ -392,11 +400,10 @@ def _cmd_open_set(args, settings: Settings) -> int:
                           "--open-set (search thresholds come from the calibration and its target FPIR)")
     if getattr(args, "limit", None):
         raise ConfigError("--limit counts pairs; with --open-set use --max-identities N")
-    models = [m for m in str(args.models).split(",") if m.strip()]
-    cmp = evaluate_open_set(args.dataset, args.path, models, settings, seed=args.seed,
+    cmp = evaluate_open_set(args.dataset, args.path, _models(args, settings), settings, seed=args.seed,
                             enroll=getattr(args, "enroll", 1) or 1,
                             max_identities=getattr(args, "max_identities", None),
-                            progress=progress_bar(getattr(args, "quiet", False)))
+                            progress=progress_bar(args.quiet, stages=True))
     print(f"open-set identification: dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, "
           f"seed {args.seed}, {cmp.params['enroll']} photo(s) enrolled per identity"
           + (f", {cmp.params['max_identities']} identities at most" if cmp.params["max_identities"] else ""))
@@ -559,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fiw (kinship + same-person), lfw (pairs.txt protocol), folder (CelebA, NAME/*.jpg "
                         "or path,label csv: pairs + rank-1/5), master (deepface master.csv)")
     e.add_argument("path", nargs="?", help="dataset folder or pairs file (default: from ../shared/data)")
-    e.add_argument("--models", default="dlib,facenet-casia", help="comma-separated model names")
+    e.add_argument("--models", help="comma-separated model names to compare (default: the --model one)")
     e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--limit", type=int, help="at most N pairs per task (half same, half different)")

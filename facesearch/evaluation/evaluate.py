@@ -51,7 +51,6 @@ from facesearch.datasets.pairs import gallery_probe_split, identity_pairs
 from facesearch.datasets.registry import load_images
 from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageError
-from facesearch.imaging.decode import content_hash, load_image
 from facesearch.settings import Settings, get_settings
 
 __all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "propose_thresholds",
@@ -65,6 +64,8 @@ _DEFAULT_SUBPATH = {"fiw": "fiw", "lfw": "lfw", "folder": "celeba", "master": "p
 # impostor pairs: enough for a stable AUC, and the photos are mostly shared anyway.
 _FOLDER_PAIRS = 1000
 
+# progress(done, total, stage): ``done`` of ``total`` photos embedded for ``stage``, "model,
+# task"; each stage is announced with done 0 before its first photo.
 Progress = Callable[[int, int, str], None]
 
 
@@ -260,61 +261,49 @@ class _ModelState:
 
 
 def _embed_all(paths: Sequence[str], states: list[_ModelState], crop_fallback: bool,
-               progress: Progress | None) -> None:
-    """Fill each state's ``emb[path]`` with the largest face's unit embedding ``(dim,)``.
+               progress: Progress | None, task: str) -> None:
+    """Fill each state's ``emb[path]`` with the largest face's unit embedding ``(dim,)``,
+    one model after the other, so that progress can say which one runs.
 
-    The photo is read and hashed once for all models, decoded only when some model
-    misses the cache, and detected once for all the models that miss it (they share one
-    detector, so their cached faces are the same either way).
+    A photo is decoded only when a model misses the cache, and detected once for all
+    the models (they share one detector, whose faces the cache keeps).
     """
     total = len(paths)
-    for i, p in enumerate(paths, 1):
-        live = [s for s in states if s.error is None and p not in s.emb]
-        if live:
-            _embed_one(p, live, crop_fallback)
-        if progress:
-            progress(i, total, p)
-
-
-def _embed_one(path: str, states: list[_ModelState], crop_fallback: bool) -> None:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        for s in states:
-            s.unreadable.add(path)
-            s.emb[path] = None
-        return
-    sha1 = content_hash(data)
-    # Decoded at most once for all models; detection is shared through the pipeline's
-    # detection cache (its seconds are counted for each model, as if it ran alone).
-    memo: list[np.ndarray] = []
-
-    def rgb() -> np.ndarray:
-        if not memo:
-            memo.append(load_image(data, path).rgb)
-        return memo[0]
-
     for s in states:
-        try:
-            e = s.pipe.embed_photo(sha1, rgb, whole_frame_fallback=crop_fallback)
-        except ImageError:
-            for t in states:
-                t.unreadable.add(path)
-                t.emb[path] = None
-            return
-        except FaceSearchError as exc:
-            # Weights missing, a model that fails to load: this model is out, the rest go on.
-            s.error = str(exc)
+        if s.error is not None:
             continue
-        s.cached += e.cached
-        s.computed += not e.cached
-        s.costs[path] = (e.seconds, len(e.faces))
-        if e.whole_frame:
-            s.no_face.add(path)
-            s.fallback.add(path)
-        elif not e.faces:
-            s.no_face.add(path)
-        s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
+        stage = f"{s.name}, {task}"
+        if progress:
+            progress(0, total, stage)
+        for i, p in enumerate(paths, 1):
+            if p not in s.emb:
+                _embed_one(p, s, crop_fallback)
+            if s.error is not None:
+                break
+            if progress:
+                progress(i, total, stage)
+
+
+def _embed_one(path: str, s: _ModelState, crop_fallback: bool) -> None:
+    try:
+        e = s.pipe.embed_file(path, whole_frame_fallback=crop_fallback)
+    except ImageError:
+        s.unreadable.add(path)
+        s.emb[path] = None
+        return
+    except FaceSearchError as exc:
+        # Weights missing, a model that fails to load: this model is out, the rest go on.
+        s.error = str(exc)
+        return
+    s.cached += e.cached
+    s.computed += not e.cached
+    s.costs[path] = (e.seconds, len(e.faces))
+    if e.whole_frame:
+        s.no_face.add(path)
+        s.fallback.add(path)
+    elif not e.faces:
+        s.no_face.add(path)
+    s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
 
 
 # --------------------------------------------------------------------------- pairs
@@ -544,7 +533,8 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     ``limit``: at most this many pairs per task (half same, half different, seeded).
     ``crop_fallback`` (default: True for FIW): embed the whole photo when no face is
     detected. ``max_photos_per_member``: FIW kinship, use only a member's first N photos.
-    ``progress(done, total, path)`` is called after each photo of each task.
+    ``progress(done, total, "model, task")`` is called with done 0 as each model starts a
+    task, then after each photo.
     Raises ConfigError/UnknownModelError/DatasetError for bad arguments; a model that
     cannot run is reported in its result's ``error``.
     """
@@ -569,7 +559,7 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     for t in tasks:
         photos = _task_photos(t)
         before = {s.name: (s.computed, s.cached) for s in states}
-        _embed_all(photos, states, crop_fallback, progress)
+        _embed_all(photos, states, crop_fallback, progress, t.name)
         for s in states:
             if s.error is not None:
                 results.append(ModelResult(model=s.name, task=t.name, n_pairs_total=len(t.a), error=s.error))
@@ -698,13 +688,28 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     seeded random subset of that many people. A model that cannot run is reported in its
     result's ``error``.
     """
-    from functools import lru_cache
-
-    from facesearch.search import calibration as cal_mod
     from facesearch.evaluation import openset as OS
-    from facesearch.search.thresholds import get_threshold, target_fpir, verify_threshold
 
     settings = settings or get_settings()
+    names = _check_open_set(dataset, models, enroll, max_identities)
+    path = _dataset_path(dataset, path)
+    if dataset == "lfw" and path.is_file():
+        path = path.parent  # pairs.txt given: its images sit beside it
+    label = _open_set_labels(dataset, path, seed, max_identities)
+    photos = list(label)
+
+    states = _model_states(names, settings)
+    _embed_all(photos, states, crop_fallback, progress, "open-set")
+    results = [_score_open_set(s, photos, label, int(enroll), seed, settings) for s in states]
+    params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
+              "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
+              "fpir_targets": dict(OS.FPIR_TARGETS)}
+    return OpenSetComparison(dataset, str(path), params, results)
+
+
+def _check_open_set(dataset: str, models: Sequence[str], enroll: int, max_identities: int | None) -> list[str]:
+    """The canonical model names; ConfigError for a dataset without identities, a bad
+    ``enroll`` or ``max_identities``."""
     if dataset not in OPEN_SET_DATASETS:
         raise ConfigError(f"the open-set evaluation needs an identity dataset ({', '.join(OPEN_SET_DATASETS)}), "
                           f"not {dataset!r}")
@@ -713,9 +718,11 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
         raise ConfigError(f"photos enrolled per identity must be an integer >= 1, got {enroll!r}")
     if max_identities is not None and (isinstance(max_identities, bool) or int(max_identities) < 2):
         raise ConfigError(f"max_identities must be at least 2 (one enrolled, one not), got {max_identities}")
-    path = _dataset_path(dataset, path)
-    if dataset == "lfw" and path.is_file():
-        path = path.parent  # pairs.txt given: its images sit beside it
+    return names
+
+
+def _open_set_labels(dataset: str, path: Path, seed: int, max_identities: int | None) -> dict[str, str]:
+    """Photo path -> identity, for a seeded random subset of ``max_identities`` people when given."""
     images = load_images(path, "lfw" if dataset == "lfw" else "auto")
     idents = sorted({im.identity for im in images})
     if max_identities is not None and int(max_identities) < len(idents):
@@ -725,51 +732,58 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     label = {}
     for im in images:
         label.setdefault(str(im.path), im.identity)
-    photos = list(label)
+    return label
 
-    states = _model_states(names, settings)
-    _embed_all(photos, states, crop_fallback, progress)
-    results = []
-    for s in states:
-        if s.error is not None:
-            results.append(OS.OpenSetResult(model=s.name, enroll=int(enroll), n_images=len(photos), error=s.error))
-            continue
-        usable = [p for p in photos if s.emb.get(p) is not None]
-        cal = cal_mod.load(s.name, settings)
-        target = target_fpir(s.name, settings)
 
-        @lru_cache(maxsize=None)
-        def thr_at(n: int, _m: str = s.name, _cal=cal, _target=target) -> float:
-            """The Match page's "match" threshold for a gallery of ``n`` faces."""
-            try:
-                return float(get_threshold(_m, settings, gallery_size=n))
-            except ConfigError:
-                # search_thresholds also computes the "possible" band; should that ever lie
-                # beyond the calibration's kept tail, the match threshold alone still does.
-                if _cal is None:
-                    raise
-                return float(_cal.threshold_for_fpir(_target, n))
+def _search_threshold(model: str, settings: Settings, cal, target: float) -> Callable[[int], float]:
+    """``thr_at(n)``: the Match page's "match" threshold for a gallery of ``n`` faces (memoised)."""
+    from functools import lru_cache
 
+    from facesearch.search.thresholds import get_threshold
+
+    @lru_cache(maxsize=None)
+    def thr_at(n: int) -> float:
         try:
-            if not usable:
-                raise DatasetError("no face was found in any photo")
-            r = OS.score_open_set(np.stack([s.emb[p] for p in usable]), [label[p] for p in usable],
-                                  enroll=int(enroll), seed=seed, threshold=thr_at, model=s.name,
-                                  verify_threshold=verify_threshold(s.name, settings), calibration=cal)
-        except FaceSearchError as exc:
-            r = OS.OpenSetResult(model=s.name, enroll=int(enroll), error=str(exc))
-        r.target_fpir = target if cal is not None else None
-        r.threshold_source = (f"calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)" if cal is not None
-                              else "verify threshold (model not calibrated)")
-        r.n_images = len(photos)
-        r.n_no_face = len(photos) - len(usable)
-        r.seconds = _task_cost(photos, s)[0]
-        r.n_computed, r.n_cached = s.computed, s.cached
-        results.append(r)
-    params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
-              "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
-              "fpir_targets": dict(OS.FPIR_TARGETS)}
-    return OpenSetComparison(dataset, str(path), params, results)
+            return float(get_threshold(model, settings, gallery_size=n))
+        except ConfigError:
+            # search_thresholds also computes the "possible" band; should that ever lie
+            # beyond the calibration's kept tail, the match threshold alone still does.
+            if cal is None:
+                raise
+            return float(cal.threshold_for_fpir(target, n))
+
+    return thr_at
+
+
+def _score_open_set(s: _ModelState, photos: Sequence[str], label: dict[str, str], enroll: int, seed: int,
+                    settings: Settings):
+    """One model's :class:`~facesearch.evaluation.openset.OpenSetResult` from its embedded
+    ``photos``; an error result when the model could not run or found no face."""
+    from facesearch.evaluation import openset as OS
+    from facesearch.search import calibration as cal_mod
+    from facesearch.search.thresholds import target_fpir, verify_threshold
+
+    if s.error is not None:
+        return OS.OpenSetResult(model=s.name, enroll=enroll, n_images=len(photos), error=s.error)
+    usable = [p for p in photos if s.emb.get(p) is not None]
+    cal = cal_mod.load(s.name, settings)
+    target = target_fpir(s.name, settings)
+    try:
+        if not usable:
+            raise DatasetError("no face was found in any photo")
+        r = OS.score_open_set(np.stack([s.emb[p] for p in usable]), [label[p] for p in usable],
+                              enroll=enroll, seed=seed, threshold=_search_threshold(s.name, settings, cal, target),
+                              model=s.name, verify_threshold=verify_threshold(s.name, settings), calibration=cal)
+    except FaceSearchError as exc:
+        r = OS.OpenSetResult(model=s.name, enroll=enroll, error=str(exc))
+    r.target_fpir = target if cal is not None else None
+    r.threshold_source = (f"calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)" if cal is not None
+                          else "verify threshold (model not calibrated)")
+    r.n_images = len(photos)
+    r.n_no_face = len(photos) - len(usable)
+    r.seconds = _task_cost(photos, s)[0]
+    r.n_computed, r.n_cached = s.computed, s.cached
+    return r
 
 
 # --------------------------------------------------------------------------- using a result
