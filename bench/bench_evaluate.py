@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from facesearch.cli.main import format_table
+from facesearch.cli.evaluation import format_table
 from facesearch.evaluation.evaluate import evaluate
 from facesearch.settings import get_settings
 

@@ -191,7 +191,7 @@ def test_thresholds_command_lists_and_restores(s):
 def test_apply_asks_on_a_terminal_and_refuses_without_one(s, capsys):
     """``evaluate --apply``'s last step, given previews of a rate the pairs can tell: an
     evaluation of the test data's size never gets that far (tests/test_evaluate.py)."""
-    from facesearch.cli.main import _confirm_save
+    from facesearch.cli.evaluation import _confirm_save
 
     def previews():
         return [T.preview_threshold("sface", 0.55, "evaluate lfw", s, evidence=(300, 3000)),
@@ -202,7 +202,7 @@ def test_apply_asks_on_a_terminal_and_refuses_without_one(s, capsys):
         _confirm_save(previews(), False, s)
     assert "0.637 today, 0.550 proposed" in capsys.readouterr().out and not s.thresholds_file.exists()
 
-    script = ("import sys; from pathlib import Path; from facesearch.cli.main import _confirm_save; "
+    script = ("import sys; from pathlib import Path; from facesearch.cli.evaluation import _confirm_save; "
               "from facesearch.settings import Settings; from facesearch.search import thresholds as T; "
               "s = Settings(home=Path(sys.argv[1])); "
               "p = T.preview_threshold('sface', 0.55, 'evaluate lfw', s, evidence=(300, 3000)); "
