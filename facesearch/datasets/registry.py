@@ -15,17 +15,16 @@ from facesearch.datasets import celeba, csvlist, fiw, folders, lfw
 from facesearch.datasets.base import _LAYOUT_HELP, LabeledImage, _check_limit, _has_image
 from facesearch.errors import ConfigError, DatasetError
 
-# name -> (whether a path has this layout, its loader(path, limit)); in the order users see.
-FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, int | None], list[LabeledImage]]]] = {
-    "folders": (folders.is_layout, folders.load),
-    "celeba": (celeba.is_layout, celeba.load),
-    "lfw": (lfw.is_layout, lfw.load),
-    "fiw": (fiw.is_layout, fiw.load),
-    "csv": (csvlist.is_layout, csvlist.load),
+# name -> (whether a path has this layout, its loader(path, limit), the rank at which
+# detect_format tries it), in the order users see. Most specific first when detecting,
+# since a CelebA, FIW or LFW folder also has sub-folders of images.
+FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, int | None], list[LabeledImage]], int]] = {
+    "folders": (folders.is_layout, folders.load, 4),
+    "celeba": (celeba.is_layout, celeba.load, 1),
+    "lfw": (lfw.is_layout, lfw.load, 3),
+    "fiw": (fiw.is_layout, fiw.load, 2),
+    "csv": (csvlist.is_layout, csvlist.load, 0),
 }
-# The order detect_format tries them: most specific first, since a CelebA, FIW or LFW
-# folder also has sub-folders of images.
-_DETECT_ORDER = ("csv", "celeba", "fiw", "lfw", "folders")
 
 
 def detect_format(path: str | Path) -> str:
@@ -46,7 +45,7 @@ def detect_format(path: str | Path) -> str:
                 "Give the LFW folder instead (pairs are read with read_lfw_pairs)."
             )
         raise DatasetError(f"{p}: a dataset must be a folder or a .csv file.\n{_LAYOUT_HELP}")
-    for name in _DETECT_ORDER:
+    for name in sorted(FORMATS, key=lambda f: FORMATS[f][2]):
         if FORMATS[name][0](p):
             return name
     hint = ""
