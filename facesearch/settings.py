@@ -7,14 +7,8 @@ default ``./data``): the Chroma database, thumbnails, model weights and caches.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
-
-K = TypeVar("K")
-V = TypeVar("V")
-
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
@@ -135,26 +129,3 @@ class Settings:
 
 def get_settings() -> Settings:
     return Settings.from_env()
-
-
-class Registry(Generic[K, V]):
-    """This process's shared objects of one kind (models, detectors, caches, pipelines),
-    one per key, built by the first caller under a lock so two threads never build two."""
-
-    def __init__(self) -> None:
-        self._items: dict[K, V] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K, build: Callable[[], V]) -> V:
-        with self._lock:
-            if key not in self._items:
-                self._items[key] = build()
-            return self._items[key]
-
-    def pop(self, key: K) -> V | None:
-        with self._lock:
-            return self._items.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()

@@ -42,7 +42,8 @@ from facesearch.errors import (
 )
 from facesearch.admin import audit
 from facesearch.admin.access import Actor, require_admin
-from facesearch.settings import Registry, Settings, get_settings
+from facesearch.instances import Registry
+from facesearch.settings import Settings, get_settings
 
 from store.memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
 

@@ -18,7 +18,8 @@ from filelock import FileLock
 
 from facesearch.errors import FaceSearchError, disk_full_raises
 from facesearch.imaging.detection import Face
-from facesearch.settings import Registry, Settings
+from facesearch.instances import Registry
+from facesearch.settings import Settings
 
 
 def scrub_sqlite(db: sqlite3.Connection, path) -> str | None:

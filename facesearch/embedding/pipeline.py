@@ -31,7 +31,8 @@ from facesearch.imaging.decode import ImageSource, LoadedImage, content_hash, lo
 from facesearch.models.base import Embedder
 from facesearch.models.registry import get_model
 from facesearch.imaging.quality import Quality, assess
-from facesearch.settings import Registry, Settings, get_settings
+from facesearch.instances import Registry
+from facesearch.settings import Settings, get_settings
 
 
 @dataclass

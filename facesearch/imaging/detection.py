@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facesearch.errors import ConfigError, UnknownDetectorError
-from facesearch.settings import Registry, Settings, get_settings
+from facesearch.instances import Registry
+from facesearch.settings import Settings, get_settings
 
 Point = tuple[float, float]
 

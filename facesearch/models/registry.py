@@ -14,7 +14,8 @@ from facesearch.models.deepface import DEEPFACE_MODELS, GENERIC_MODELS, DeepFace
 from facesearch.models.dlib import DlibEmbedder
 from facesearch.models.facenet_casia import FacenetCasiaEmbedder
 from facesearch.models.sface import SFaceEmbedder
-from facesearch.settings import Registry, Settings, get_settings
+from facesearch.instances import Registry
+from facesearch.settings import Settings, get_settings
 
 # name -> factory. A new model is a module in facesearch/models/ plus one line here.
 _FACTORIES: dict[str, Callable[[Settings], Embedder]] = {
