@@ -1,4 +1,4 @@
-"""Model comparison: cold run vs cached re-run of ``facesearch.evaluation.evaluate.evaluate``.
+"""Model comparison: cold run vs cached re-run of ``facesearch.evaluation.pairs.evaluate``.
 
     .venv/bin/python -m bench.bench_evaluate [DATASET] [LIMIT] [MODELS]
 
@@ -13,7 +13,7 @@ import sys
 import time
 
 from facesearch.cli.evaluation import format_table
-from facesearch.evaluation.evaluate import evaluate
+from facesearch.evaluation.pairs import evaluate
 from facesearch.settings import get_settings
 
 

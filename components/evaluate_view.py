@@ -1,6 +1,6 @@
 """Evaluate page: compare models on a labelled dataset and pick a verdict threshold.
 
-The comparison itself is :func:`facesearch.evaluation.evaluate.evaluate`; this module only reads
+The comparison itself is :func:`facesearch.evaluation.pairs.evaluate`; this module only reads
 widgets, calls it (:func:`run_once`: a Run with the same parameters, in any session, shows
 the kept result) and draws the result. The result lives in
 ``st.session_state["eval_result"]`` so moving a threshold slider re-renders without
@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from components.common import Active, actor, user_errors
 from components.threshold_panel import threshold_panel
-from facesearch.evaluation.evaluate import DATASETS, TASKS, Comparison, default_path, evaluate
-from facesearch.evaluation.evaluate import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
+from facesearch.evaluation.pairs import DATASETS, TASKS, Comparison, evaluate
+from facesearch.evaluation.vectors import default_path
+from facesearch.evaluation.identification import OPEN_SET_DATASETS, OpenSetComparison, evaluate_open_set
 from facesearch.settings import Settings
 
 _DATASET_LABELS = {

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from components.common import Active, user_errors
-from facesearch.evaluation.evaluate import ModelResult
+from facesearch.evaluation.pairs import ModelResult
 from facesearch.settings import Settings
 
 

@@ -366,7 +366,8 @@ def test_explore_maps_every_gallery_face_by_identity(page, server, settings):
 def test_evaluate_shows_the_models_precision_and_recall(page, server, settings):
     """Run the page's default comparison (FIW, the default model) on 20 pairs per task:
     the kinship figures it shows are the core's for the same pairs."""
-    from facesearch.evaluation.evaluate import default_path, evaluate
+    from facesearch.evaluation.vectors import default_path
+    from facesearch.evaluation.pairs import evaluate
 
     open_page(page, server + "/Evaluate")
     limit = page.get_by_role("spinbutton", name="Pairs per task (0 = all)")

@@ -1,4 +1,4 @@
-"""Model comparison (facesearch.evaluation.evaluate, ``facesearch evaluate``, the Evaluate page).
+"""Model comparison (facesearch.evaluation.pairs, ``facesearch evaluate``, the Evaluate page).
 
 Small slices only: LFW 60 pairs, FIW 8 pairs per task with 2 photos per member. The
 module has its own data folder with an empty embedding cache (``eval_home``): the first
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import components.common  # noqa: E402,F401
 from facesearch.cli import main as cli
 from facesearch.evaluation import metrics  # noqa: E402
-from facesearch.evaluation.evaluate import _limit_indices, _limit_matched, evaluate  # noqa: E402
+from facesearch.evaluation.pairs import _limit_indices, _limit_matched, evaluate  # noqa: E402
 
 LFW_LIMIT = 60
 
@@ -247,7 +247,7 @@ def test_fiw_kinship_distance_is_mean_member_embedding(fiw_out, eval_settings):
     """Every kinship pair's distance, from its members' vectors, those embedded whole
     included; the vectors come from the module's cache (the FIW CLI run's)."""
     from facesearch.datasets.fiw import fiw_members
-    from facesearch.evaluation.evaluate import default_path
+    from facesearch.evaluation.vectors import default_path
     from facesearch.embedding.pipeline import Pipeline
 
     s = eval_settings.with_(detector="dlib")

@@ -319,7 +319,7 @@ def test_celeba_fpir_against_gallery_size(celeba_run):
 
 def test_bad_open_set_arguments(tmp_path, capsys):
     from facesearch.cli import main as cli
-    from facesearch.evaluation.evaluate import evaluate_open_set
+    from facesearch.evaluation.identification import evaluate_open_set
     from facesearch.settings import Settings
 
     s = Settings(home=tmp_path / "home")

@@ -13,7 +13,8 @@ from facesearch.cli.common import _fmt, _out_prefix, _pct, _settings, progress_b
 from facesearch.datasets.registry import FORMATS
 
 if TYPE_CHECKING:
-    from facesearch.evaluation.evaluate import Comparison, OpenSetComparison
+    from facesearch.evaluation.pairs import Comparison
+    from facesearch.evaluation.identification import OpenSetComparison
 
 
 def format_table(cmp: Comparison) -> str:
@@ -50,7 +51,7 @@ def _models(args, settings: Settings) -> list[str]:
 
 def cmd_evaluate(args) -> int:
     """``facesearch evaluate``: print the table, write ``--out`` files, apply ``--apply``."""
-    from facesearch.evaluation.evaluate import evaluate, propose_thresholds
+    from facesearch.evaluation.pairs import evaluate, propose_thresholds
 
     settings = _settings(args)
     if getattr(args, "open_set", False):
@@ -185,7 +186,7 @@ def format_fpir_vs_size(r: Any) -> str:
 def _cmd_open_set(args, settings: Settings) -> int:
     """``facesearch evaluate --open-set``: the open-set table, FPIR against gallery size,
     ``--out PREFIX`` writes ``PREFIX.json`` (key ``open_set``) and ``PREFIX.csv``."""
-    from facesearch.evaluation.evaluate import evaluate_open_set
+    from facesearch.evaluation.identification import evaluate_open_set
 
     if getattr(args, "apply", None):
         raise ConfigError("--apply saves a 1:1 threshold from the pair evaluation; it does not combine with "

@@ -154,7 +154,7 @@ def cmd_stats(args) -> int:
     return 0
 
 
-# -- evaluate: tables of facesearch.evaluation.evaluate's results --------------------------------
+# -- evaluate: tables of facesearch.evaluation's results --------------------------------
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ The protocol (``facesearch evaluate --open-set``, the Evaluate page's "Open-set"
   model ``FPIR(N) = 1 - (1 - FMR(t)) ** N`` (N gallery faces), with FMR from the model's
   impostor calibration and from the impostor pairs of the evaluated data itself.
 
-Everything here is numpy on embeddings already computed; :func:`facesearch.evaluation.evaluate.
+Everything here is numpy on embeddings already computed; :func:`facesearch.evaluation.identification.
 evaluate_open_set` embeds the photos and calls :func:`score_open_set` per model.
 """
 

@@ -22,9 +22,7 @@ Datasets and tasks
   genuine/impostor pairs plus rank-1/rank-5 identification on a gallery/probe split.
 * ``master``: deepface's ``master.csv`` pair list.
 
-Open-set identification (1:N search, ``evaluate --open-set``): :func:`evaluate_open_set`
-embeds a ``folder`` or ``lfw`` dataset the same way and scores each model with
-:mod:`facesearch.evaluation.openset` (FPIR/FNIR at the search threshold, DET, FPIR against gallery size).
+Open-set identification (1:N search) is :mod:`facesearch.evaluation.identification`.
 
 Pairs with a photo where no face was found (and no fallback) are left out of the
 metrics and counted (``n_pairs_skipped``); the no-face rate is reported per model.
@@ -35,11 +33,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,33 +47,24 @@ from facesearch.datasets.master import read_master_csv
 from facesearch.datasets.pairs import gallery_probe_split, identity_pairs
 from facesearch.datasets.registry import load_images
 from facesearch.evaluation import metrics as M
-from facesearch.errors import ConfigError, DatasetError, FaceSearchError, ImageError
+from facesearch.errors import ConfigError
 from facesearch.settings import Settings, get_settings
+from facesearch.evaluation.vectors import (Progress, ModelState, dataset_path, embed_all, jsonable, model_names,
+                                           model_states, task_cost)
 
-__all__ = ["DATASETS", "TASKS", "ModelResult", "Comparison", "evaluate", "default_path", "propose_thresholds",
-           "OPEN_SET_DATASETS", "OpenSetComparison", "evaluate_open_set"]
 
 DATASETS = ("fiw", "lfw", "folder", "master")
+
+
 TASKS = {"fiw": ("same-person", "kinship"), "lfw": ("verification",), "folder": ("verification",),
          "master": ("verification",)}
-_DEFAULT_SUBPATH = {"fiw": "fiw", "lfw": "lfw", "folder": "celeba", "master": "photos/deepface-unit/master.csv"}
+
+
 # Without a limit, identity datasets are sampled to this many genuine and as many
 # impostor pairs: enough for a stable AUC, and the photos are mostly shared anyway.
 _FOLDER_PAIRS = 1000
 
-# progress(done, total, stage): ``done`` of ``total`` photos embedded for ``stage``, "model,
-# task"; each stage is announced with done 0 before its first photo.
-Progress = Callable[[int, int, str], None]
 
-
-def default_path(dataset: str) -> Path | None:
-    """``<repo>/../shared/data/<dataset folder>`` if it exists, else None."""
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    p = root / _DEFAULT_SUBPATH.get(dataset, dataset)
-    return p if p.exists() else None
-
-
-# --------------------------------------------------------------------------- results
 
 
 @dataclass
@@ -167,21 +155,7 @@ class ModelResult:
         if pairs:
             d["scored_pairs"] = [{"a": a, "b": b, "same": bool(y), "kind": k, "distance": float(x)}
                           for a, b, y, k, x in zip(self.pair_a, self.pair_b, self.labels, self.kinds, self.distances)]
-        return _jsonable(d)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+        return jsonable(d)
 
 
 @dataclass
@@ -215,7 +189,7 @@ class Comparison:
         return pd.DataFrame([r.row() for r in self.results])
 
     def to_json(self, pairs: bool = True) -> str:
-        return json.dumps({"dataset": self.dataset, "path": self.path, "params": _jsonable(self.params),
+        return json.dumps({"dataset": self.dataset, "path": self.path, "params": jsonable(self.params),
                            "results": [r.to_dict(pairs) for r in self.results]}, indent=2)
 
     def table_csv(self) -> str:
@@ -244,69 +218,6 @@ class Comparison:
 
 
 # --------------------------------------------------------------------------- embedding
-
-
-@dataclass
-class _ModelState:
-    name: str
-    pipe: Any
-    emb: dict[str, np.ndarray | None] = field(default_factory=dict)  # path -> (dim,) or None (no face)
-    no_face: set = field(default_factory=set)
-    fallback: set = field(default_factory=set)
-    unreadable: set = field(default_factory=set)
-    costs: dict[str, tuple[float, int]] = field(default_factory=dict)  # path -> (seconds, faces)
-    computed: int = 0
-    cached: int = 0
-    error: str | None = None
-
-
-def _embed_all(paths: Sequence[str], states: list[_ModelState], crop_fallback: bool,
-               progress: Progress | None, task: str) -> None:
-    """Fill each state's ``emb[path]`` with the largest face's unit embedding ``(dim,)``,
-    one model after the other, so that progress can say which one runs.
-
-    A photo is decoded only when a model misses the cache, and detected once for all
-    the models (they share one detector, whose faces the cache keeps).
-    """
-    total = len(paths)
-    for s in states:
-        if s.error is not None:
-            continue
-        stage = f"{s.name}, {task}"
-        if progress:
-            progress(0, total, stage)
-        for i, p in enumerate(paths, 1):
-            if p not in s.emb:
-                _embed_one(p, s, crop_fallback)
-            if s.error is not None:
-                break
-            if progress:
-                progress(i, total, stage)
-
-
-def _embed_one(path: str, s: _ModelState, crop_fallback: bool) -> None:
-    try:
-        e = s.pipe.embed_file(path, whole_frame_fallback=crop_fallback)
-    except ImageError:
-        s.unreadable.add(path)
-        s.emb[path] = None
-        return
-    except FaceSearchError as exc:
-        # Weights missing, a model that fails to load: this model is out, the rest go on.
-        s.error = str(exc)
-        return
-    s.cached += e.cached
-    s.computed += not e.cached
-    s.costs[path] = (e.seconds, len(e.faces))
-    if e.whole_frame:
-        s.no_face.add(path)
-        s.fallback.add(path)
-    elif not e.faces:
-        s.no_face.add(path)
-    s.emb[path] = np.asarray(e.embeddings[0], np.float32) if len(e.faces) else None
-
-
-# --------------------------------------------------------------------------- pairs
 
 
 @dataclass
@@ -440,7 +351,7 @@ def _member_vectors(members: dict[str, list[str]], emb: dict[str, np.ndarray | N
     return out
 
 
-def _score(t: _Task, st: _ModelState, target_precision: float, target_fmr: float, seed: int) -> ModelResult:
+def _score(t: _Task, st: ModelState, target_precision: float, target_fmr: float, seed: int) -> ModelResult:
     r = ModelResult(model=st.name, task=t.name, n_pairs_total=len(t.a))
     photos = _task_photos(t)
     r.n_images = len(photos)
@@ -541,25 +452,25 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     settings = settings or get_settings()
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    names = _model_names(models)
+    names = model_names(models)
     for v, what in ((target_precision, "target precision"), (target_fmr, "target FMR")):
         M._check_rate(v, what)
     if limit is not None and (isinstance(limit, bool) or int(limit) < 2):
         raise ConfigError(f"limit must be at least 2, got {limit}")
     if max_photos_per_member is not None and int(max_photos_per_member) < 1:
         raise ConfigError(f"max_photos_per_member must be >= 1, got {max_photos_per_member}")
-    path = _dataset_path(dataset, path)
+    path = dataset_path(dataset, path)
     if crop_fallback is None:
         crop_fallback = dataset == "fiw"
 
     tasks = _build_tasks(dataset, path, task, seed, limit, max_photos_per_member)
-    states = _model_states(names, settings)
+    states = model_states(names, settings)
 
     results: list[ModelResult] = []
     for t in tasks:
         photos = _task_photos(t)
         before = {s.name: (s.computed, s.cached) for s in states}
-        _embed_all(photos, states, crop_fallback, progress, t.name)
+        embed_all(photos, states, crop_fallback, progress, t.name)
         for s in states:
             if s.error is not None:
                 results.append(ModelResult(model=s.name, task=t.name, n_pairs_total=len(t.a), error=s.error))
@@ -567,7 +478,7 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
             r = _score(t, s, target_precision, target_fmr, seed)
             # Photos shared with an earlier task were embedded (or fetched) then; their
             # cost is still this task's, so take it from the stored per-photo seconds.
-            r.seconds, r.n_faces = _task_cost(photos, s)
+            r.seconds, r.n_faces = task_cost(photos, s)
             c0, k0 = before[s.name]
             r.n_computed, r.n_cached = s.computed - c0, s.cached - k0
             results.append(r)
@@ -575,218 +486,6 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
               "target_fmr": target_fmr, "crop_fallback": crop_fallback, "detector": settings.detector,
               "max_photos_per_member": max_photos_per_member, "models": names}
     return Comparison(dataset, str(path), params, results)
-
-
-def _task_cost(photos: Sequence[str], s: _ModelState) -> tuple[float, int]:
-    """(seconds, faces) of ``photos`` as first computed (the cache keeps the seconds)."""
-    secs, n = 0.0, 0
-    for p in photos:
-        c = s.costs.get(p)
-        if c is not None:
-            secs += c[0]
-            n += c[1]
-    return secs, n
-
-
-# --------------------------------------------------------------------------- open set
-
-# Identity datasets whose photos can be split into enrolled and not-enrolled people.
-OPEN_SET_DATASETS = ("folder", "lfw")
-
-
-@dataclass
-class OpenSetComparison:
-    """Open-set identification (:mod:`facesearch.evaluation.openset`) of several models on one
-    identity dataset; ``to_json`` puts each model's figures under ``open_set``."""
-
-    dataset: str
-    path: str
-    params: dict[str, Any]
-    results: list[Any]  # openset.OpenSetResult, one per model
-
-    def result(self, model: str):
-        return next((r for r in self.results if r.model == model), None)
-
-    @property
-    def n_computed(self) -> int:
-        return sum(r.n_computed for r in self.results)
-
-    @property
-    def n_cached(self) -> int:
-        return sum(r.n_cached for r in self.results)
-
-    def to_table(self):
-        """pandas DataFrame: one row per model."""
-        import pandas as pd
-
-        return pd.DataFrame([r.row() for r in self.results])
-
-    def size_table(self):
-        """pandas DataFrame: FPIR against gallery size, one row per (model, threshold, size)."""
-        import pandas as pd
-
-        return pd.DataFrame([{"model": r.model, **row} for r in self.results for row in r.fpir_vs_size])
-
-    def table_csv(self) -> str:
-        return self.to_table().to_csv(index=False)
-
-    def to_json(self) -> str:
-        return json.dumps({"dataset": self.dataset, "path": self.path, "params": _jsonable(self.params),
-                           "open_set": {r.model: _jsonable(r.to_dict()) for r in self.results}}, indent=2)
-
-
-def _model_names(models: Sequence[str]) -> list[str]:
-    """Canonical, de-duplicated model names; ConfigError/UnknownModelError when none or unknown."""
-    from facesearch.models.registry import check_model_name
-
-    names = list(dict.fromkeys(check_model_name(m.strip()) for m in models if str(m).strip()))
-    if not names:
-        raise ConfigError("no model given")
-    return names
-
-
-def _dataset_path(dataset: str, path: str | Path | None) -> Path:
-    """``path``, or the shared data's folder for ``dataset``; DatasetError when missing."""
-    if path is None:
-        path = default_path(dataset)
-        if path is None:
-            raise DatasetError(f"no path given for dataset {dataset!r} and ../shared/data/"
-                               f"{_DEFAULT_SUBPATH[dataset]} does not exist")
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder")
-    return path
-
-
-def _model_states(names: Sequence[str], settings: Settings) -> list[_ModelState]:
-    from facesearch.embedding.pipeline import Pipeline
-
-    states = []
-    for n in names:
-        st = _ModelState(n, None)
-        try:
-            st.pipe = Pipeline(n, settings.detector, settings)
-            st.pipe.model.load()
-        except FaceSearchError as exc:
-            st.error = str(exc)
-        states.append(st)
-    return states
-
-
-def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[str],
-                      settings: Settings | None = None, seed: int = 0, enroll: int = 1,
-                      max_identities: int | None = None, progress: Progress | None = None,
-                      crop_fallback: bool = False) -> OpenSetComparison:
-    """Open-set identification (1:N search) of ``models`` on an identity dataset
-    (``folder``: CelebA, NAME/*.jpg or a path,label csv; ``lfw``: the LFW image folders).
-
-    Every photo is embedded once per model (largest face, cache-first, as
-    :func:`evaluate`); :func:`facesearch.evaluation.openset.score_open_set` then splits the people
-    (seeded) into enrolled (``enroll`` gallery photos each) and not enrolled, searches
-    every other photo and scores it at the model's search threshold for that gallery
-    size (:func:`facesearch.search.thresholds.search_thresholds`). ``max_identities``: use a
-    seeded random subset of that many people. A model that cannot run is reported in its
-    result's ``error``.
-    """
-    from facesearch.evaluation import openset as OS
-
-    settings = settings or get_settings()
-    names = _check_open_set(dataset, models, enroll, max_identities)
-    path = _dataset_path(dataset, path)
-    if dataset == "lfw" and path.is_file():
-        path = path.parent  # pairs.txt given: its images sit beside it
-    label = _open_set_labels(dataset, path, seed, max_identities)
-    photos = list(label)
-
-    states = _model_states(names, settings)
-    _embed_all(photos, states, crop_fallback, progress, "open-set")
-    results = [_score_open_set(s, photos, label, int(enroll), seed, settings) for s in states]
-    params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
-              "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
-              "fpir_targets": dict(OS.FPIR_TARGETS)}
-    return OpenSetComparison(dataset, str(path), params, results)
-
-
-def _check_open_set(dataset: str, models: Sequence[str], enroll: int, max_identities: int | None) -> list[str]:
-    """The canonical model names; ConfigError for a dataset without identities, a bad
-    ``enroll`` or ``max_identities``."""
-    if dataset not in OPEN_SET_DATASETS:
-        raise ConfigError(f"the open-set evaluation needs an identity dataset ({', '.join(OPEN_SET_DATASETS)}), "
-                          f"not {dataset!r}")
-    names = _model_names(models)
-    if isinstance(enroll, bool) or not isinstance(enroll, (int, np.integer)) or int(enroll) < 1:
-        raise ConfigError(f"photos enrolled per identity must be an integer >= 1, got {enroll!r}")
-    if max_identities is not None and (isinstance(max_identities, bool) or int(max_identities) < 2):
-        raise ConfigError(f"max_identities must be at least 2 (one enrolled, one not), got {max_identities}")
-    return names
-
-
-def _open_set_labels(dataset: str, path: Path, seed: int, max_identities: int | None) -> dict[str, str]:
-    """Photo path -> identity, for a seeded random subset of ``max_identities`` people when given."""
-    images = load_images(path, "lfw" if dataset == "lfw" else "auto")
-    idents = sorted({im.identity for im in images})
-    if max_identities is not None and int(max_identities) < len(idents):
-        rng = np.random.default_rng([int(seed), 1])
-        keep = {idents[i] for i in rng.permutation(len(idents))[: int(max_identities)]}
-        images = [im for im in images if im.identity in keep]
-    label = {}
-    for im in images:
-        label.setdefault(str(im.path), im.identity)
-    return label
-
-
-def _search_threshold(model: str, settings: Settings, cal, target: float) -> Callable[[int], float]:
-    """``thr_at(n)``: the Match page's "match" threshold for a gallery of ``n`` faces (memoised)."""
-    from functools import lru_cache
-
-    from facesearch.search.thresholds import get_threshold
-
-    @lru_cache(maxsize=None)
-    def thr_at(n: int) -> float:
-        try:
-            return float(get_threshold(model, settings, gallery_size=n))
-        except ConfigError:
-            # search_thresholds also computes the "possible" band; should that ever lie
-            # beyond the calibration's kept tail, the match threshold alone still does.
-            if cal is None:
-                raise
-            return float(cal.threshold_for_fpir(target, n))
-
-    return thr_at
-
-
-def _score_open_set(s: _ModelState, photos: Sequence[str], label: dict[str, str], enroll: int, seed: int,
-                    settings: Settings):
-    """One model's :class:`~facesearch.evaluation.openset.OpenSetResult` from its embedded
-    ``photos``; an error result when the model could not run or found no face."""
-    from facesearch.evaluation import openset as OS
-    from facesearch.search import calibration as cal_mod
-    from facesearch.search.thresholds import target_fpir, verify_threshold
-
-    if s.error is not None:
-        return OS.OpenSetResult(model=s.name, enroll=enroll, n_images=len(photos), error=s.error)
-    usable = [p for p in photos if s.emb.get(p) is not None]
-    cal = cal_mod.load(s.name, settings)
-    target = target_fpir(s.name, settings)
-    try:
-        if not usable:
-            raise DatasetError("no face was found in any photo")
-        r = OS.score_open_set(np.stack([s.emb[p] for p in usable]), [label[p] for p in usable],
-                              enroll=enroll, seed=seed, threshold=_search_threshold(s.name, settings, cal, target),
-                              model=s.name, verify_threshold=verify_threshold(s.name, settings), calibration=cal)
-    except FaceSearchError as exc:
-        r = OS.OpenSetResult(model=s.name, enroll=enroll, error=str(exc))
-    r.target_fpir = target if cal is not None else None
-    r.threshold_source = (f"calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)" if cal is not None
-                          else "verify threshold (model not calibrated)")
-    r.n_images = len(photos)
-    r.n_no_face = len(photos) - len(usable)
-    r.seconds = _task_cost(photos, s)[0]
-    r.n_computed, r.n_cached = s.computed, s.cached
-    return r
-
-
-# --------------------------------------------------------------------------- using a result
 
 
 def propose_thresholds(cmp: Comparison, model: str, task: str | None = None, at: str = "f1",
