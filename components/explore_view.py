@@ -238,9 +238,7 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     q_xy = nn = sims = None
     if query is not None:
         q_emb = np.asarray(query[0], np.float32)
-        sims_all = X @ q_emb
-        nn = np.argsort(-sims_all, kind="stable")[:N_NEIGHBOURS]
-        sims = sims_all[nn]
+        (nn,), (sims,) = projection.neighbours(X, q_emb, N_NEIGHBOURS)  # the faces its lines go to
         q_xy = proj.transform(q_emb)
 
     if p["method"] == "PCA":

@@ -81,6 +81,18 @@ def test_tsne_3d_and_knn_placement():
     assert "nearest" in a.transform_note
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_tsne_places_a_face_by_its_two_own_not_among_strangers(dims):
+    """A fifth identity with two faces beside four clusters of 30: a third face of it has
+    two own faces and eight strangers among its ten nearest, and lands by its own two
+    (the old median of 25 neighbours put it among the strangers)."""
+    X, y = clusters(n_clusters=5, per=30, seed=4)
+    keep = np.flatnonzero(y < 4).tolist() + np.flatnonzero(y == 4)[:2].tolist()
+    a = P.tsne(X[keep], dims, perplexity=10, n_iter=300, pca_components=10, seed=0)
+    idx, _ = P.exact_knn(a.coords, a.transform(X[y == 4][2:5]), 1)
+    assert (y[keep][idx[:, 0]] == 4).all()
+
+
 def test_tsne_small_sets_and_bad_arguments():
     X, _ = clusters(n_clusters=2, per=5)
     p = P.tsne(X, 2, perplexity=50, n_iter=250, pca_components=0)
