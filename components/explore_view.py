@@ -91,25 +91,34 @@ def controls(counts: dict[str, int], total: int) -> dict:
             "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
 
 
-def _query_face(pipe, last: dict | None, model: str, memo: dict) -> tuple[np.ndarray, np.ndarray, str] | None:
+def _query_face(pipe, act, last: dict | None, memo: dict) -> tuple[np.ndarray, np.ndarray, str] | None:
     """(embedding (dim,), thumbnail, caption) of the query to place, or None: an
-    uploaded photo's largest face (kept in ``memo`` for the sliders' reruns: this session's
-    memory, never the disk), else ``last`` (the Match page's last face, when it was
-    embedded by ``model``)."""
+    uploaded photo's largest face, searched in the active gallery as the Match page
+    searches it (its verdict goes in the caption; kept in ``memo`` for the sliders'
+    reruns: this session's memory, never the disk), else ``last`` (the Match page's last
+    face, when it was embedded by the active model)."""
+    from facesearch.errors import NoFaceError
+    from facesearch.search import verdicts as V
+    from facesearch.search.identify import match
+
     up = st.file_uploader("Place a query face on the map", type=["jpg", "jpeg", "png", "webp", "bmp"],
                           key="explore_query")
     if up is None:
         memo.clear()  # a photo taken off the page is not kept
     else:
-        key = (hashlib.sha1(up.getvalue()).hexdigest(), model)
+        key = (hashlib.sha1(up.getvalue()).hexdigest(), act.model)
         if key not in memo:
-            a = pipe().analyze(up.getvalue(), up.name, cache=False, memory=True)
             memo.clear()
-            memo[key] = (a.faces[0].embedding, a.faces[0].thumb, f"{up.name} (largest face)") if a.faces else None
+            try:
+                fm = match(up.getvalue(), up.name, pipeline=pipe(), gallery=act.open(), settings=act.settings).faces[0]
+                said = f"{fm.best.identity}, {fm.verdict}" if fm.best and V.names_identity(fm.verdict) else fm.verdict
+                memo[key] = (fm.face.embedding, fm.face.thumb, f"{up.name} (largest face): {said}")
+            except NoFaceError:
+                memo[key] = None
         if memo[key] is None:
             st.warning(f"No face found in {up.name}.")
         return memo[key]
-    if last and last["model"] == model:
+    if last and last["model"] == act.model:
         return np.asarray(last["embedding"], np.float32), last["thumb"], last["caption"]
     return None
 
@@ -234,7 +243,7 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     else:
         groups = [str(m.get("identity", "?")) for m in mds]
 
-    query = _query_face(pipe, last_query, act.model, memo)  # the active model's: the gallery's dimension
+    query = _query_face(pipe, act, last_query, memo)  # the active model's: the gallery's dimension
     q_xy = nn = sims = None
     if query is not None:
         q_emb = np.asarray(query[0], np.float32)
