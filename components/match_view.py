@@ -190,7 +190,7 @@ def show_verify(a: Photo, b: Photo, act: common.Active, memo: dict) -> None:
 
 
 def render_verify(res: VerifyResult) -> None:
-    headline = "Same person" if res.same else ("Possibly the same person" if res.verdict == "possible" else "Different people")
+    headline = V.VERIFY_HEADLINE[res.verdict]
     with st.container(border=True):
         st.subheader(headline)
         st.markdown(f"Verdict: {verdict_md(res.verdict)}")

@@ -164,6 +164,10 @@ def names_identity(verdict: str) -> bool:
     return verdict == MATCH
 
 
+# What a verify (two photos) verdict says, as a headline.
+VERIFY_HEADLINE = {MATCH: "Same person", POSSIBLE: "Possibly the same person", NO_MATCH: "Different people"}
+
+
 def box_label(number: int, identity: str | None, verdict: str) -> str:
     """The text drawn on a face's box: its number, and the identity for a match only; a
     ``possible`` face shows a question mark (look at the list below the photo)."""
