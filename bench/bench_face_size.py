@@ -259,7 +259,8 @@ def main(argv=None) -> None:
     from facesearch.datasets.lfw import read_lfw_pairs
     from facesearch.datasets.registry import load_images
     from facesearch.settings import get_settings
-    from facesearch.search.thresholds import DEFAULT_TARGET_FPIR, search_thresholds
+    from facesearch.search.thresholds import DEFAULT_TARGET_FPIR
+    from facesearch.search.verdicts import search_thresholds
 
     settings = get_settings()
     t_search = search_thresholds("sface", settings, gallery_size=GALLERY, target=DEFAULT_TARGET_FPIR)[0]

@@ -16,7 +16,8 @@ from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
 from facesearch.search import verdicts as V
 from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, match, verify
-from facesearch.search.thresholds import search_thresholds, verify_threshold
+from facesearch.search.thresholds import verify_threshold
+from facesearch.search.verdicts import search_thresholds
 
 from . import common
 

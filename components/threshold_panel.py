@@ -125,7 +125,8 @@ FPIR_CHOICES = (0.001, 0.005, 0.01, 0.02, 0.05)
 
 
 def search_target(model: str, act: Active, actor=None) -> None:
-    from facesearch.search.thresholds import preview_target_fpir, search_thresholds, target_fpir
+    from facesearch.search.thresholds import preview_target_fpir, target_fpir
+    from facesearch.search.verdicts import search_thresholds
     from facesearch.search.verdicts import describe_fpir
 
     settings = act.settings

@@ -27,8 +27,8 @@ _LAZY = {
     "match": "search.identify", "verify": "search.identify", "decide": "search.verdicts", "Rule": "search.verdicts", "MatchResult": "search.identify", "VerifyResult": "search.identify",
     "open_gallery": "search.identify",
     "IngestReport": "ingest.run",
-    "get_threshold": "search.thresholds", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",
-    "search_thresholds": "search.thresholds", "set_target_fpir": "search.thresholds",
+    "get_threshold": "search.verdicts", "set_threshold": "search.thresholds", "threshold_info": "search.thresholds",
+    "search_thresholds": "search.verdicts", "set_target_fpir": "search.thresholds",
     "load_images": "datasets.registry", "LabeledImage": "datasets.base",
 }
 

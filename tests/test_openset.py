@@ -256,7 +256,7 @@ def celeba_run(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_open_set_celeba(celeba_run):
     from facesearch.settings import Settings
-    from facesearch.search.thresholds import get_threshold
+    from facesearch.search.verdicts import get_threshold
 
     rc, out, data, tmp = celeba_run
     assert rc == 0, out

@@ -159,7 +159,8 @@ def test_embed_photo_whole_frame_fallback_is_kept_apart(data_dir, own):
 # -- thresholds from the impostor calibration -------------------------------------------
 def test_search_threshold_tightens_as_the_gallery_grows(own):
     from facesearch.search.calibration import load
-    from facesearch.search.thresholds import get_threshold, search_thresholds, verify_threshold
+    from facesearch.search.thresholds import verify_threshold
+    from facesearch.search.verdicts import get_threshold, search_thresholds
 
     cal = load("sface", own)
     assert cal is not None and cal.n_pairs > 100_000
@@ -190,7 +191,8 @@ def test_calibration_is_exact_where_measured_and_extrapolates_below(own):
 
 
 def test_target_fpir_is_saved_and_changes_the_search_threshold(own):
-    from facesearch.search.thresholds import get_threshold, set_target_fpir, target_fpir
+    from facesearch.search.thresholds import set_target_fpir, target_fpir
+    from facesearch.search.verdicts import get_threshold
 
     before = get_threshold("sface", own, gallery_size=500)
     set_target_fpir("sface", 0.001, "test", own)

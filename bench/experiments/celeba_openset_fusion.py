@@ -8,7 +8,7 @@ from facesearch.datasets.registry import load_images
 from facesearch.evaluation import openset as OS
 from facesearch.models.base import l2_normalise
 from facesearch.models.registry import get_model
-from facesearch.search.thresholds import get_threshold
+from facesearch.search.verdicts import get_threshold
 from PIL import Image
 s = get_settings()
 imgs = load_images('../shared/data/celeba', 'auto')

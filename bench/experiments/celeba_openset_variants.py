@@ -10,7 +10,7 @@ from facesearch.imaging.detection import get_detector, Face
 from facesearch.models.base import l2_normalise
 from facesearch.models.registry import get_model
 from facesearch.imaging.align import similarity_transform, TEMPLATE_112, FIVE_POINTS
-from facesearch.search.thresholds import get_threshold
+from facesearch.search.verdicts import get_threshold
 from PIL import Image
 s = get_settings()
 imgs = load_images('../shared/data/celeba', 'auto')

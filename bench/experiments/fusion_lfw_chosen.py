@@ -59,7 +59,7 @@ from facesearch.imaging.decode import load_image  # noqa: E402
 from facesearch.models.registry import get_model  # noqa: E402
 from facesearch.embedding.pipeline import Pipeline  # noqa: E402
 from facesearch.settings import get_settings  # noqa: E402
-from facesearch.search.thresholds import get_threshold  # noqa: E402
+from facesearch.search.verdicts import get_threshold  # noqa: E402
 
 CELEBA = "../shared/data/celeba"
 LFW = "../shared/data/lfw"

@@ -75,7 +75,7 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     :func:`evaluate`); :func:`facesearch.evaluation.openset.score_open_set` then splits the people
     (seeded) into enrolled (``enroll`` gallery photos each) and not enrolled, searches
     every other photo and scores it at the model's search threshold for that gallery
-    size (:func:`facesearch.search.thresholds.search_thresholds`). ``max_identities``: use a
+    size (:func:`facesearch.search.verdicts.search_thresholds`). ``max_identities``: use a
     seeded random subset of that many people. A model that cannot run is reported in its
     result's ``error``.
     """
@@ -130,7 +130,7 @@ def _search_threshold(model: str, settings: Settings, cal, target: float) -> Cal
     """``thr_at(n)``: the Match page's "match" threshold for a gallery of ``n`` faces (memoised)."""
     from functools import lru_cache
 
-    from facesearch.search.thresholds import get_threshold
+    from facesearch.search.verdicts import get_threshold
 
     @lru_cache(maxsize=None)
     def thr_at(n: int) -> float:

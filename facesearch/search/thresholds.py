@@ -35,7 +35,6 @@ from facesearch.admin import audit
 from facesearch.search import calibration as _cal
 from facesearch.errors import ConfigError, TooFewPairsError, disk_full_raises
 from facesearch.models.registry import check_model_name, get_model
-from facesearch.search.verdicts import SEARCH_POSSIBLE_FACTOR, VERIFY_POSSIBLE_BAND
 from facesearch.settings import Settings, get_settings
 from facesearch.admin.access import Actor, require_admin
 
@@ -80,30 +79,9 @@ def target_fpir(model: str, settings: Settings | None = None) -> float:
     return float(saved) if saved is not None else DEFAULT_TARGET_FPIR
 
 
-def get_threshold(model: str, settings: Settings | None = None, gallery_size: int | None = None) -> float:
-    """The cosine-distance threshold for "match" with ``model``: the 1:1 verify
-    threshold when ``gallery_size`` is None, else the search threshold for a gallery of
-    ``gallery_size`` faces at the model's target FPIR."""
-    return search_thresholds(model, settings, gallery_size)[0] if gallery_size is not None else \
-        verify_threshold(model, settings)
-
-
-def search_thresholds(model: str, settings: Settings | None = None, gallery_size: int | None = None,
-                      target: float | None = None) -> tuple[float, float]:
-    """(match, possible) distance thresholds for a gallery search."""
-    settings = settings or get_settings()
-    name = check_model_name(model)
-    cal = _cal.load(name, settings)
-    if cal is None or gallery_size is None:
-        t = verify_threshold(name, settings)
-        return t, t * VERIFY_POSSIBLE_BAND
-    target = target if target is not None else target_fpir(name, settings)
-    n = max(1, int(gallery_size))
-    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(min(0.5, target * SEARCH_POSSIBLE_FACTOR), n)
-
-
-def threshold_info(model: str, settings: Settings | None = None, gallery_size: int | None = None) -> dict:
-    """Everything the pages show about a model's thresholds."""
+def threshold_info(model: str, settings: Settings | None = None) -> dict:
+    """Everything the pages show about a model's saved thresholds (the search threshold
+    for a gallery size is the verdict rule's: :func:`facesearch.search.verdicts.search_thresholds`)."""
     settings = settings or get_settings()
     name = check_model_name(model)
     e = _entry(name, settings)
@@ -112,13 +90,8 @@ def threshold_info(model: str, settings: Settings | None = None, gallery_size: i
             "verify_default": float(get_model(name, settings).threshold),
             "target_fpir": target_fpir(name, settings), "calibrated": cal is not None,
             "calibration": cal.source if cal else None, "source": e.get("source", "default"),
-            "saved_at": e.get("saved_at"), "gallery_size": gallery_size}
-    if gallery_size is not None:
-        m, p = search_thresholds(name, settings, gallery_size)
-        info.update(threshold=m, possible=p,
-                    predicted_fpir=cal.fpir(m, gallery_size) if cal else None)
-    else:
-        info["threshold"] = info["verify_threshold"]
+            "saved_at": e.get("saved_at")}
+    info["threshold"] = info["verify_threshold"]
     return info
 
 

@@ -2,7 +2,7 @@
 
 **The rule.** A search ("who is this?") compares the best identity's cosine distance
 with the model's search thresholds *at the gallery's current size*
-(:func:`facesearch.search.thresholds.search_thresholds`): ``match`` at or below the one
+(:func:`search_thresholds`, from the saved target in :mod:`facesearch.search.thresholds`): ``match`` at or below the one
 that calls about the target share (default 1%) of people who are not in the gallery a
 match, ``possible`` up to the one for :data:`SEARCH_POSSIBLE_FACTOR` times that share
 (worth a person's second look), ``no match`` beyond. Verify (1:1, "same person?") uses
@@ -24,6 +24,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
+
+from facesearch.models.registry import check_model_name
+from facesearch.search import calibration
+from facesearch.search import thresholds as _saved  # the saved settings the rule reads
+from facesearch.settings import get_settings
 
 MATCH, POSSIBLE, NO_MATCH = "match", "possible", "no match"
 TOO_SMALL, LOW_QUALITY = "too small to judge", "low quality"
@@ -91,24 +96,44 @@ def unjudged(quality) -> str | None:
     return TOO_SMALL if quality.kind == "too small" else LOW_QUALITY
 
 
+def get_threshold(model: str, settings=None, gallery_size: int | None = None) -> float:
+    """The cosine-distance threshold for "match" with ``model``: the 1:1 verify
+    threshold when ``gallery_size`` is None, else the search threshold for a gallery of
+    ``gallery_size`` faces at the model's target FPIR."""
+    return search_thresholds(model, settings, gallery_size)[0] if gallery_size is not None else \
+        _saved.verify_threshold(model, settings)
+
+
+def search_thresholds(model: str, settings=None, gallery_size: int | None = None,
+                      target: float | None = None) -> tuple[float, float]:
+    """(match, possible) distance thresholds for a search of a ``gallery_size``-face
+    gallery: from the model's impostor calibration at its target FPIR (or ``target``), the
+    possible band at :data:`SEARCH_POSSIBLE_FACTOR` times that share; a model without a
+    calibration (or no gallery size) searches with its verify threshold and verify's band."""
+    settings = settings or get_settings()
+    name = check_model_name(model)
+    cal = calibration.load(name, settings)
+    if cal is None or gallery_size is None:
+        t = _saved.verify_threshold(name, settings)
+        return t, t * VERIFY_POSSIBLE_BAND
+    target = target if target is not None else _saved.target_fpir(name, settings)
+    n = max(1, int(gallery_size))
+    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(min(0.5, target * SEARCH_POSSIBLE_FACTOR), n)
+
+
 def search_rule(model: str, settings, gallery_size: int) -> Rule:
     """The rule a search of a ``gallery_size``-face gallery with ``model`` is decided by."""
-    from facesearch.search import calibration
-    from facesearch.search.thresholds import search_thresholds, target_fpir
-
     n = int(gallery_size)
     thr, possible = search_thresholds(model, settings, n)
     cal = calibration.load(model, settings)
     if cal is None:
         return Rule(thr, possible, "search", n)
-    return Rule(thr, possible, "search", n, target_fpir(model, settings), cal.fpir(thr, n))
+    return Rule(thr, possible, "search", n, _saved.target_fpir(model, settings), cal.fpir(thr, n))
 
 
 def verify_rule(model: str, settings) -> Rule:
     """The 1:1 rule for ``model``: its verify threshold and the possible band past it."""
-    from facesearch.search.thresholds import verify_threshold
-
-    t = verify_threshold(model, settings)
+    t = _saved.verify_threshold(model, settings)
     return Rule(t, t * VERIFY_POSSIBLE_BAND, "verify")
 
 
