@@ -17,7 +17,7 @@ import numpy as np
 from facesearch.imaging.detection import get_detector
 from facesearch.imaging.decode import load_image
 from facesearch.settings import get_settings
-from facesearch.models.weights import configure_deepface
+from facesearch.weights import configure_deepface
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "group"
 TRUTH = {"couple.jpg": 2, "two_people.jpg": 2, "kit_with_rose.jpg": 2, "obama_and_biden.jpg": 3,

@@ -31,7 +31,7 @@ def naive(items, home: Path) -> float:
     """photos/s of the seeds' loop (model load excluded, as for ours it is not)."""
     import chromadb
 
-    from facesearch.models.weights import DLIB_RESNET, configure_deepface, ensure_dlib_file
+    from facesearch.weights import DLIB_RESNET, configure_deepface, ensure_dlib_file
 
     s = Settings(home=home)
     configure_deepface(s)

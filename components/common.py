@@ -58,8 +58,8 @@ def settings() -> Settings:
 
 
 def actor():
-    """This session's :class:`facesearch.admin.access.Actor` (visitor, admin or local user)."""
-    from facesearch.admin.access import session_actor
+    """This session's :class:`facesearch.access.Actor` (visitor, admin or local user)."""
+    from facesearch.access import session_actor
 
     return session_actor(settings(), bool(st.session_state.get("admin_signed_in")))
 
@@ -160,7 +160,7 @@ def sidebar() -> Active:
 
 def admin_box(s: Settings) -> None:
     """Sign in and out as the admin (hosted), or say that this is a single-user setup."""
-    from facesearch.admin.access import check_password, hosted
+    from facesearch.access import check_password, hosted
 
     if not hosted(s):
         st.caption("Single-user mode: no admin password is set, so whoever opens this page can change the "

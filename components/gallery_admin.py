@@ -236,7 +236,7 @@ def restore_section() -> None:
 
 
 def audit_section(entries: Sequence[dict]) -> None:
-    """The audit log (facesearch.admin.audit.read_audit), newest first: when, who, what, faces."""
+    """The audit log (facesearch.audit.read_audit), newest first: when, who, what, faces."""
     if not entries:
         st.caption("No gallery change has been logged yet.")
         return

@@ -66,7 +66,7 @@ class Settings:
     # The embedding cache may live apart from the gallery (FACESEARCH_CACHE), so several
     # galleries, or throwaway test galleries, share already-computed embeddings.
     cache_dir: Path | None = None
-    # Hosting (facesearch.admin.access): with a password, visitors are read-only; ingest from
+    # Hosting (facesearch.access): with a password, visitors are read-only; ingest from
     # server folders is confined to these roots (empty: anywhere, for a local user).
     admin_password: str | None = field(default=None, repr=False)
     ingest_roots: tuple[Path, ...] = ()

@@ -43,7 +43,7 @@ if me.admin:
         gallery_admin.export_section(act)
         gallery_admin.restore_section()
     with t_audit:
-        from facesearch.admin.audit import read_audit
+        from facesearch.audit import read_audit
 
         with common.user_errors():
             gallery_admin.audit_section(read_audit(common.settings()))

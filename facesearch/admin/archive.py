@@ -30,8 +30,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from facesearch.admin import audit
-from facesearch.admin.access import Actor, require_admin
+from facesearch import audit
+from facesearch.access import Actor, require_admin
 from facesearch.errors import ArchiveError, FaceSearchError, disk_full_raises
 from facesearch.settings import Settings, get_settings
 

@@ -25,8 +25,8 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facesearch.admin import audit
-from facesearch.admin.access import Actor, require_admin
+from facesearch import audit
+from facesearch.access import Actor, require_admin
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings, get_settings
 

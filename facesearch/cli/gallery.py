@@ -101,7 +101,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from facesearch.admin.audit import read_audit
+    from facesearch.audit import read_audit
 
     for e in reversed(read_audit(_settings(args), limit=args.n)):
         rest = {k: v for k, v in e.items() if k not in ("at", "actor", "action", "faces")}

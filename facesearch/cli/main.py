@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facesearch.models.weights import quiet_tensorflow
+    from facesearch.weights import quiet_tensorflow
 
     quiet_tensorflow()  # before any command imports TensorFlow (DeepFace models, mtcnn)
     args = build_parser().parse_args(argv)

@@ -28,8 +28,8 @@ import numpy as np
 
 from store import FaceGallery
 
-from facesearch.admin import audit
-from facesearch.admin.access import Actor, check_ingest_path, require_admin
+from facesearch import audit
+from facesearch.access import Actor, check_ingest_path, require_admin
 from facesearch.datasets.base import LabeledImage
 from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError
@@ -37,7 +37,7 @@ from facesearch.imaging.decode import load_image, to_jpeg
 from facesearch.embedding.pipeline import Pipeline
 from facesearch.ingest.ledger import Ledger
 from facesearch.settings import Settings, get_settings
-from facesearch.models.weights import quiet_tensorflow
+from facesearch.weights import quiet_tensorflow
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
 
@@ -250,7 +250,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     person; ``all_faces=True`` stores every face under the same label. ``workers``: local
     worker processes; ``dask``: run detection and embedding on a Dask cluster instead
     (``"local"`` or a scheduler address) while this process writes, as it does for workers.
-    ``actor``: who asks (None: the command line); see :mod:`facesearch.admin.access`.
+    ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
     ``action``: what the audit log calls this run ("ingest", or "enroll" for one
     person's uploaded photos); it gets one line with the faces added.
     """

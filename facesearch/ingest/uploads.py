@@ -2,7 +2,7 @@
 and the names that become folder names.
 
 Uploads live under ``$FACESEARCH_HOME/uploads/`` (the one place besides the configured
-ingest roots that :mod:`facesearch.admin.access` lets an ingest read). A zip is unpacked into
+ingest roots that :mod:`facesearch.access` lets an ingest read). A zip is unpacked into
 ``uploads/zip-<hash of its bytes>/``: the same zip uploaded twice is the same folder, so
 the ingest ledger skips what is done. Every refusal is a :class:`DatasetError` (or
 :class:`ConfigError` for a typed name) and leaves nothing behind.

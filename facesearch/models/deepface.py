@@ -7,7 +7,7 @@ import numpy as np
 
 from facesearch.errors import FaceSearchError, WeightsMissingError
 from facesearch.imaging.align import crop as _crop
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.models.base import Embedder, WeightFile
 from facesearch.settings import Settings
 

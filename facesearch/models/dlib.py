@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.models.base import Embedder, WeightFile
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from facesearch.errors import WeightsMissingError
 from facesearch.imaging.align import crop as _crop
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.models.base import Embedder
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from facesearch.errors import WeightsMissingError
 from facesearch.imaging.align import crop as _crop
 from facesearch.imaging.align import landmark_crop as _landmark_crop
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.models.base import Embedder
 
 

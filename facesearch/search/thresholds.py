@@ -31,12 +31,12 @@ from typing import Sequence
 
 import numpy as np
 
-from facesearch.admin import audit
+from facesearch import audit
 from facesearch.search import calibration as _cal
 from facesearch.errors import ConfigError, TooFewPairsError, disk_full_raises
 from facesearch.models.registry import check_model_name, get_model
 from facesearch.settings import Settings, get_settings
-from facesearch.admin.access import Actor, require_admin
+from facesearch.access import Actor, require_admin
 
 DEFAULT_TARGET_FPIR = 0.01
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from facesearch.errors import FaceSearchError
 from facesearch.imaging.detection import DEEPFACE_DETECTORS, Detector, Face, _clip_box
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.settings import Settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facesearch.imaging.detection import Detector, Face, _clip_box
-from facesearch.models import weights as _weights
+from facesearch import weights as _weights
 from facesearch.settings import Settings
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from facesearch.admin.access import Actor, cli_actor
+from facesearch.access import Actor, cli_actor
 from facesearch.errors import disk_full_raises
 from facesearch.settings import Settings, get_settings
 
