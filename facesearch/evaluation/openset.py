@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from facesearch.errors import ConfigError, DatasetError
+from facesearch.models.base import l2_normalise
 from facesearch.search.calibration import fpir_from_fmr
 
 __all__ = ["Split", "ProbeScores", "OpenSetResult", "split_identities", "search", "det_curve",
@@ -103,18 +104,12 @@ def split_identities(identities: Sequence[str], enroll: int = 1, seed: int = 0) 
 # --------------------------------------------------------------------------- search
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(n > 0, n, 1.0)
-
-
 def _identity_distances(gallery: np.ndarray, gallery_ids: Sequence[str], probes: np.ndarray,
                         chunk: int = 2048) -> tuple[list[str], np.ndarray]:
     """(gallery identities sorted ``(u,)``, each probe's distance to each identity's
     nearest face ``(m, u)``), cosine distance ``1 - dot`` clipped to [0, 2]."""
-    g = _unit(gallery)
-    p = _unit(probes)
+    g = l2_normalise(gallery)
+    p = l2_normalise(probes)
     if g.ndim != 2 or p.ndim != 2 or g.shape[0] == 0 or (p.shape[0] and g.shape[1] != p.shape[1]):
         raise ConfigError(f"gallery and probes must be non-empty 2-d arrays of one width, got {g.shape}, {p.shape}")
     ids = np.asarray([str(x) for x in gallery_ids])
@@ -167,7 +162,7 @@ def search_probes(index, probes: np.ndarray, rule, hits: int = 15) -> list:
     from facesearch.search.identify import search_faces
 
     whole = Face((0, 0, 0, 0), 0.0)  # evaluation keeps vectors, not boxes
-    p = _unit(probes)
+    p = l2_normalise(probes)
     return search_faces([FaceResult(i, whole, v) for i, v in enumerate(p)], index, hits, rule, hits)
 
 
@@ -180,7 +175,7 @@ def search(gallery: np.ndarray, gallery_ids: Sequence[str], mated: np.ndarray, m
     from facesearch.search.verdicts import Rule
     from store import ArrayGallery
 
-    g = _unit(gallery)
+    g = l2_normalise(gallery)
     if g.ndim != 2 or g.shape[0] == 0:
         raise ConfigError(f"the gallery must be a non-empty 2-d array, got {g.shape}")
     width = g.shape[1]
@@ -268,7 +263,7 @@ def impostor_fmr(embeddings: np.ndarray, identities: Sequence[str]) -> Callable[
     ``n_pairs`` attribute says how many pairs it counts."""
     from facesearch.search.calibration import impostor_distances
 
-    d = np.sort(impostor_distances(_unit(embeddings), [str(x) for x in identities]).astype(np.float64))
+    d = np.sort(impostor_distances(l2_normalise(embeddings), [str(x) for x in identities]).astype(np.float64))
     n = d.shape[0]
 
     def fmr(t):
