@@ -229,7 +229,7 @@ def cmd_calibrate(args) -> int:
     from facesearch.search.calibration import calibrate
 
     s = _settings(args)
-    cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet))
+    cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet, stages=True))
     print(f"{cal.model}: {cal.n_pairs:,} impostor pairs from {cal.source}; saved {path}")
     for n in (100, 10_000, 1_000_000):
         print(f"  gallery of {n:>9,} faces: match at distance <= {cal.threshold_for_fpir(0.01, n):.3f} "

@@ -15,8 +15,8 @@ import numpy as np
 from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError
 from facesearch.settings import Settings, get_settings
-from facesearch.evaluation.vectors import (Progress, ModelState, dataset_path, embed_all, jsonable, model_names,
-                                           model_states, task_cost)
+from facesearch.embedding.batch import Progress, ModelState, embed_all
+from facesearch.evaluation.vectors import dataset_path, jsonable, model_names, model_states, task_cost
 
 
 # Identity datasets whose photos can be split into enrolled and not-enrolled people.

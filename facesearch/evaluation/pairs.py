@@ -49,8 +49,8 @@ from facesearch.datasets.registry import load_images
 from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings, get_settings
-from facesearch.evaluation.vectors import (Progress, ModelState, dataset_path, embed_all, jsonable, model_names,
-                                           model_states, task_cost)
+from facesearch.embedding.batch import Progress, ModelState, embed_all
+from facesearch.evaluation.vectors import dataset_path, jsonable, model_names, model_states, task_cost
 
 
 DATASETS = ("fiw", "lfw", "folder", "master")

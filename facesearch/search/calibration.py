@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from facesearch.errors import ConfigError, DatasetError, disk_full_raises
+from facesearch.errors import ConfigError, DatasetError, FaceSearchError, disk_full_raises
 from facesearch.settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "calibrations"
@@ -211,22 +211,19 @@ def calibrate(path: str | Path, fmt: str = "auto", model: str | None = None, set
     """Embed every photo of a labelled set (largest face) and save the model's impostor
     distribution, to ``folder`` (default: the data folder's ``calibration/``)."""
     from facesearch.datasets.registry import load_images
+    from facesearch.embedding.batch import ModelState, embed_all
     from facesearch.embedding.pipeline import Pipeline
 
     settings = settings or get_settings()
     pipe = Pipeline(model, None, settings)
     images = load_images(path, fmt)
-    vecs, ids = [], []
-    for i, im in enumerate(images, 1):
-        try:
-            e = pipe.embed_file(im.path)
-        except Exception:  # an unreadable photo only shrinks the sample
-            e = None
-        if e is not None and len(e.faces):
-            vecs.append(e.embeddings[0])
-            ids.append(im.identity)
-        if progress:
-            progress(i, len(images), str(im.path))
+    state = ModelState(pipe.model.name, pipe)
+    # An unreadable photo or one with no face only shrinks the sample.
+    embed_all([str(im.path) for im in images], [state], False, progress, "calibration")
+    if state.error is not None:
+        raise FaceSearchError(f"{pipe.model.name}: {state.error}")
+    kept = [(state.emb[str(im.path)], im.identity) for im in images if state.emb.get(str(im.path)) is not None]
+    vecs, ids = [v for v, _ in kept], [i for _, i in kept]
     if len(set(ids)) < 2:
         raise DatasetError(f"{path}: need photos of at least two people with a detected face")
     d = impostor_distances(np.stack(vecs), ids)
