@@ -28,7 +28,7 @@ PAGE = str(ROOT / "pages" / "3_Evaluate.py")
 @pytest.fixture
 def people(tmp_path):
     """4 CelebA people x 3 photos as NAME/*.jpg symlinks."""
-    from facesearch.datasets.formats import load_images
+    from facesearch.datasets.registry import load_images
 
     by_id: dict[str, list] = {}
     for im in load_images(DATA / "celeba"):
