@@ -1,12 +1,12 @@
 """One answer per face, whichever way the face comes in.
 
-The same photos and video frames go through every way into a search: an upload on the
-Match page (AppTest, the page's own uploader), the live webcam's frame callback (the
+The same photos and video frames go through every way into a search: an upload and a
+camera snapshot on the Match page (AppTest, the page's own widgets), the live webcam's frame callback (the
 real ``LiveRecognizer``, several frames of the same picture, its tracked verdicts), the
 CLI's ``match --json`` (a real process), and open-set evaluation's search (its probe
 search over the same gallery's vectors). Each must find the same faces and give them
-the same identities and verdicts. (A camera snapshot reaches the page as the same
-``(name, bytes)`` an upload does, through ``show_matches``.)
+the same identities and verdicts. A camera snapshot (the page's camera widget, a JPEG)
+is checked on the JPEG photos.
 
 The gallery: photos/people (Obama, Biden) and 10 CelebA identities; the photos: the group
 photo with Obama, Biden and a girl who is nobody in the gallery, the same photo as a
@@ -83,6 +83,14 @@ def _answers_of(result) -> list[tuple[tuple, str | None, str]]:
              fm.verdict) for fm in result.faces]
 
 
+def _page_answers(at) -> list[tuple[str | None, str]]:
+    """(the identity a face is named as (None unless a match), its verdict) per face block,
+    as the Match page writes them."""
+    shown = re.findall(r"\*\*Best match:\*\* `([^`]+)` :\w+\[\*\*([a-z ]+)\*\*\]",
+                       "\n".join(m.value for m in at.markdown))
+    return [(i if v == "match" else None, v) for i, v in shown]
+
+
 def test_every_way_in_gives_the_same_answer(world, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -116,9 +124,16 @@ def test_every_way_in_gives_the_same_answer(world, tmp_path, monkeypatch):
         at.file_uploader(key="match_upload").set_value([(name, data, "image/png")])
         at.run(timeout=180)
         assert not at.exception, [e.value for e in at.exception]
-        shown = re.findall(r"\*\*Best match:\*\* `([^`]+)` :\w+\[\*\*([a-z ]+)\*\*\]",
-                           "\n".join(m.value for m in at.markdown))
-        assert [(i if v == "match" else None, v) for i, v in shown] == [(i, v) for _, i, v in want], name
+        assert _page_answers(at) == [(i, v) for _, i, v in want], name
+
+        # A camera snapshot (a JPEG, as the browser sends it) on the same page.
+        if name.endswith(".jpg"):
+            at.radio(key="match_mode").set_value("Camera snapshot")
+            at.run(timeout=180)
+            at.camera_input(key="match_camera").set_value((name, data, "image/jpeg"))
+            at.run(timeout=180)
+            assert not at.exception, [e.value for e in at.exception]
+            assert _page_answers(at) == [(i, v) for _, i, v in want], name
 
         # The live webcam: the same picture as several frames; each box's tracked verdict.
         rec = LiveRecognizer(pipe, gallery, k=s.top_k)
