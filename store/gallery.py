@@ -488,10 +488,11 @@ class FaceGallery:
             self._new_generation()
         return len(ids)
 
-    def delete(self, ids: Sequence[str] | None = None, identity: str | None = None, *, lock: bool = True) -> int:
-        """Delete by ids or by identity, with their thumbnails; returns how many faces were
-        removed. Chroma only marks them deleted in its files: erasing a person for good is
-        :func:`facesearch.admin.privacy.erase_identity`."""
+    def delete(self, ids: Sequence[str] | None = None, identity: str | None = None, *, lock: bool = True,
+               thumbs: bool = True) -> int:
+        """Delete by ids or by identity, with their thumbnails (unless ``thumbs`` is False:
+        the caller knows which are shared); returns how many faces were removed. Chroma
+        only marks them deleted in its files: erasing a person for good is :func:`facesearch.admin.privacy.erase_identity`."""
         actor = require_admin(self.actor, "deleting faces from the gallery")
         if not ids and identity is None:
             raise ConfigError("delete: give ids or an identity")
@@ -507,7 +508,7 @@ class FaceGallery:
             self._call("deleting faces", lambda: self.col.delete(ids=ids))
             audit.count(self.settings, actor, "delete", n, self.name)
             self._new_generation()
-        for i in ids:
+        for i in ids if thumbs else ():
             with contextlib.suppress(OSError):
                 self.thumb_path(i).unlink()
         return n

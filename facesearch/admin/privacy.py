@@ -1,11 +1,16 @@
 """Right to erasure: remove a person from everything the data folder holds.
 
 :func:`erase_identity` removes, for every face labelled with the name in *every* gallery
-(each model and detector): its vectors and metadata, its thumbnail, the cached faces and
-vectors of its photos (under any model or detector key), the ingest ledger's rows for
-those photos (so a later ingest of their folder adds them again), and the copies of
-those photos that uploads left in ``uploads/`` (an enrollment's folder goes whole,
-photos without a detected face included). Then it scrubs the files: Chroma only marks a
+(each model and detector; the name's variants too: the same label up to case, spacing,
+Unicode normalisation and invisible characters, :func:`label_key`): its vectors and
+metadata, its thumbnail, the cached faces and vectors of its photos (under any model or
+detector key), the ingest ledger's rows for those photos (so a later ingest of their
+folder adds them again), and the copies of those photos that uploads left in
+``uploads/`` (an enrollment's folder goes whole, photos without a detected face
+included). Exactly the person's: the same photo may also hold a face of another
+identity (a face is a photo's face under a label), and what that other face still uses
+(its thumbnail, the photo's cached vectors and ledger rows, an uploaded copy its record
+points to) stays until its last owner is erased. Then it scrubs the files: Chroma only marks a
 deleted vector deleted (its HNSW data file keeps the bytes, its SQLite file keeps them
 in free pages and its write log), so each gallery that lost faces is rewritten from the
 faces it keeps (:meth:`store.FaceGallery.rebuild`), the dropped collection's folder is
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +64,16 @@ class Erasure:
         return s
 
 
+def label_key(label: str) -> str:
+    """What two spellings of one person's label share: NFKC form, case folded, invisible
+    (format) characters dropped, whitespace runs as one space, trimmed: ``"Carol  Smith "``
+    and ``"carol smith"`` are one person, as are a decomposed ``"Zoe\u0308"`` and ``"ZOË"``,
+    and ``"ca\u200brol"`` and ``"carol"``."""
+    text = unicodedata.normalize("NFKC", str(label))
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.casefold().split())
+
+
 def _sha1_file(p: Path) -> str | None:
     try:
         h = hashlib.sha1()
@@ -85,6 +101,17 @@ def _still_stored(galleries, hashes: set[str]) -> set[str]:
     for gal in galleries:
         r = gal.get(where={"image_sha1": {"$in": sorted(hashes)}})
         kept |= {str((m or {}).get("image_sha1")) for m in r["metadatas"]}
+    return kept
+
+
+def _still_referenced(galleries, paths: set[str]) -> set[str]:
+    """The paths among ``paths`` that some face in some gallery still points to."""
+    kept: set[str] = set()
+    if not paths:
+        return kept
+    for gal in galleries:
+        r = gal.get(where={"path": {"$in": sorted(paths)}})
+        kept |= {str((m or {}).get("path")) for m in r["metadatas"]}
     return kept
 
 
@@ -127,20 +154,24 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
         galleries = [FaceGallery(g["model"], g["dim"], g["detector"], settings, create=False, actor=actor)
                      for g in list_galleries(settings)]
         sha1s, paths, rebuilt = _delete_faces(galleries, identity, leftovers, REBUILD_PREFIX, rep)
+        rep.photos = len(sha1s)
+        # What another identity's face still uses stays: the photo's cached vectors and
+        # ledger rows (by hash), an uploaded copy its record points to (by path).
+        gone = sha1s - _still_stored(galleries, sha1s)
+        paths -= _still_referenced(galleries, paths)
 
         ledger = None
         if (settings.home / "ingest.sqlite").is_file():
             ledger = Ledger(settings.home / "ingest.sqlite", "")
         try:
             if ledger is not None:
-                paths |= ledger.paths_of(sha1s)
-            doomed, folders, extra = _uploaded_copies(settings.home / "uploads", galleries, sha1s, paths)
+                paths |= ledger.paths_of(gone) - _still_referenced(galleries, ledger.paths_of(gone))
+            doomed, folders, extra = _uploaded_copies(settings.home / "uploads", galleries, gone, paths)
             _remove_uploads(doomed, folders, paths, rep)
-            sha1s |= extra
-            rep.photos = len(sha1s)
+            gone |= extra
 
             if ledger is not None:
-                rep.ledger_rows, why = ledger.forget_photos(sha1s, paths)
+                rep.ledger_rows, why = ledger.forget_photos(gone, paths)
                 if why:
                     rep.not_scrubbed.append(why)
         finally:
@@ -148,7 +179,7 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
                 ledger.db.close()
 
         if (settings.cache_path / "embeddings.sqlite").is_file():
-            rep.cache_rows, why = get_cache(settings).forget(sha1s)
+            rep.cache_rows, why = get_cache(settings).forget(gone)
             if why:
                 rep.not_scrubbed.append(why)
         if rebuilt:
@@ -163,27 +194,40 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
 
 def _delete_faces(galleries, identity: str, leftovers: set[str], rebuild_prefix: str,
                   rep: Erasure) -> tuple[set[str], set[str], bool]:
-    """Delete the identity's faces from every gallery and rewrite each gallery that lost
-    faces (or whose earlier rebuild was cut off). Returns the photos' content hashes and
-    paths, and whether any gallery was rebuilt."""
+    """Delete the identity's faces (every variant of its label, :func:`label_key`) from
+    every gallery, then their thumbnails that no gallery still uses (galleries of one
+    detector share them), and rewrite each gallery that lost faces (or whose earlier
+    rebuild was cut off). Returns the photos' content hashes and paths, and whether any
+    gallery was rebuilt."""
     sha1s: set[str] = set()
     paths: set[str] = set()
+    thumbs: dict[Path, str] = {}  # thumbnail -> the face id it belongs to
     rebuilt = False
+    key = label_key(identity)
     for gal in galleries:
         with gal.writer():
-            r = gal.get(where={"identity": identity})
+            names = [n for n in gal.identities() if label_key(n) == key]
+            r = gal.get(where={"identity": {"$in": names}}) if names else {"ids": [], "metadatas": []}
             if r["ids"]:
+                thumbs.update({gal.thumb_path(i): i for i in r["ids"]})
                 for m in r["metadatas"]:
                     m = m or {}
                     if m.get("image_sha1"):
                         sha1s.add(str(m["image_sha1"]))
                     if m.get("path"):
                         paths.add(str(m["path"]))
-                rep.faces += gal.delete(ids=r["ids"], lock=False)
+                rep.faces += gal.delete(ids=r["ids"], lock=False, thumbs=False)
                 rep.galleries.append(gal.name)
             if r["ids"] or rebuild_prefix + gal.name in leftovers:
                 gal.rebuild(lock=False)
                 rebuilt = True
+    still: set[Path] = set()  # thumbnails a face with the same id still uses (in any gallery)
+    ids = sorted(set(thumbs.values()))
+    for gal in galleries if ids else ():
+        still |= {gal.thumb_path(i) for i in gal.get(ids=ids)["ids"]}
+    for p in set(thumbs) - still:
+        with contextlib.suppress(OSError):
+            p.unlink()
     return sha1s, paths, rebuilt
 
 
@@ -203,11 +247,13 @@ def _uploaded_copies(uploads: Path, galleries, sha1s: set[str],
     extra: set[str] = set()
     for folder in folders:
         files = {f: _sha1_file(f) for f in folder.rglob("*") if f.is_file()}
-        kept = _still_stored(galleries, {h for h in files.values() if h} - sha1s)
+        # A file of the folder that some face still points to is that face's; the others
+        # (photos with no face detected included) were the erased person's.
+        kept = _still_referenced(galleries, {str(f) for f in files})
         for f, h in files.items():
-            if h not in kept:
+            if str(f) not in kept:
                 doomed.add(f)
-                if h:
+                if h and not _still_stored(galleries, {h}):
                     extra.add(h)
     return doomed, folders, extra
 

@@ -18,7 +18,8 @@ def cmd_ingest(args) -> int:
 
     s = _settings(args)
     rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
-                 all_faces=args.all_faces, progress=progress_bar(args.quiet), restart=args.restart, dask=args.dask)
+                 all_faces=args.all_faces, progress=progress_bar(args.quiet), restart=args.restart, dask=args.dask,
+                 waiting=lambda msg: print(msg, file=sys.stderr, flush=True))
     for p, reason in rep.failed:
         print(f"skipped {p}: {reason}", file=sys.stderr)
     if args.verbose:

@@ -41,9 +41,13 @@ class IngestJob:
     def _progress(self, done: int, total: int, current: str) -> None:
         self.done, self.total, self.current = done, total, current
 
+    def _waiting(self, message: str) -> None:
+        self.current = message  # shown where the current photo is, until the wait ends
+
     def _run(self) -> None:
         try:
-            self.report = ingest(self.path, progress=self._progress, stop=self._stop, **self.kwargs)
+            self.report = ingest(self.path, progress=self._progress, stop=self._stop, waiting=self._waiting,
+                                 **self.kwargs)
         except FaceSearchError as exc:
             self.error = str(exc)
         except Exception as exc:  # a bug: logged with its traceback, told to the user in one line

@@ -1,7 +1,12 @@
 """Build a gallery from a labelled dataset (folders, CelebA, LFW, FIW, CSV).
 
-* Face IDs are ``<image sha1[:20]>-<face index>``: ingesting the same photo twice, from
-  any path, adds nothing.
+* Face IDs are ``<image sha1[:20]>-<face index>-<label hash>``: a face is a photo's face
+  *under a label*, so the same photo in ``alice/`` and in ``bob/`` gives two faces (and
+  erasing one leaves the other); ingesting the same photo twice under the same label, from
+  any path, adds nothing. Faces already stored (under any id, older ids included) are not
+  written again, so the report and the audit log count only what was really written.
+* Ingests of one gallery queue: a second one waits, saying so, for the first to finish,
+  then decides what is left to do (two runs of the same folder add each face once).
 * A ledger (SQLite, ``$FACESEARCH_HOME/ingest.sqlite``) records each file's outcome
   after its faces are written, so a second run resumes where the first stopped, and
   files with no face or unreadable files are not re-tried unless they change.
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import hashlib
+import logging
 import itertools
 import multiprocessing as mp
 import os
@@ -32,7 +39,7 @@ from facesearch import audit
 from facesearch.access import Actor, check_ingest_path, require_admin
 from facesearch.datasets.base import LabeledImage
 from facesearch.datasets.registry import load_images
-from facesearch.errors import ConfigError, FaceSearchError, ImageError, StorageFullError
+from facesearch.errors import ConfigError, FaceSearchError, GalleryBusyError, ImageError, StorageFullError
 from facesearch.imaging.decode import load_image, to_jpeg
 from facesearch.embedding.pipeline import Pipeline
 from facesearch.ingest.ledger import Ledger
@@ -40,6 +47,8 @@ from facesearch.settings import Settings, get_settings
 from facesearch.weights import quiet_tensorflow
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,8 +84,16 @@ def _stat(p: Path) -> tuple[int, float]:
         return -1, 0.0
 
 
-def face_id(sha1: str, index: int) -> str:
-    return f"{sha1[:20]}-{index}"
+def face_id(sha1: str, index: int, identity: str) -> str:
+    """The id of face ``index`` of the photo ``sha1`` labelled ``identity``: the label is
+    part of it, so one photo under two names is two faces, neither overwriting the other."""
+    label = hashlib.sha1(str(identity).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{sha1[:20]}-{index}-{label}"
+
+
+def _face_key(md: dict) -> tuple[str, int, str]:
+    """What makes a stored face the same face, whatever its id: (photo, face index, label)."""
+    return str(md.get("image_sha1")), int(md.get("face_index", 0)), str(md.get("identity"))
 
 
 # -- worker side (also used in-process when workers == 1) ------------------------------
@@ -243,7 +260,8 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
            settings: Settings | None = None, limit: int | None = None, workers: int | None = None,
            all_faces: bool = False, progress: Progress | None = None, restart: bool = False,
            items: Iterable[LabeledImage] | None = None, stop: threading.Event | None = None,
-           dask: str | None = None, actor: Actor | None = None, action: str = "ingest") -> IngestReport:
+           dask: str | None = None, actor: Actor | None = None, action: str = "ingest",
+           waiting: Callable[[str], None] | None = None) -> IngestReport:
     """Add the photos under ``path`` to the (model, detector) gallery.
 
     Only the largest face of each labelled photo is stored, since the label names one
@@ -253,6 +271,8 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
     ``action``: what the audit log calls this run ("ingest", or "enroll" for one
     person's uploaded photos); it gets one line with the faces added.
+    ``waiting``: told (one sentence) when another ingest writes this gallery and this one
+    waits for it; the wait ends when it finishes, or on ``stop``.
     """
     settings = settings or get_settings()
     who = require_admin(actor, "adding photos to the gallery")
@@ -270,14 +290,18 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     if restart:
         ledger.forget()
     report = IngestReport(total=len(images))
-    todo = _files_to_do(images, ledger, gallery, report)
-    batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=str(path),
-                   batch_size=settings.batch_size, progress=progress)
-    paths = [str(it.path) for it, _, _ in todo]
     max_faces = None if all_faces else 1
     source = _audit_source(settings, path, action)
     try:
-        with audit.operation(settings, who, action, source=source), gallery.writer(wait=5.0):
+        with audit.operation(settings, who, action, source=source), contextlib.ExitStack() as held:
+            if not _wait_for_writer(gallery, held, stop, waiting):
+                report.stopped = "stopped on request while waiting for another ingest of this gallery"
+                return report
+            # Decided only now, holding the lock: what an ingest that ran meanwhile did is done.
+            todo = _files_to_do(images, ledger, gallery, report)
+            batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=str(path),
+                           batch_size=settings.batch_size, progress=progress)
+            paths = [str(it.path) for it, _, _ in todo]
             results = _results(paths, dask, workers, emb.name, detector, settings, max_faces)
             with contextlib.closing(results):
                 for res in results:
@@ -296,19 +320,47 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     return report
 
 
+def _wait_for_writer(gallery: FaceGallery, held: contextlib.ExitStack, stop: threading.Event | None,
+                     waiting: Callable[[str], None] | None) -> bool:
+    """Take the gallery's write lock into ``held``, waiting as long as another writer
+    holds it (saying so once). False if ``stop`` was set while waiting."""
+    told = False
+    while True:
+        lock = gallery.writer(wait=1.0)
+        try:
+            lock.__enter__()
+        except GalleryBusyError:
+            if stop is not None and stop.is_set():
+                return False
+            if not told:
+                try:
+                    holder = Path(gallery._lock.lock_file).read_text().strip()
+                except OSError:
+                    holder = ""
+                msg = (f"another ingest ({holder or 'another process'}) is writing gallery {gallery.name}; "
+                       f"waiting for it to finish, then this one goes on")
+                (waiting or log.warning)(msg)
+                told = True
+            continue
+        held.push(lock)
+        return True
+
+
 def _files_to_do(images: list[LabeledImage], ledger: Ledger, gallery: FaceGallery,
                  report: IngestReport) -> list[tuple[LabeledImage, int, float]]:
     """(image, size, mtime) of each file that no earlier run finished; the others count
     as skipped in ``report``."""
     done = ledger.done()
-    # A file done earlier whose faces were deleted since (an identity removed) is done
-    # again; one metadata scan of the gallery tells which photos are still in it.
-    present = gallery.image_hashes() if any(v[2] == "ok" for v in done.values()) else set()
+    # A file done earlier whose faces were deleted since (an identity erased) is done
+    # again; one metadata scan of the gallery tells which (photo, label) pairs are still in
+    # it: the same photo kept under another label does not make this one done.
+    present = {(str(md.get("image_sha1")), str(md.get("identity"))) for _, md in gallery.iter_metadata() if md} \
+        if any(v[2] == "ok" for v in done.values()) else set()
     todo: list[tuple[LabeledImage, int, float]] = []
     for it in images:
         size, mtime = _stat(it.path)
         prev = done.get(str(it.path))
-        if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or prev[3] in present):
+        if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or (prev[3], it.identity) in present):
             report.skipped += 1
         else:
             todo.append((it, size, mtime))
@@ -357,10 +409,19 @@ class _Batch:
         if self.ids:
             # Thumbnails first, then vectors, then the ledger: a crash in between leaves
             # at worst a re-done file, never a ledger entry without its faces.
-            for fid, jpg in self.thumbs:
-                self.gallery.save_thumb(fid, jpg)
-            self.gallery.upsert(self.ids, np.stack(self.emb), self.md, lock=False)
-            self.report.faces_added += len(self.ids)
+            # Faces already stored (another run of the same folder, the photo under the same
+            # label elsewhere, an id from before labels were part of it) are not written
+            # again: the report and the audit log count what was really added.
+            shas = sorted({str(m["image_sha1"]) for m in self.md})
+            stored = {_face_key(m or {}) for m in
+                      self.gallery.get(where={"image_sha1": {"$in": shas}})["metadatas"]}
+            new = [i for i, m in enumerate(self.md) if _face_key(m) not in stored]
+            for i in new:
+                self.gallery.save_thumb(*self.thumbs[i])
+            if new:
+                self.gallery.upsert([self.ids[i] for i in new], np.stack([self.emb[i] for i in new]),
+                                    [self.md[i] for i in new], lock=False)
+            self.report.faces_added += len(new)
         self.ledger.mark(self.ledger_rows)
         for lst in (self.ids, self.emb, self.md, self.thumbs, self.ledger_rows, self.ids_set):
             lst.clear()
@@ -380,9 +441,9 @@ class _Batch:
             report.images_with_faces += 1
             faces = res["faces"] if self.all_faces else res["faces"][:1]
             for idx, (fd, e, jpg) in enumerate(faces):
-                fid = face_id(res["sha1"], idx)
+                fid = face_id(res["sha1"], idx, it.identity)
                 if fid in self.ids_set:
-                    continue  # the same photo twice in one batch (a copy in another folder): stored once
+                    continue  # the same photo twice in one batch under one label: stored once
                 self.ids_set.add(fid)
                 self.ids.append(fid)
                 self.emb.append(e)
