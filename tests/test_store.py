@@ -368,14 +368,16 @@ def test_two_worker_processes_ingest_the_same_as_one(tmp_path, monkeypatch):
 
 
 def test_same_photo_in_two_folders_is_stored_once(tmp_path, data_dir, own_settings):
-    """Two paths, identical bytes, in one batch, on a first ingest (own empty cache): one
-    face, not a refused batch."""
+    """Identical bytes under three paths in one batch, on a first ingest (own empty
+    cache): one face per label (two copies under ``a``, one under ``b``), not a refused
+    batch, and the report counts the faces written."""
     s = own_settings
     photo = next((data_dir / "photos/people/obama").iterdir())
     for who in ("a", "b"):
         (tmp_path / "ds" / who).mkdir(parents=True)
         shutil.copy(photo, tmp_path / "ds" / who / photo.name)
+    shutil.copy(photo, tmp_path / "ds" / "a" / f"copy-{photo.name}")
     rep = ingest(tmp_path / "ds", "folders", settings=s)
-    assert rep.processed == 2 and not rep.failed, rep.summary()
+    assert rep.processed == 3 and not rep.failed, rep.summary()
     g = FaceGallery(s.model, 128, s.detector, s)
-    assert g.count() == 1 and rep.faces_added == 1
+    assert g.identities() == {"a": 1, "b": 1} and rep.faces_added == 2
