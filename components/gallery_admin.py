@@ -74,7 +74,8 @@ def _job_progress(job: IngestJob) -> None:
     if not job.running:
         st.rerun()  # the whole page: it collects the report and refreshes the gallery status
     frac = job.done / job.total if job.total else 0.0
-    text = f"{job.what}: {job.done:,}/{job.total:,}" + (f" · {Path(job.current).name}" if job.current else " · starting")
+    text = f"{job.what}: {job.done:,}/{job.total:,}" + (f" · {Path(job.current).name}" if job.current else
+                                                         f" · {job.waiting}" if job.waiting else " · starting")
     st.progress(min(1.0, frac), text=text)
     if job.stopping:
         st.caption("Stopping after the photo in hand; what is done stays in the gallery.")

@@ -158,3 +158,60 @@ def test_two_ingests_of_the_same_folder_at_once_through_the_server(home, tmp_pat
     assert _ingest_audit(s) == [total]
     # The later one waited, saying so, instead of failing.
     assert any("waiting for it to finish" in r.stderr for r in runs), [r.stderr for r in runs]
+
+
+HOLDER = r"""
+import sys
+from store import FaceGallery
+from facesearch.settings import get_settings
+
+s = get_settings()
+with FaceGallery(s.model, 128, s.detector, s).writer():
+    print("holding", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_dashboard_ingest_waits_for_another_writer(home, tmp_path):
+    """The dashboard's background ingest, while another process (a real one, through the
+    server) writes the gallery: it waits and says why, a stop ends the wait, and once the
+    other writer is done it goes on and adds everything."""
+    import time
+
+    from facesearch.ingest.jobs import IngestJob
+    from store.gallery import close_client
+    from store.server import start_server
+
+    s, env = home
+    folder = _folder(tmp_path / "a", _celeba_people(2, 2))
+
+    def until(cond, what: str) -> None:
+        for _ in range(1200):
+            if cond():
+                return
+            time.sleep(0.1)
+        raise AssertionError(what)
+
+    with start_server(s):
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER], cwd=ROOT, env=env, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert holder.stdout.readline().strip() == "holding", holder.stderr.read()
+            stopped = IngestJob("Ingesting", folder, dict(settings=s)).start()
+            job = IngestJob("Ingesting", folder, dict(settings=s)).start()
+            until(lambda: job.waiting and stopped.waiting, "the ingests did not say they wait")
+            assert f"pid {holder.pid}" in job.waiting and "waiting for it to finish" in job.waiting
+            assert job.running and job.done == 0
+            stopped.stop()
+            assert stopped.wait(60) and stopped.error is None
+            assert "waiting for another ingest" in stopped.report.stopped and stopped.report.faces_added == 0
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.wait(60) == 0
+            assert job.wait(600) and job.error is None, job.error
+            assert job.report.faces_added == 4 and not job.waiting, job.report.summary()
+            assert _identities(s) == {f"person_{i}": 2 for i in _celeba_people(2, 2)}
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+            close_client(s)

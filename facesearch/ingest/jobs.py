@@ -27,6 +27,7 @@ class IngestJob:
     done: int = 0
     total: int = 0
     current: str = ""
+    waiting: str = ""  # why it has not started: another ingest of the gallery runs (a sentence)
     report: IngestReport | None = None
     error: str | None = None
     started: float = field(default_factory=time.time)
@@ -39,10 +40,10 @@ class IngestJob:
         return self
 
     def _progress(self, done: int, total: int, current: str) -> None:
-        self.done, self.total, self.current = done, total, current
+        self.done, self.total, self.current, self.waiting = done, total, current, ""
 
     def _waiting(self, message: str) -> None:
-        self.current = message  # shown where the current photo is, until the wait ends
+        self.waiting = message  # another ingest writes the gallery: shown until this one starts
 
     def _run(self) -> None:
         try:

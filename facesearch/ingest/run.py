@@ -337,8 +337,9 @@ def _wait_for_writer(gallery: FaceGallery, held: contextlib.ExitStack, stop: thr
                     holder = Path(gallery._lock.lock_file).read_text().strip()
                 except OSError:
                     holder = ""
-                msg = (f"another ingest ({holder or 'another process'}) is writing gallery {gallery.name}; "
-                       f"waiting for it to finish, then this one goes on")
+                msg = (f"another ingest ({holder or 'another process'}) is writing the gallery of model "
+                       f"{gallery.model} and detector {gallery.detector}; waiting for it to finish, then this one "
+                       f"goes on")
                 (waiting or log.warning)(msg)
                 told = True
             continue
