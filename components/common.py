@@ -102,6 +102,24 @@ def show_warning(message: object) -> None:
     st.warning(shown_message(message))
 
 
+def show_crash(exc: BaseException) -> None:
+    """An unexpected exception of a page: its traceback for the admin (or the local user),
+    one sentence without any detail for a visitor (tracebacks name the server's paths).
+    The server's log has it in full either way."""
+    import logging
+
+    logging.getLogger("facesearch").error("page failed", exc_info=exc)
+    try:
+        admin = actor().admin
+    except Exception:  # the settings themselves may be what failed
+        admin = False
+    if admin:
+        st.error(f"This page failed: {type(exc).__name__}. Details for the admin:")
+        st.exception(exc)
+    else:
+        st.error("Something went wrong on this page. The admin can find the details in the server's log.")
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Show a FaceSearchError as ``st.error`` (no traceback, no Markdown; no server path to a

@@ -38,3 +38,12 @@ def without_paths(message: str, *known: object) -> str:
     for p in sorted((str(k) for k in known if k and "/" in str(k).strip("/")), key=len, reverse=True):
         message = re.sub(re.escape(p) + r"[^\s'\"`]*", HIDDEN_PATH, message)
     return _PATH.sub(HIDDEN_PATH, message)
+
+
+def md_unescape(text: str) -> str:
+    """The inverse of :func:`md_escape` (for reading a page's Markdown back, e.g. in tests)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+
+
+# What the Match page writes for a face's best match: (escaped identity, colour, verdict).
+BEST_MATCH = re.compile(r"\*\*Best match:\*\* ((?:\\.|[^\\\n])*?) :(\w+)\[\*\*([a-z ]+)\*\*\]")
