@@ -28,7 +28,8 @@ def md_escape(text: object) -> str:
 
 def html_text(text: object) -> str:
     """``text`` for plotly's legend, hover and titles, which render a subset of HTML."""
-    return html.escape(str(text), quote=True)
+    # Only <, > and &: plotly decodes those entities back, not &quot; (a quote is harmless once no tag can open).
+    return html.escape(str(text), quote=False)
 
 
 def without_paths(message: str, *known: object) -> str:
