@@ -68,9 +68,11 @@ def pipeline():
     """The pipeline of the model and detector chosen in the sidebar, loaded (a visitor only
     gets a model the admin made available: facesearch.access.check_model)."""
     from facesearch.access import check_model
+    from facesearch.models.registry import visitor_models
 
-    s = settings()
-    model = check_model(s, actor(), st.session_state.get("model", s.model))
+    s, who = settings(), actor()
+    model = st.session_state.get("model", s.model)
+    model = check_model(who, model, () if who.admin else visitor_models(s))
     return cached_pipeline(model, st.session_state.get("detector", s.detector), str(s.home))
 
 
@@ -171,8 +173,9 @@ def sidebar() -> Active:
     chooses among :func:`facesearch.access.visitor_models` only."""
     from components.text import md_escape
 
-    from facesearch.access import allowed_models, check_model
+    from facesearch.access import check_model
     from facesearch.imaging.detection import DETECTORS
+    from facesearch.models.registry import allowed_models
     from store import list_galleries
 
     s = settings()
@@ -185,7 +188,7 @@ def sidebar() -> Active:
         chosen = st.session_state.get("model")
         if chosen is not None and chosen not in models:
             try:  # a forged session state (or a model withdrawn since): refused, back to the default
-                check_model(s, actor(), chosen)
+                check_model(actor(), chosen, models)
             except FaceSearchError as exc:
                 show_error(exc)
             st.session_state.pop("model")

@@ -62,9 +62,7 @@ def run_once(fn: Callable, settings: Settings, progress, **params):
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
-    from facesearch.models.registry import list_models
-
-    from facesearch.access import allowed_models
+    from facesearch.models.registry import allowed_models, list_models
 
     # A visitor evaluates only the models the admin made available (no download, no extra
     # model in the server's memory).
@@ -106,9 +104,11 @@ def _controls(settings: Settings) -> dict | None:
         st.warning("Pick at least one model.")
         return None
     from facesearch.access import check_model
+    from facesearch.models.registry import allowed_models
 
     with user_errors():  # a forged session state cannot widen a visitor's choice
-        models = [check_model(settings, actor(), m) for m in models]
+        allowed = allowed_models(settings, actor())
+        models = [check_model(actor(), m, allowed) for m in models]
     return {"dataset": dataset, "path": path.strip() or None, "models": tuple(models),
             "task": None if task == "all" else task, "seed": seed, "limit": limit or None,
             "target_precision": float(tp), "target_fmr": float(tf), "open_set": open_set}

@@ -91,30 +91,13 @@ def check_ingest_path(settings: Settings, path, actor: Actor | None) -> None:
     raise PermissionDeniedError(f"{path} is outside the folders this server ingests from ({where})")
 
 
-def visitor_models(settings: Settings) -> tuple[str, ...]:
-    """The models a session of ``settings`` may choose when it is a visitor.
 
-    ``FACESEARCH_VISITOR_MODELS`` when set (checked names); otherwise the offline models
-    (facesearch.models.registry.OFFLINE_MODELS) whose weights are already on disk: a
-    visitor never makes the server download weights nor hold every model in memory."""
-    from facesearch.models.registry import OFFLINE_MODELS, check_model_name, get_model
-
-    if settings.visitor_models:
-        return tuple(dict.fromkeys(check_model_name(m) for m in settings.visitor_models))
-    return tuple(m for m in OFFLINE_MODELS if get_model(m, settings).status()[0])
-
-
-def allowed_models(settings: Settings, actor: Actor) -> tuple[str, ...]:
-    """What ``actor`` may choose: every model for an admin or a local user, else
-    :func:`visitor_models`."""
-    from facesearch.models.registry import MODELS
-
-    return MODELS if actor.admin else visitor_models(settings)
-
-
-def check_model(settings: Settings, actor: Actor | None, model: str) -> str:
-    """``model`` if ``actor`` (None: the command line) may load it; else PermissionDeniedError."""
+def check_model(actor: Actor | None, model: str, visitor_models) -> str:
+    """``model`` if ``actor`` (None: the command line) may load it: an admin any model, a
+    visitor one of ``visitor_models`` (facesearch.models.registry.visitor_models: what the
+    admin made available); else PermissionDeniedError. A visitor never makes the server
+    download weights or hold another model in memory, whatever the page sends."""
     actor = actor or cli_actor()
-    if actor.admin or model in visitor_models(settings):
+    if actor.admin or model in tuple(visitor_models):
         return model
     raise PermissionDeniedError(f"the model {model!r} is not available to visitors on this server")

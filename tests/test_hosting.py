@@ -179,8 +179,9 @@ MATCH = str(ROOT / "pages" / "1_Match.py")
 def test_visitors_choose_among_the_models_the_admin_made_available(hosted_env):
     """Default: the offline models whose weights are on disk; a forged session state that picks
     another (a download, another model in memory) is refused and nothing is loaded."""
-    from facesearch.access import check_model, visitor_models
+    from facesearch.access import check_model
     from facesearch.models import registry
+    from facesearch.models.registry import visitor_models
 
     s = Settings.from_env()
     allowed = visitor_models(s)
@@ -197,8 +198,9 @@ def test_visitors_choose_among_the_models_the_admin_made_available(hosted_env):
     assert at.selectbox(key="model").value in allowed
     assert not [k for k, m in registry._cache._items.items() if k[0] == "VGG-Face" and m._loaded]
     with pytest.raises(PermissionDeniedError, match="not available to visitors"):
-        check_model(s, VISITOR, "VGG-Face")
-    assert check_model(s, ADMIN, "VGG-Face") == "VGG-Face" and check_model(s, None, "ArcFace") == "ArcFace"
+        check_model(VISITOR, "VGG-Face", allowed)
+    assert check_model(VISITOR, allowed[0], allowed) == allowed[0]
+    assert check_model(ADMIN, "VGG-Face", allowed) == "VGG-Face" and check_model(None, "ArcFace", ()) == "ArcFace"
     # The Evaluate page offers a visitor the same models.
     ev = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=120).run()
     assert not ev.exception and set(ev.multiselect(key="eval_models").options) <= set(allowed)
@@ -209,8 +211,8 @@ def test_visitors_choose_among_the_models_the_admin_made_available(hosted_env):
 
 
 def test_the_admin_may_widen_the_visitors_models(hosted_env, monkeypatch):
-    from facesearch.access import visitor_models
     from facesearch.errors import UnknownModelError
+    from facesearch.models.registry import visitor_models
 
     monkeypatch.setenv("FACESEARCH_VISITOR_MODELS", "sface, vgg-face")
     assert visitor_models(Settings.from_env()) == ("sface", "VGG-Face")
