@@ -158,7 +158,7 @@ def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict
     for (name, data), key in zip(photos, keys):
         def run(name=name, data=data) -> tuple[MatchResult, np.ndarray]:
             common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
-            with st.spinner(f"Finding faces in {name}…"):
+            with st.spinner(f"Finding faces in {md_escape(name)}…"):
                 res = match(data, name, model=act.model, detector=act.detector, k=k, settings=act.settings,
                             gallery=gallery)
             img = _annotated(res)
@@ -206,7 +206,7 @@ def render_verify(res: VerifyResult) -> None:
         for col, an in ((a, res.a), (b, res.b)):
             with col:
                 if an.faces and an.faces[0].thumb is not None:
-                    st.image(an.faces[0].thumb, caption=an.source, width=160)
+                    st.image(an.faces[0].thumb, caption=md_escape(an.source), width=160)
                 if len(an.faces) > 1:
                     st.caption(f"{len(an.faces)} faces found; compared the largest.")
         st.caption(f"Model {md_escape(res.model)}: {res.rule.meaning}.")
