@@ -103,13 +103,10 @@ def watched_page(playwright, hostile_dashboard):
     b.close()
 
 
-# Streamlit itself fetches the page's Material icon as the favicon from Google's font server
-# (app.py's st.Page icons): the app's own request, not a label's, and known (see the report).
-STREAMLIT_FAVICON = "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/"
-
-
+# Nothing outside either: not even the favicon (app.py draws it; a Material page icon as
+# favicon would be fetched from fonts.gstatic.com by every visitor).
 def _outside(requests: list[str], url: str) -> list[str]:
-    return [u for u in requests if not u.startswith((url + "/", "data:", "blob:", STREAMLIT_FAVICON)) and u != url]
+    return [u for u in requests if not u.startswith((url + "/", "data:", "blob:")) and u != url]
 
 
 def _links(page) -> list[str]:
