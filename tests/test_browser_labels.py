@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import http.server
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, celeba_split
+from conftest import ROOT, celeba_split
 from test_browser import (CHROMIUM, MODEL_WAIT_MS, VIEWPORT, best_matches, dashboard, face_headers,  # noqa: F401
                           no_exception, open_page, playwright, wait_idle)
 
