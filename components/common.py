@@ -65,10 +65,15 @@ def actor():
 
 
 def pipeline():
-    """The pipeline of the model and detector chosen in the sidebar, loaded."""
-    s = settings()
-    return cached_pipeline(st.session_state.get("model", s.model), st.session_state.get("detector", s.detector),
-                           str(s.home))
+    """The pipeline of the model and detector chosen in the sidebar, loaded (a visitor only
+    gets a model the admin made available: facesearch.access.check_model)."""
+    from facesearch.access import check_model
+    from facesearch.models.registry import visitor_models
+
+    s, who = settings(), actor()
+    model = st.session_state.get("model", s.model)
+    model = check_model(who, model, () if who.admin else visitor_models(s))
+    return cached_pipeline(model, st.session_state.get("detector", s.detector), str(s.home))
 
 
 def gallery(create: bool = True):
@@ -79,13 +84,52 @@ def gallery(create: bool = True):
     return open_gallery(pipeline(), create=create, actor=actor(), memory_index=True)
 
 
+def shown_message(message: object) -> str:
+    """A message (an error's text, which may quote labels and paths) as Markdown text: its
+    labels escaped (components/text.py), and for a visitor its server paths hidden."""
+    from components.text import md_escape, without_paths
+
+    text = str(message)
+    if not actor().admin:
+        s = settings()
+        text = without_paths(text, s.home, s.home.resolve(), s.cache_path, s.cache_path.resolve())
+    return md_escape(text)
+
+
+def show_error(message: object) -> None:
+    st.error(shown_message(message))
+
+
+def show_warning(message: object) -> None:
+    st.warning(shown_message(message))
+
+
+def show_crash(exc: BaseException) -> None:
+    """An unexpected exception of a page: its traceback for the admin (or the local user),
+    one sentence without any detail for a visitor (tracebacks name the server's paths).
+    The server's log has it in full either way."""
+    import logging
+
+    logging.getLogger("facesearch").error("page failed", exc_info=exc)
+    try:
+        admin = actor().admin
+    except Exception:  # the settings themselves may be what failed
+        admin = False
+    if admin:
+        st.error(f"This page failed: {type(exc).__name__}. Details for the admin:")
+        st.exception(exc)
+    else:
+        st.error("Something went wrong on this page. The admin can find the details in the server's log.")
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a FaceSearchError as ``st.error`` (no traceback) and stop the script."""
+    """Show a FaceSearchError as ``st.error`` (no traceback, no Markdown; no server path to a
+    visitor) and stop the script."""
     try:
         yield
     except FaceSearchError as exc:
-        st.error(str(exc))
+        show_error(exc)
         st.stop()
 
 
@@ -125,35 +169,50 @@ class Active:
 
 
 def sidebar() -> Active:
-    """Gallery switcher and status, shown on every page; returns what it read."""
+    """Gallery switcher and status, shown on every page; returns what it read. A visitor
+    chooses among :func:`facesearch.access.visitor_models` only."""
+    from components.text import md_escape
+
+    from facesearch.access import check_model
     from facesearch.imaging.detection import DETECTORS
-    from facesearch.models.registry import MODELS
+    from facesearch.models.registry import allowed_models
     from store import list_galleries
 
     s = settings()
     with st.sidebar:
         st.subheader("Gallery")
-        st.session_state.setdefault("model", s.model)
+        models = allowed_models(s, actor())
+        if not models:
+            st.error("No face model is available on this server yet: the admin has to install one.")
+            st.stop()
+        chosen = st.session_state.get("model")
+        if chosen is not None and chosen not in models:
+            try:  # a forged session state (or a model withdrawn since): refused, back to the default
+                check_model(actor(), chosen, models)
+            except FaceSearchError as exc:
+                show_error(exc)
+            st.session_state.pop("model")
+        st.session_state.setdefault("model", s.model if s.model in models else models[0])
         st.session_state.setdefault("detector", s.detector)
-        model = st.selectbox("Model", MODELS, key="model")
+        model = st.selectbox("Model", models, key="model")
         detector = st.selectbox("Detector", DETECTORS, key="detector")
         act = Active(s.with_(model=model, detector=detector), model, detector)
         try:
             act.galleries = list_galleries(s)
         except FaceSearchError as exc:
             act.error = exc
-            st.error(str(exc))
+            show_error(exc)
             return act
         g = act.info()
         if g:
-            st.caption(f"Active gallery **{g['name']}**: {g['count']:,} faces")
+            st.caption(f"Active gallery **{md_escape(g['name'])}**: {g['count']:,} faces")
         else:
             st.caption("This gallery is empty: build it on the Home page.")
         others = [f"{o['model']} / {o['detector']} ({o['count']:,})" for o in act.galleries if o is not g]
         if others:
-            st.caption("Other galleries: " + ", ".join(others))
+            st.caption("Other galleries: " + md_escape(", ".join(others)))
         if actor().admin:
-            st.caption(f"Data folder: `{s.home}`")
+            st.caption(f"Data folder: {md_escape(s.home)}")
         admin_box(s)
     return act
 

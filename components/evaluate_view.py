@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 from tqdm import tqdm
 
-from components.common import Active, actor, user_errors
+from components.common import Active, actor, show_warning, user_errors
 from components.threshold_panel import threshold_panel
 from facesearch.evaluation.pairs import DATASETS, TASKS, Comparison, evaluate
 from facesearch.evaluation.vectors import default_path
@@ -62,9 +62,12 @@ def run_once(fn: Callable, settings: Settings, progress, **params):
 
 
 def _model_options(settings: Settings) -> tuple[list[str], dict[str, bool]]:
-    from facesearch.models.registry import list_models
+    from facesearch.models.registry import allowed_models, list_models
 
-    infos = list_models(settings)
+    # A visitor evaluates only the models the admin made available (no download, no extra
+    # model in the server's memory).
+    allowed = set(allowed_models(settings, actor()))
+    infos = [m for m in list_models(settings) if m["name"] in allowed]
     return [m["name"] for m in infos], {m["name"]: bool(m["ready"]) for m in infos}
 
 
@@ -87,7 +90,7 @@ def _controls(settings: Settings) -> dict | None:
     limit = int(c3.number_input("Pairs per task (0 = all)", min_value=0, value=100, step=50, key="eval_limit",
                                 help="Half same, half different. A full FIW run embeds ~4,000 photos per model."))
     models = st.multiselect(
-        "Models", names, default=[settings.model], key="eval_models",
+        "Models", names, default=[settings.model] if settings.model in names else names[:1], key="eval_models",
         format_func=lambda n: n if ready[n] else f"{n} (weights missing: needs a download)",
         help="Models without weights on disk fail without network; they are reported and the others still run.",
     )
@@ -100,6 +103,12 @@ def _controls(settings: Settings) -> dict | None:
     if not models:
         st.warning("Pick at least one model.")
         return None
+    from facesearch.access import check_model
+    from facesearch.models.registry import allowed_models
+
+    with user_errors():  # a forged session state cannot widen a visitor's choice
+        allowed = allowed_models(settings, actor())
+        models = [check_model(actor(), m, allowed) for m in models]
     return {"dataset": dataset, "path": path.strip() or None, "models": tuple(models),
             "task": None if task == "all" else task, "seed": seed, "limit": limit or None,
             "target_precision": float(tp), "target_fmr": float(tf), "open_set": open_set}
@@ -221,7 +230,7 @@ def _results(cmp: Comparison, act: Active, actor=None) -> None:
     st.subheader("Side by side")
     for r in cmp.results:
         if r.error:
-            st.warning(f"{r.model} ({r.task}): {r.error}")
+            show_warning(f"{r.model} ({r.task}): {r.error}")
     _table(cmp.to_table(), _PAIR_COLUMNS, **cmp.params)
     st.caption(f"Photos embedded for this result: {cmp.n_computed:,}; read from the embedding cache: "
                f"{sum(r.n_cached for r in cmp.results):,}. A column's name tells what it means when pointed at; "
@@ -309,7 +318,7 @@ def _open_set_results(osc: OpenSetComparison) -> None:
     st.subheader("Open-set identification (1:N search)")
     for r in osc.results:
         if r.error:
-            st.warning(f"{r.model}: {r.error}")
+            show_warning(f"{r.model}: {r.error}")
     ok = [r for r in osc.results if r.ok]
     if not ok:
         return

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from components.text import html_text, md_escape
+
 from facesearch.explore import projection
 from facesearch.settings import Settings
 
@@ -116,7 +118,7 @@ def _query_face(pipe, act, last: dict | None, memo: dict) -> tuple[np.ndarray, n
             except NoFaceError:
                 memo[key] = None
         if memo[key] is None:
-            st.warning(f"No face found in {up.name}.")
+            st.warning(f"No face found in {md_escape(up.name)}.")
         return memo[key]
     if last and last["model"] == act.model:
         return np.asarray(last["embedding"], np.float32), last["thumb"], last["caption"]
@@ -135,13 +137,18 @@ def scatter(coords: np.ndarray, groups: list[str], mds: list[dict], ids: list[st
     g_arr = np.asarray(groups, dtype=object)
     for g in order:
         sel = np.flatnonzero(g_arr == g)
-        custom = [[ids[i], str(mds[i].get("identity", "?")), Path(str(mds[i].get("path", ""))).name] for i in sel]
-        hover = "%{customdata[1]}<br>%{customdata[2]}<extra>" + str(g) + "</extra>"
+        # Plotly renders HTML in names, hover text and ticks, and does not escape what a
+        # hovertemplate substitutes: labels go in escaped (columns 3, 4); columns 0-2 stay as
+        # they are for the selection (selected_thumbs).
+        custom = [[ids[i], ident, fname, html_text(ident), html_text(fname)]
+                  for i in sel for ident, fname in [(str(mds[i].get("identity", "?")),
+                                                     Path(str(mds[i].get("path", ""))).name)]]
+        hover = "%{customdata[3]}<br>%{customdata[4]}<extra>" + html_text(g) + "</extra>"
         if three:
             fig.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2], mode="markers",
-                                       name=str(g), customdata=custom, hovertemplate=hover, marker={"size": 3}))
+                                       name=html_text(g), customdata=custom, hovertemplate=hover, marker={"size": 3}))
         else:
-            fig.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=str(g),
+            fig.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=html_text(g),
                                        customdata=custom, hovertemplate=hover, marker={"size": 6, "opacity": 0.8}))
     if query_xy is not None:
         q = query_xy.reshape(-1)
@@ -159,7 +166,7 @@ def scatter(coords: np.ndarray, groups: list[str], mds: list[dict], ids: list[st
             fig.add_trace(go.Scatter3d(x=[q[0]], y=[q[1]], z=[q[2]], mode="markers", name="query", marker=star))
         else:
             fig.add_trace(go.Scattergl(x=[q[0]], y=[q[1]], mode="markers", name="query", marker=star))
-    fig.update_layout(title=title, height=620, showlegend=len(order) <= MAX_LEGEND, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+    fig.update_layout(title=html_text(title), height=620, showlegend=len(order) <= MAX_LEGEND, margin={"l": 0, "r": 0, "t": 40, "b": 0},
                       legend={"itemsizing": "constant"}, dragmode="lasso" if not three else "orbit")
     return fig
 
@@ -178,9 +185,9 @@ def selected_thumbs(event, gal_info: dict, home: str) -> None:
         p = gal.thumb_path(fid)
         with cols[i % 8]:
             if p.is_file():
-                st.image(str(p), caption=ident, width="stretch")
+                st.image(str(p), caption=md_escape(ident), width="stretch")
             else:
-                st.caption(f"{ident} (no thumbnail)")
+                st.caption(f"{md_escape(ident)} (no thumbnail)")
 
 
 def similarity_heatmap(X: np.ndarray, mds: list[dict]) -> None:
@@ -196,6 +203,7 @@ def similarity_heatmap(X: np.ndarray, mds: list[dict]) -> None:
         return
     keep = [i for i, g in enumerate(groups) if g in set(chosen)]
     labels, M = projection.similarity_matrix(X[keep], [groups[i] for i in keep])
+    labels = [html_text(g) for g in labels]  # plotly renders HTML in tick labels
     fig = px.imshow(M, x=labels, y=labels, zmin=-1 if M[np.isfinite(M)].min() < 0 else 0, zmax=1,
                     color_continuous_scale="Viridis", text_auto=".2f" if len(labels) <= 15 else False,
                     labels={"color": "mean cosine"}, aspect="auto")
@@ -212,7 +220,7 @@ def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray,
     import plotly.express as px
 
     rows = projection.barcode(q, X[nn])
-    names = ["query"] + [f"{i + 1}. {mds[j].get('identity', '?')} ({s:.2f})" for i, (j, s) in enumerate(zip(nn, sims))]
+    names = ["query"] + [html_text(f"{i + 1}. {mds[j].get('identity', '?')} ({s:.2f})") for i, (j, s) in enumerate(zip(nn, sims))]
     lim = float(np.abs(rows).max()) or 1.0
     fig = px.imshow(rows, y=names, aspect="auto", color_continuous_scale="RdBu_r", zmin=-lim, zmax=lim,
                     labels={"x": "embedding dimension", "color": "value"})
@@ -271,7 +279,7 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     if query is not None:
         st.subheader("Query face")
         c1, c2 = st.columns([1, 5])
-        c1.image(query[1], caption=query[2], width="stretch")
+        c1.image(query[1], caption=md_escape(query[2]), width="stretch")
         with c2:
             st.caption(f"Shown as a star, with lines to its {len(nn)} most similar faces; {proj.transform_note}.")
             barcode_strip(q_emb, X, mds, nn, sims)

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import streamlit as st
 
+from components.text import md_escape
+
 from facesearch.datasets.base import IMAGE_EXTENSIONS, LabeledImage
 from facesearch.datasets.registry import FORMATS
 from facesearch.errors import ConfigError, DatasetError
@@ -76,7 +78,7 @@ def _job_progress(job: IngestJob) -> None:
     frac = job.done / job.total if job.total else 0.0
     text = f"{job.what}: {job.done:,}/{job.total:,}" + (f" · {Path(job.current).name}" if job.current else
                                                          f" · {job.waiting}" if job.waiting else " · starting")
-    st.progress(min(1.0, frac), text=text)
+    st.progress(min(1.0, frac), text=md_escape(text))
     if job.stopping:
         st.caption("Stopping after the photo in hand; what is done stays in the gallery.")
     elif st.button("Stop", key="ingest_stop"):
@@ -93,9 +95,9 @@ def render_report(report: IngestReport, what: str = "") -> None:
     """The summary plus the per-file lists: failed files with their reasons, photos with no face."""
     text = (what + ": " if what else "") + report.summary()
     if report.failed or report.stopped:
-        st.warning(text)
+        st.warning(md_escape(text))
     else:
-        st.success(text)
+        st.success(md_escape(text))
     if report.failed:
         with st.expander(f"Failed files ({len(report.failed)})", expanded=True):
             st.dataframe([{"file": p, "reason": r} for p, r in report.failed], hide_index=True)
@@ -116,7 +118,8 @@ def status_section(act: common.Active, show_folder: bool = True) -> dict[str, in
     c[2].metric("Faces", f"{g['count']:,}" if g else "0")
     c[3].metric("Identities", f"{len(idents):,}")
     if show_folder:
-        st.caption(f"Data folder: `{act.settings.home}` · collection `{g['name'] if g else 'not created yet'}`")
+        st.caption(f"Data folder: {md_escape(act.settings.home)} · collection "
+                   f"{md_escape(g['name']) if g else 'not created yet'}")
     return idents
 
 
@@ -177,11 +180,11 @@ def delete_section(idents: dict[str, int]) -> None:
     st.caption("Erases the person from every gallery (each model and detector), with their thumbnails, the "
                "cached embeddings of their photos, the ingest records and the photos uploaded to enroll them. "
                "The database files are rewritten so no deleted vector stays in them.")
-    sure = st.checkbox(f"Yes, erase every face of {who}", key="delete_confirm")
+    sure = st.checkbox(f"Yes, erase every face of {md_escape(who)}", key="delete_confirm")
     if st.button("Delete identity", key="delete_go", disabled=not sure):
         from facesearch.admin.privacy import erase_identity
 
-        with common.user_errors(), st.spinner(f"Erasing {who}…"):
+        with common.user_errors(), st.spinner(f"Erasing {md_escape(who)}…"):
             rep = erase_identity(who, common.settings(), common.actor())
         st.session_state["delete_message"] = rep.summary()
         st.session_state.pop("delete_confirm", None)
@@ -195,7 +198,7 @@ def messages() -> None:
         render_report(rep["report"], rep["what"])
     msg = st.session_state.pop("delete_message", None)
     if msg:
-        st.success(msg)
+        st.success(md_escape(msg))
 
 
 def export_section(act: common.Active) -> None:
@@ -215,7 +218,7 @@ def export_section(act: common.Active) -> None:
         export_gallery(gallery, buf)
         return buf.getvalue()
 
-    st.caption(f"{n:,} faces of the {act.model} / {act.detector} gallery: vectors, metadata and thumbnails in one zip, "
+    st.caption(f"{n:,} faces of the {md_escape(act.model)} / {md_escape(act.detector)} gallery: vectors, metadata and thumbnails in one zip, "
                "for `facesearch restore` or the restore control on another server.")
     st.download_button("Export the gallery", data=build, file_name=f"{gallery.name}.zip", mime="application/zip",
                        key="export_go", on_click="ignore")

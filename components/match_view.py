@@ -20,6 +20,7 @@ from facesearch.search.thresholds import verify_threshold
 from facesearch.search.verdicts import search_thresholds
 
 from . import common
+from .text import md_escape
 
 Photo = tuple[str, bytes]  # (display name, raw file bytes)
 
@@ -95,16 +96,17 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
                 st.image(fm.face.thumb, caption=f"confidence {fm.face.face.confidence:.2f}", width=112)
         with right:
             if fm.quality_reason is not None:
-                st.markdown(f"{verdict_md(fm.verdict)}: {fm.quality_reason}. The nearest gallery faces are shown "
+                st.markdown(f"{verdict_md(fm.verdict)}: {md_escape(fm.quality_reason)}. The nearest gallery faces are shown "
                             "below, but no verdict is given.")
             elif best is None:
                 st.markdown("**Best match:** none")
             else:
+                # The label is data: escaped, so a name written as Markdown shows as written.
                 st.markdown(
-                    f"**Best match:** `{best.identity}` {verdict_md(best.verdict)}, similarity {best.similarity:.3f} "
+                    f"**Best match:** {md_escape(best.identity)} {verdict_md(best.verdict)}, similarity {best.similarity:.3f} "
                     f"(distance {best.distance:.3f}, threshold {fm.threshold:.3f})"
                 )
-                st.caption(fm.sentence)
+                st.caption(md_escape(fm.sentence))
             hits = fm.hits[:k]
             if hits:
                 cols = st.columns(min(len(hits), 6))
@@ -113,7 +115,7 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
                         t = _thumb(gallery, h.id)
                         if t:
                             st.image(t, width=90)
-                        st.caption(f"#{j + 1} `{h.identity}`  \n{h.similarity:.3f} · {verdict_md(fm.rule.decide(h.distance))}")
+                        st.caption(f"#{j + 1} {md_escape(h.identity)}  \n{h.similarity:.3f} · {verdict_md(fm.rule.decide(h.distance))}")
             if fm.identities:
                 with st.expander(f"By identity ({len(fm.identities)})", expanded=False):
                     st.dataframe(
@@ -128,8 +130,9 @@ def render_match(name: str, result: MatchResult, img: np.ndarray, k: int, galler
     """The annotated photo ``img`` and one block per face; ``gallery``: where the hits'
     thumbnails are."""
     n = len(result.faces)
-    st.markdown(f"### {name}")
-    st.caption(f"{n} face{'s' if n != 1 else ''} found · model {result.model} / detector {result.detector} · "
+    st.markdown(f"### {md_escape(name)}")
+    st.caption(f"{n} face{'s' if n != 1 else ''} found · model {md_escape(result.model)} / detector "
+               f"{md_escape(result.detector)} · "
                f"match at distance ≤ {result.threshold:.3f}"
                + (f", possible ≤ {result.possible:.3f}" if result.possible is not None else ""))
     st.info(f"What **match** means here: {result.meaning}. **possible** asks for a person's second look.",
@@ -155,7 +158,7 @@ def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict
     for (name, data), key in zip(photos, keys):
         def run(name=name, data=data) -> tuple[MatchResult, np.ndarray]:
             common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
-            with st.spinner(f"Finding faces in {name}…"):
+            with st.spinner(f"Finding faces in {md_escape(name)}…"):
                 res = match(data, name, model=act.model, detector=act.detector, k=k, settings=act.settings,
                             gallery=gallery)
             img = _annotated(res)
@@ -165,7 +168,7 @@ def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict
         try:
             result, img = _recall(memo, key, run)
         except FaceSearchError as exc:
-            st.error(str(exc))
+            common.show_error(exc)
             continue
         render_match(name, result, img, k, gallery)
         shown.append(result)
@@ -203,7 +206,7 @@ def render_verify(res: VerifyResult) -> None:
         for col, an in ((a, res.a), (b, res.b)):
             with col:
                 if an.faces and an.faces[0].thumb is not None:
-                    st.image(an.faces[0].thumb, caption=an.source, width=160)
+                    st.image(an.faces[0].thumb, caption=md_escape(an.source), width=160)
                 if len(an.faces) > 1:
                     st.caption(f"{len(an.faces)} faces found; compared the largest.")
-        st.caption(f"Model {res.model}: {res.rule.meaning}.")
+        st.caption(f"Model {md_escape(res.model)}: {res.rule.meaning}.")

@@ -10,7 +10,6 @@ rate is refused there. "Restore previous threshold" undoes the model's last save
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import numpy as np
@@ -24,7 +23,9 @@ from facesearch.settings import Settings
 def _plain(text: str) -> str:
     """``text`` shown as itself in a Markdown element: sources and calibration names are
     data, not markup."""
-    return re.sub(r"([\\`*_\[\]<>#~$|])", r"\\\1", text)
+    from components.text import md_escape
+
+    return md_escape(text)
 
 
 def threshold_panel(r: ModelResult, act: Active, actor=None) -> None:

@@ -89,3 +89,15 @@ def check_ingest_path(settings: Settings, path, actor: Actor | None) -> None:
         return
     where = ", ".join(str(r) for r in roots) if roots else "none are set (FACESEARCH_INGEST_ROOTS)"
     raise PermissionDeniedError(f"{path} is outside the folders this server ingests from ({where})")
+
+
+
+def check_model(actor: Actor | None, model: str, visitor_models) -> str:
+    """``model`` if ``actor`` (None: the command line) may load it: an admin any model, a
+    visitor one of ``visitor_models`` (facesearch.models.registry.visitor_models: what the
+    admin made available); else PermissionDeniedError. A visitor never makes the server
+    download weights or hold another model in memory, whatever the page sends."""
+    actor = actor or cli_actor()
+    if actor.admin or model in tuple(visitor_models):
+        return model
+    raise PermissionDeniedError(f"the model {model!r} is not available to visitors on this server")

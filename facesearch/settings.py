@@ -74,6 +74,10 @@ class Settings:
     # RTCIceServer objects, or comma-separated URLs). Empty: browser and server connect
     # directly, which works on one machine or a LAN, not through NAT.
     ice_servers: str = ""  # as given; parse_ice_servers() validates it where it is used
+    # Hosted: the models a visitor may choose (FACESEARCH_VISITOR_MODELS, comma-separated).
+    # Empty: the offline models whose weights are on disk (facesearch.access.visitor_models),
+    # so no visitor can make the server download or load another model.
+    visitor_models: tuple[str, ...] = ()
 
     @property
     def chroma_path(self) -> Path:
@@ -122,6 +126,7 @@ class Settings:
             cache_dir=Path(env["FACESEARCH_CACHE"]).expanduser() if env.get("FACESEARCH_CACHE") else None,
             admin_password=env.get("FACESEARCH_ADMIN_PASSWORD") or None,
             ice_servers=env.get("FACESEARCH_ICE_SERVERS", ""),
+            visitor_models=tuple(m.strip() for m in env.get("FACESEARCH_VISITOR_MODELS", "").split(",") if m.strip()),
             ingest_roots=tuple(Path(p).expanduser() for p in env.get("FACESEARCH_INGEST_ROOTS", "").split(os.pathsep)
                                if p.strip()),
         )

@@ -11,7 +11,7 @@ job = st.session_state.get("ingest_job")
 if gallery_admin.job_panel(job):
     del st.session_state["ingest_job"]
     if job.error:
-        st.error(f"The ingest stopped: {job.error}")
+        common.show_error(f"The ingest stopped: {job.error}")
     else:
         gallery_admin.remember(job.report, job.what)
 act = common.sidebar()

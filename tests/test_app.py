@@ -38,7 +38,9 @@ def _texts(at) -> str:
     parts = []
     for kind in ("markdown", "caption", "subheader", "header", "title", "success", "warning", "error", "info"):
         parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
+    from components.text import md_unescape
+
+    return md_unescape("\n".join(parts))  # labels and messages are escaped Markdown: read them as shown
 
 
 def _run(at):
@@ -75,7 +77,9 @@ def _match(photos, k: int | None = None, at=None):
 
 def _best(at) -> list[str]:
     """Each face block's best identity, as the page writes it."""
-    return re.findall(r"\*\*Best match:\*\* `([^`]+)`", "\n".join(m.value for m in at.markdown))
+    from components.text import BEST_MATCH, md_unescape
+
+    return [md_unescape(i) for i, _, _ in BEST_MATCH.findall("\n".join(m.value for m in at.markdown))]
 
 
 def _faces(at) -> list[str]:
@@ -180,10 +184,12 @@ def test_match_probe_of_ingested_identity_is_first_match(celeba_gallery):
     at = _match([_photo(probe.path)], k=3)
     assert _faces(at) == ["Face 1"]
     assert _best(at)[0] == probe.identity, _texts(at)
-    assert re.search(rf"`{probe.identity}` :(green|orange)\[\*\*(match|possible)\*\*\]", _texts(at)), _texts(at)
+    assert re.search(rf"\*\*Best match:\*\* {re.escape(probe.identity)} :(green|orange)\[\*\*(match|possible)\*\*\]", _texts(at)), _texts(at)
     # k = 3: three ranked gallery faces under the face, the first of them the probe's identity.
-    hits = [c.value for c in at.caption if c.value.startswith("#")]
-    assert [h.split()[0] for h in hits] == ["#1", "#2", "#3"] and f"`{probe.identity}`" in hits[0]
+    from components.text import md_unescape
+
+    hits = [md_unescape(c.value) for c in at.caption if c.value.startswith("#")]
+    assert [h.split()[0] for h in hits] == ["#1", "#2", "#3"] and hits[0].startswith(f"#1 {probe.identity}  \n")
 
 
 def test_match_reruns_reuse_the_result(celeba_gallery, monkeypatch):

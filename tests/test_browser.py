@@ -206,8 +206,10 @@ def face_headers(page):
 
 
 def best_matches(page) -> list[str]:
-    """The best identity of each face block, read from the rendered text."""
-    return re.findall(r"Best match:\s*(\S+)", page.inner_text("body"))
+    """The best identity of each face block, read from the rendered text (the label as
+    written, spaces and punctuation included: it is shown as text, never as Markdown)."""
+    return re.findall(r"Best match:[ \t]*([^\n]+?)[ \t]+(?:match|possible|no match), similarity",
+                      page.inner_text("body"))
 
 
 def shot(page, name: str) -> None:

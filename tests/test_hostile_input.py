@@ -649,6 +649,10 @@ REFUSED = {
     "../..": "no letter or digit", "---": "no letter or digit", "Ann\nSmith": "control", "Ann\x00": "control",
     "Ann\x7f": "control", "Ann\x85Smith": "control", "\u202eevil": "direction", "bad\udcffbytes": "not text",
     "x" * 129: "at most 128", "y" * 100_000: "at most 128",
+    # Invisible format characters (Unicode Cf): each would make a second "obama" (issue 17).
+    "ob\u200bama": "invisible.*U\\+200B", "so\u00adft": "invisible.*U\\+00AD", "ann\u200fe": "invisible.*U\\+200F",
+    "\ufeffobama": "invisible.*U\\+FEFF", "ob\u2060ama": "invisible", "ob\u200dama": "invisible",
+    "ob\u061cama": "invisible",
 }
 
 
@@ -696,6 +700,9 @@ def test_dataset_labels_from_folders_and_csv(tmp_path):
     csv.write_text("path,label\ngood/Zoë/1.jpg,Zoë\ngood/ann/1.jpg,\u202eeve\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"labels.csv:3: .*direction"):
         load_images(csv)
+    csv.write_text("path,label\ngood/Zoë/1.jpg,obama\ngood/ann/1.jpg,ob\u200bama\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"labels.csv:3: .*invisible format character \(U\+200B ZERO WIDTH SPACE\)"):
+        load_images(csv)  # one "obama", not two that look alike
     with pytest.raises(DatasetError, match="control"):
         LabeledImage(Path("x.jpg"), "tab\there")
 
@@ -751,7 +758,7 @@ def test_any_text_is_a_clean_label_or_a_dataset_error(text):
         return
     assert label == unicodedata.normalize("NFC", label) == label.strip() == clean_label(label)
     assert 0 < len(label) <= 128 and any(unicodedata.category(c)[0] in "LN" for c in label)
-    assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in label)
+    assert not any(unicodedata.category(c) in ("Cc", "Cs", "Cf") for c in label)
     folder = U.safe_name(text)
     assert folder not in ("", ".", "..") and not folder.startswith(".")
     assert "/" not in folder and "\\" not in folder and "\x00" not in folder

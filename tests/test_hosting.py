@@ -77,7 +77,9 @@ def _texts(at) -> str:
     parts = []
     for kind in ("markdown", "caption", "subheader", "title", "success", "warning", "error", "info"):
         parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
+    from components.text import md_unescape
+
+    return md_unescape("\n".join(parts))  # messages are escaped Markdown: read them as shown
 
 
 def _keys(at) -> set[str]:
@@ -154,7 +156,9 @@ def test_a_bad_ice_setting_is_an_error_on_the_match_page_not_a_traceback(monkeyp
     at.session_state["match_mode"] = "Live webcam"
     at.run()
     assert not at.exception
-    assert any("FACESEARCH_ICE_SERVERS" in e.value and "username" in e.value for e in at.error), _texts(at)
+    from components.text import md_unescape
+
+    assert any("FACESEARCH_ICE_SERVERS" in md_unescape(e.value) and "username" in e.value for e in at.error), _texts(at)
 
 
 def test_admin_home_has_export_restore_and_the_audit_log(hosted_env):
@@ -166,3 +170,103 @@ def test_admin_home_has_export_restore_and_the_audit_log(hosted_env):
     assert "Export / restore" in labels and "Audit log" in labels
     at.button(key="admin_sign_out").click().run()
     assert "Audit log" not in [t.label for t in at.tabs]
+
+
+# -- models a visitor may load, and what a visitor's messages show (issue 17) ----------------
+MATCH = str(ROOT / "pages" / "1_Match.py")
+
+
+def test_visitors_choose_among_the_models_the_admin_made_available(hosted_env):
+    """Default: the offline models whose weights are on disk; a forged session state that picks
+    another (a download, another model in memory) is refused and nothing is loaded."""
+    from facesearch.access import check_model
+    from facesearch.models import registry
+    from facesearch.models.registry import visitor_models
+
+    s = Settings.from_env()
+    allowed = visitor_models(s)
+    assert allowed and set(allowed) <= set(registry.OFFLINE_MODELS) and "VGG-Face" not in allowed
+    at = AppTest.from_file(MATCH, default_timeout=120).run()
+    assert not at.exception
+    assert list(at.selectbox(key="model").options) == list(allowed)
+    # The page's widgets cannot offer another; a forged session state is refused by the core check.
+    at = AppTest.from_file(MATCH, default_timeout=120)
+    at.session_state["model"] = "VGG-Face"
+    at.run()
+    assert not at.exception
+    assert any("not available to visitors" in e.value for e in at.error), _texts(at)
+    assert at.selectbox(key="model").value in allowed
+    assert not [k for k, m in registry._cache._items.items() if k[0] == "VGG-Face" and m._loaded]
+    with pytest.raises(PermissionDeniedError, match="not available to visitors"):
+        check_model(VISITOR, "VGG-Face", allowed)
+    assert check_model(VISITOR, allowed[0], allowed) == allowed[0]
+    assert check_model(ADMIN, "VGG-Face", allowed) == "VGG-Face" and check_model(None, "ArcFace", ()) == "ArcFace"
+    # The Evaluate page offers a visitor the same models.
+    ev = AppTest.from_file(str(ROOT / "pages" / "3_Evaluate.py"), default_timeout=120).run()
+    assert not ev.exception and set(ev.multiselect(key="eval_models").options) <= set(allowed)
+    # Signed in, the admin chooses among every model.
+    at.session_state["admin_signed_in"] = True
+    at.run()
+    assert list(at.selectbox(key="model").options) == list(registry.MODELS)
+
+
+def test_the_admin_may_widen_the_visitors_models(hosted_env, monkeypatch):
+    from facesearch.errors import UnknownModelError
+    from facesearch.models.registry import visitor_models
+
+    monkeypatch.setenv("FACESEARCH_VISITOR_MODELS", "sface, vgg-face")
+    assert visitor_models(Settings.from_env()) == ("sface", "VGG-Face")
+    monkeypatch.setenv("FACESEARCH_VISITOR_MODELS", "sface,nonsense")
+    with pytest.raises(UnknownModelError):
+        visitor_models(Settings.from_env())
+
+
+def _raise_with_a_path():
+    """A page that fails as a model with missing weights does: the message names a server path."""
+    import streamlit as st
+
+    from components import common
+    from facesearch.errors import WeightsMissingError
+
+    home = common.settings().home
+    st.session_state.setdefault("admin_signed_in", False)
+    with common.user_errors():
+        raise WeightsMissingError("VGG-Face", "vgg_face_weights.h5", str(home / "models" / ".deepface" / "weights"),
+                                  "no route to /root/.deepface/weights")
+
+
+def test_an_error_with_a_path_shows_no_path_to_a_visitor(hosted_env):
+    at = AppTest.from_function(_raise_with_a_path, default_timeout=120).run()
+    assert not at.exception and at.error
+    shown = _texts(at)
+    assert "VGG-Face" in shown and "a folder on the server" in shown, shown
+    for secret in (str(hosted_env), "/root", ".deepface", "/weights"):
+        assert secret not in shown, (secret, shown)
+    at.session_state["admin_signed_in"] = True  # the admin sees the full message
+    at.run()
+    assert str(hosted_env / "models" / ".deepface" / "weights") in _texts(at)
+
+
+def _crash_with_a_path():
+    import streamlit as st
+
+    from components import common
+
+    st.session_state.setdefault("admin_signed_in", False)
+    try:
+        open(common.settings().home / "no" / "such.file")
+    except Exception as exc:  # as app.py catches what a page raises
+        common.show_crash(exc)
+
+
+def test_tracebacks_are_off_and_the_dashboard_shows_them_only_to_the_admin(hosted_env):
+    import tomllib
+
+    conf = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert conf["client"]["showErrorDetails"] == "none"  # Streamlit's own error boxes: no details
+    assert "show_crash" in (ROOT / "app.py").read_text()
+    at = AppTest.from_function(_crash_with_a_path, default_timeout=120).run()
+    assert not at.exception and at.error and str(hosted_env) not in _texts(at) and "such.file" not in _texts(at)
+    at.session_state["admin_signed_in"] = True
+    at.run()
+    assert at.exception and "FileNotFoundError" in _texts(at)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -86,9 +85,10 @@ def _answers_of(result) -> list[tuple[tuple, str | None, str]]:
 def _page_answers(at) -> list[tuple[str | None, str]]:
     """(the identity a face is named as (None unless a match), its verdict) per face block,
     as the Match page writes them."""
-    shown = re.findall(r"\*\*Best match:\*\* `([^`]+)` :\w+\[\*\*([a-z ]+)\*\*\]",
-                       "\n".join(m.value for m in at.markdown))
-    return [(i if v == "match" else None, v) for i, v in shown]
+    from components.text import BEST_MATCH, md_unescape
+
+    shown = BEST_MATCH.findall("\n".join(m.value for m in at.markdown))
+    return [(md_unescape(i) if v == "match" else None, v) for i, _, v in shown]
 
 
 def test_every_way_in_gives_the_same_answer(world, tmp_path, monkeypatch):

@@ -63,6 +63,11 @@ def _check_label(text: str) -> tuple[str, str | None]:
             return text, "it contains bytes that are not text (a file name in another encoding?)"
         if ch in _BIDI_CONTROLS:
             return text, f"it contains a text-direction override (U+{ord(ch):04X}) that changes how it displays"
+        if cat == "Cf":
+            # Zero-width space, soft hyphen, RLM, BOM...: invisible, so "ob\u200bama" would
+            # show as "obama" yet be another identity.
+            return text, (f"it contains an invisible format character (U+{ord(ch):04X} "
+                          f"{unicodedata.name(ch, 'unnamed')}): it would look like another name")
     if not any(unicodedata.category(ch)[0] in "LN" for ch in label):
         return text, "it has no letter or digit"
     if len(label) > MAX_LABEL_CHARS:
@@ -99,7 +104,10 @@ def clean_label(text: str) -> str:
     - refused, with the reason: an empty name; one with no letter or digit in any
       script (``".."``, ``"/"``, ``"---"``); control characters (newline, tab, NUL,
       DEL, ...); undecodable bytes of a file name; text-direction overrides, which can
-      make a label display as another; more than :data:`MAX_LABEL_CHARS` characters.
+      make a label display as another; invisible format characters (Unicode category
+      Cf: zero-width space, soft hyphen, RLM, BOM...), with which ``"ob\u200bama"`` would
+      look like ``"obama"`` yet be another identity; more than :data:`MAX_LABEL_CHARS`
+      characters.
 
     Raises :class:`DatasetError` saying which rule the label breaks.
     """

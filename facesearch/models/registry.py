@@ -52,3 +52,21 @@ def list_models(settings: Settings | None = None) -> list[dict]:
     """Every registered model with its dimension, threshold and whether its weights are ready."""
     settings = settings or get_settings()
     return [get_model(n, settings).info() for n in MODELS]
+
+
+def visitor_models(settings: Settings | None = None) -> tuple[str, ...]:
+    """The models a visitor of a hosted dashboard may choose (facesearch.access.check_model).
+
+    ``FACESEARCH_VISITOR_MODELS`` when set (checked names: the admin's choice, which may
+    widen it); otherwise the offline models whose weights are already on disk, so no
+    visitor makes the server download weights."""
+    settings = settings or get_settings()
+    if settings.visitor_models:
+        return tuple(dict.fromkeys(check_model_name(m) for m in settings.visitor_models))
+    return tuple(m for m in OFFLINE_MODELS if get_model(m, settings).status()[0])
+
+
+def allowed_models(settings: Settings, actor) -> tuple[str, ...]:
+    """What ``actor`` (facesearch.access.Actor) may choose: every model for an admin or a
+    local user, else :func:`visitor_models`."""
+    return MODELS if actor.admin else visitor_models(settings)
