@@ -27,6 +27,12 @@ if "tensorflow" not in _sys.modules:
 
 from facesearch.errors import FaceSearchError
 from facesearch.settings import Settings, get_settings
+import store.server as _server
+
+# A page waits this long for a database server being restarted (``facesearch serve``
+# supervises it), then says "the database is restarting" instead of hanging; the CLI
+# waits as long as for a start.
+_server.RESTART_WAIT = 2.0
 
 
 @st.cache_resource(show_spinner="Loading face models…")

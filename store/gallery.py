@@ -95,6 +95,18 @@ def _database(settings: Settings) -> tuple[str | None, str]:
     return url, url or str(settings.chroma_path.resolve())
 
 
+def _database_key(settings: Settings) -> str:
+    """The key of ``settings``' client without resolving anything (no waiting)."""
+    if settings.chroma_url:
+        return settings.chroma_url
+    from store.server import _held, _key, _read_server
+
+    if _key(settings) in _held:
+        return str(settings.chroma_path.resolve())
+    info = _read_server(settings)
+    return info["url"] if info else str(settings.chroma_path.resolve())
+
+
 def get_client(settings: Settings):
     """A Chroma client for ``settings``' database: ``HttpClient`` to ``chroma_url`` or to
     the data folder's running server (``store.server``), else the embedded
@@ -125,6 +137,10 @@ def _open_client(settings: Settings, url: str | None):
         raise
     except Exception as exc:
         if url:
+            from store.server import restarting, restarting_error
+
+            if restarting(settings):
+                raise restarting_error(settings) from None
             raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
                              "(make run) or `facesearch serve` still running? Start it again and retry.") from None
         # Chroma keeps a system that failed to start under the folder's path; every later
@@ -185,7 +201,9 @@ def _refuse_foreign_database(folder: Path) -> None:
                          "not a Chroma gallery; nothing was written to it. Point FACESEARCH_HOME at another folder.")
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: Exception, what: str, settings: Settings | None = None) -> Exception:
+    """``exc`` as one of our errors. ``settings``: the database's data folder, to tell a
+    server being restarted by its supervisor from one that is gone."""
     text = str(exc)
     if is_disk_full(exc):
         return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
@@ -194,6 +212,13 @@ def _translate(exc: Exception, what: str) -> Exception:
     low = text.lower()
     if any(s in low for s in ("could not connect", "connection refused", "connecterror", "connection reset",
                               "server disconnected", "timed out")):
+        if settings is not None:
+            from store.server import restarting, restarting_error
+
+            # The next call opens a new client: the old one's connections went with the server.
+            _clients.pop(_database_key(settings))
+            if restarting(settings):
+                return restarting_error(settings)
         return StoreError(f"{what} failed: the gallery's database server is not answering. Is the dashboard "
                           "(make run) or `facesearch serve` still running? Start it again and retry.")
     if any(s in low for s in ("file is not a database", "database disk image is malformed",
@@ -314,7 +339,7 @@ def list_galleries(settings: Settings | None = None) -> list[dict]:
             out.append({"name": col.name, "model": md.get("model"), "detector": md.get("detector"),
                         "dim": md.get("dim"), "count": col.count()})
     except Exception as exc:
-        raise _translate(exc, "listing the galleries") from None
+        raise _translate(exc, "listing the galleries", settings) from None
     return sorted(out, key=lambda d: d["name"])
 
 
@@ -337,7 +362,7 @@ class FaceGallery:
         except StoreError:
             raise
         except Exception as exc:
-            raise _translate(exc, f"opening gallery {self.name}") from None
+            raise _translate(exc, f"opening gallery {self.name}", self.settings) from None
         md = self.col.metadata or {}
         if "model" not in md or "dim" not in md:
             # Our name, not our metadata: another program's collection, never ours to write.
@@ -396,7 +421,7 @@ class FaceGallery:
             return fn()
         except Exception as exc:
             if not _missing(exc):
-                raise _translate(exc, what) from None
+                raise _translate(exc, what, self.settings) from None
         try:
             self.col = self.client.get_collection(self.name, embedding_function=None)
         except Exception:

@@ -30,11 +30,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from facesearch.errors import GalleryBusyError, StoreError
+from facesearch.errors import DatabaseRestartingError, GalleryBusyError, StoreError
 from facesearch.settings import Settings
 
 LOCK_NAME = "chroma.lock"
@@ -43,6 +44,17 @@ HOST = "127.0.0.1"
 # How long a process waits for a server that holds the lock but has not answered yet
 # (``chroma run`` takes a few seconds to start, longer on a loaded machine).
 STARTUP_WAIT = 60.0
+# How long a process waits for a server its supervisor is restarting before it says so
+# (DatabaseRestartingError): the CLI waits as for a start; the dashboard sets it short
+# (components/common.py) so that its pages say "restarting" instead of hanging.
+RESTART_WAIT = STARTUP_WAIT
+# Seconds between a dead server and each try to start it again (ChromaServer.supervise);
+# the last one repeats. After MAX_FAILED_STARTS tries in a row that did not answer, the
+# supervisor gives up (facesearch serve then exits non-zero).
+RESTART_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+MAX_FAILED_STARTS = 8
+# A server that stayed up this long resets the backoff.
+STABLE_AFTER = 60.0
 
 _held: dict[str, int] = {}  # lock path -> fd of the owner lock this process holds
 _held_lock = threading.Lock()
@@ -120,6 +132,10 @@ def _alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
+    # A killed server its parent has not reaped yet is a zombie: dead, though kill(0) works.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
     return True
 
 
@@ -145,7 +161,8 @@ def resolve(settings: Settings, wait: float = STARTUP_WAIT) -> str | None:
     with _held_lock:
         if key in _held:
             return None
-        deadline = time.monotonic() + wait
+        start = time.monotonic()
+        deadline = start + wait
         while True:
             url = find_server(settings)
             if url:
@@ -158,6 +175,12 @@ def resolve(settings: Settings, wait: float = STARTUP_WAIT) -> str | None:
                 _held[key] = fd
                 return None
             who = holder(settings)
+            if who.startswith("chroma server") and restarting(settings):
+                # Its supervisor is starting it again: wait a little (RESTART_WAIT), then say so.
+                if time.monotonic() < min(deadline, start + RESTART_WAIT):
+                    time.sleep(0.25)
+                    continue
+                raise restarting_error(settings)
             # A server that is starting holds the lock before it answers: wait for it.
             if who.startswith("chroma server") and time.monotonic() < deadline:
                 time.sleep(0.25)
@@ -177,6 +200,27 @@ def release(settings: Settings) -> None:
         fd = _held.pop(_key(settings), None)
     if fd is not None:
         _release_fd(fd)
+
+
+def restarting(settings: Settings) -> bool:
+    """True while the folder's server is down and its supervisor (``facesearch serve``)
+    is starting it again: the owner lock says so, or the published server died and the
+    lock is still held (the supervisor has not noticed yet)."""
+    if settings.chroma_url:
+        return False
+    who = holder(settings)
+    if not who.startswith("chroma server"):
+        return False
+    if "restarting" in who:
+        return True
+    info = _read_server(settings)
+    return info is not None and not _alive(info.get("pid"))
+
+
+def restarting_error(settings: Settings) -> DatabaseRestartingError:
+    return DatabaseRestartingError(
+        "the database is restarting: its server stopped and is being started again. This works again in a few "
+        "seconds; try again (reload the page).")
 
 
 def _free_port() -> int:
@@ -201,6 +245,11 @@ class ChromaServer:
     settings: Settings
     proc: subprocess.Popen | None = None  # None: found running, not ours to stop
     _fd: int | None = None
+    port: int | None = None
+    restarts: int = 0  # how many times supervise() started it again
+    _failed: int = 0  # tries in a row that did not answer
+    _up_since: float = 0.0
+    _next_try: float | None = None  # when the next restart is due (monotonic), while down
 
     @property
     def owned(self) -> bool:
@@ -226,6 +275,58 @@ class ChromaServer:
             self._fd = None
         self.proc = None
 
+    def supervise(self, log=None) -> bool:
+        """Check the server this process started and start it again if it died: on the
+        same port, data folder and owner lock, after a backoff (:data:`RESTART_BACKOFF`)
+        that grows with each try that fails. Call it every second or so from the thread
+        that started the server (its child dies with that thread: PR_SET_PDEATHSIG).
+        ``log``: a function given one line per event (default: stderr). True while the
+        server is up; raises :class:`StoreError` after :data:`MAX_FAILED_STARTS` failed
+        tries in a row."""
+        if self.proc is None or self._fd is None:
+            return True  # not ours
+        say = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        now = time.monotonic()
+        if self._next_try is None:
+            code = self.proc.poll()
+            if code is None:
+                if self._failed and now - self._up_since > STABLE_AFTER:
+                    self._failed = 0
+                return True
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            delay = RESTART_BACKOFF[min(self._failed, len(RESTART_BACKOFF) - 1)]
+            # Say so in the owner lock first: readers then report "restarting".
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, f"chroma server {self.url} (restarting, pid {self.pid} died)".encode(), 0)
+            say(f"gallery database server {self.url} (pid {self.pid}) died ({how}); restarting it in {delay:g} s")
+            self._next_try = now + delay
+            return False
+        if now < self._next_try:
+            return False
+        self._next_try = None
+        self.proc = _launch(self.settings, int(self.port or urllib.parse.urlparse(self.url).port), self._fd)
+        self.pid = self.proc.pid
+        why = _wait_up(self.settings, self.proc, self.url, timeout=120.0)
+        if why is not None:
+            self._failed += 1
+            with contextlib.suppress(Exception):
+                self.proc.kill()
+                self.proc.wait(10)
+            if self._failed >= MAX_FAILED_STARTS:
+                raise StoreError(f"the gallery database server on {self.url} died and did not start again after "
+                                 f"{self._failed} tries: {why}")
+            delay = RESTART_BACKOFF[min(self._failed, len(RESTART_BACKOFF) - 1)]
+            say(f"gallery database server {self.url} did not start again ({why}); next try in {delay:g} s")
+            self._next_try = time.monotonic() + delay
+            return False
+        self.restarts += 1
+        self._failed += 1  # reset once it has stayed up STABLE_AFTER s
+        self._up_since = time.monotonic()
+        _publish(self.settings, self._fd, self.url, self.pid)
+        say(f"gallery database server restarted on {self.url} (pid {self.pid}, restart {self.restarts})")
+        return True
+
     def __enter__(self) -> "ChromaServer":
         return self
 
@@ -238,6 +339,46 @@ def chroma_executable() -> str:
     if exe.is_file():
         return str(exe)
     raise StoreError(f"the `chroma` command is missing next to {sys.executable}: install the requirements (make install)")
+
+
+def _launch(settings: Settings, port: int, fd: int) -> subprocess.Popen:
+    """``chroma run`` on loopback for the folder's database, its output in logs/; it
+    inherits the owner lock's fd, so the folder stays owned while the server lives."""
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / "chroma-server.log", "ab")
+    try:
+        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+        return subprocess.Popen([chroma_executable(), "run", "--path", str(settings.chroma_path), "--host", HOST,
+                                 "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                env=env, pass_fds=(fd,), preexec_fn=die_with_parent)
+    finally:
+        log.close()
+
+
+def _wait_up(settings: Settings, proc: subprocess.Popen, url: str, timeout: float) -> str | None:
+    """Wait until ``proc`` answers on ``url``: None when it does, else why not (it exited
+    or did not answer within ``timeout`` s, with the log's last line)."""
+    deadline = time.monotonic() + timeout
+    while not heartbeat(url, timeout=1.0):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log = settings.home / "logs" / "chroma-server.log"
+            tail = ""
+            with contextlib.suppress(OSError, IndexError):
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:][0]
+            return f"{tail or 'no answer'} (log: {log})"
+        time.sleep(0.25)
+    return None
+
+
+def _publish(settings: Settings, fd: int, url: str, pid: int) -> None:
+    tmp = server_file(settings).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": pid, "path": str(settings.chroma_path.resolve()),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    os.replace(tmp, server_file(settings))
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"chroma server {url} (pid {pid})".encode(), 0)
 
 
 def start_server(settings: Settings, port: int | None = None, timeout: float = 120.0) -> ChromaServer:
@@ -259,35 +400,15 @@ def start_server(settings: Settings, port: int | None = None, timeout: float = 1
         raise GalleryBusyError(f"cannot start the gallery server: {settings.chroma_path} is open in another "
                                f"process ({who or 'unknown'}); wait for it to finish")
     try:
-        settings.chroma_path.mkdir(parents=True, exist_ok=True)
-        logs = settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = open(logs / "chroma-server.log", "ab")
-        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-        # The child inherits the lock's fd: the folder stays owned while the server lives,
-        # even if this process is gone.
-        proc = subprocess.Popen([chroma_executable(), "run", "--path", str(settings.chroma_path), "--host", HOST,
-                                 "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=env, pass_fds=(fd,), preexec_fn=die_with_parent)
-        log.close()
+        proc = _launch(settings, port, fd)
     except BaseException:
         _release_fd(fd)
         raise
-    srv = ChromaServer(url=url, pid=proc.pid, settings=settings, proc=proc, _fd=fd)
-    deadline = time.monotonic() + timeout
-    while not heartbeat(url, timeout=1.0):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            srv.stop()
-            tail = ""
-            with contextlib.suppress(OSError):
-                tail = (logs / "chroma-server.log").read_text(errors="replace").strip().splitlines()[-1:][0]
-            raise StoreError(f"the gallery server did not start on {url}: {tail or 'no answer'} "
-                             f"(log: {logs / 'chroma-server.log'})")
-        time.sleep(0.25)
-    tmp = server_file(settings).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": proc.pid, "path": str(settings.chroma_path.resolve()),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    os.replace(tmp, server_file(settings))
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"chroma server {url} (pid {proc.pid})".encode(), 0)
+    srv = ChromaServer(url=url, pid=proc.pid, settings=settings, proc=proc, _fd=fd, port=port,
+                       _up_since=time.monotonic())
+    why = _wait_up(settings, proc, url, timeout)
+    if why is not None:
+        srv.stop()
+        raise StoreError(f"the gallery server did not start on {url}: {why}")
+    _publish(settings, fd, url, proc.pid)
     return srv
