@@ -166,7 +166,7 @@ def sidebar() -> Active:
 
 def admin_box(s: Settings) -> None:
     """Sign in and out as the admin (hosted), or say that this is a single-user setup."""
-    from facesearch.access import check_password, hosted
+    from facesearch.access import hosted
 
     if not hosted(s):
         st.caption("Single-user mode: no admin password is set, so whoever opens this page can change the "
@@ -179,14 +179,16 @@ def admin_box(s: Settings) -> None:
             st.rerun()
         return
     with st.expander("Admin sign-in"):
+        from facesearch.signin import SessionAttempts, SignInGuard
+
         pw = st.text_input("Admin password", type="password", key="admin_password_input")
         if st.button("Sign in", key="admin_sign_in"):
-            if check_password(s, pw):
+            # Throttled per session and for the whole server, and audited (facesearch/signin.py).
+            attempts = st.session_state.setdefault("admin_sign_in_attempts", SessionAttempts())
+            result = SignInGuard(s).attempt(attempts, pw)
+            if result.ok:
                 st.session_state["admin_signed_in"] = True
                 st.session_state.pop("admin_password_input", None)
                 st.rerun()
             else:
-                import time
-
-                time.sleep(1.0)  # slows guessing down
-                st.error("Wrong password.")
+                st.error(result.message)
