@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from facesearch.access import VISITOR, check_password
-from facesearch.settings import Settings
+from facesearch.settings import Settings, ensure_private
 
 SIGNIN_FILE = "signin.json"
 SESSION_BASE = 1.0  # s: the wait after a session's second failure; doubles with each one
@@ -100,7 +100,7 @@ class SignInGuard:
                 mine.append((add, uuid.uuid4().hex[:12]))
             merged = {i: t for t, i in mine}
             with contextlib.suppress(OSError):
-                self.settings.home.mkdir(parents=True, exist_ok=True)
+                ensure_private(self.settings.home)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)

@@ -43,7 +43,7 @@ from facesearch.errors import (
 from facesearch import audit
 from facesearch.access import Actor, require_admin
 from facesearch.instances import Registry
-from facesearch.settings import Settings, get_settings
+from facesearch.settings import Settings, ensure_private, get_settings
 
 from store.memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
 
@@ -130,6 +130,7 @@ def _open_client(settings: Settings, url: str | None):
                                     ssl=u.scheme == "https", settings=cs)
             c.heartbeat()
             return c
+        ensure_private(settings.home)
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         _refuse_foreign_database(settings.chroma_path)
         return chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)

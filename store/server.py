@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facesearch.errors import DatabaseRestartingError, GalleryBusyError, StoreError
-from facesearch.settings import Settings
+from facesearch.settings import Settings, ensure_private
 
 LOCK_NAME = "chroma.lock"
 SERVER_FILE = "chroma-server.json"
@@ -75,8 +75,8 @@ def _key(settings: Settings) -> str:
 def _try_lock(settings: Settings, holder: str) -> int | None:
     """Take the folder's owner lock without waiting: its fd, or None when another process
     holds it. The holder text is written into the file for whoever is refused."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(settings), os.O_RDWR | os.O_CREAT, 0o644)
+    ensure_private(settings.home)
+    fd = os.open(lock_path(settings), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -344,6 +344,7 @@ def chroma_executable() -> str:
 def _launch(settings: Settings, port: int, fd: int) -> subprocess.Popen:
     """``chroma run`` on loopback for the folder's database, its output in logs/; it
     inherits the owner lock's fd, so the folder stays owned while the server lives."""
+    ensure_private(settings.home)
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
