@@ -125,9 +125,14 @@ def _open_client(settings: Settings, url: str | None):
         if url:
             from urllib.parse import urlparse
 
+            from store.server import TOKEN_HEADER, token_for
+
             u = urlparse(url if "://" in url else f"http://{url}")
+            # The data folder's own server wants its token (store/relay.py).
+            token = None if settings.chroma_url else token_for(settings, url)
             c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
-                                    ssl=u.scheme == "https", settings=cs)
+                                    ssl=u.scheme == "https", settings=cs,
+                                    headers={TOKEN_HEADER: token} if token else None)
             c.heartbeat()
             return c
         ensure_private(settings.home)
@@ -222,6 +227,11 @@ def _translate(exc: Exception, what: str, settings: Settings | None = None) -> E
                 return restarting_error(settings)
         return StoreError(f"{what} failed: the gallery's database server is not answering. Is the dashboard "
                           "(make run) or `facesearch serve` still running? Start it again and retry.")
+    if "unauthorized" in low and settings is not None:
+        # The folder's server was started again with a new token: the next call reads it.
+        _clients.pop(_database_key(settings))
+        return StoreError(f"{what} failed: the gallery's database server did not accept this process's token "
+                          "(it was started again meanwhile); try again.")
     if any(s in low for s in ("file is not a database", "database disk image is malformed",
                               "unable to open database file")):
         return StoreError(f"{what} failed: the database there is damaged or unreadable ({text}). Move the folder "

@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -107,9 +108,13 @@ def _this_process() -> str:
     return f"pid {os.getpid()} ({cmd[:200]})"
 
 
-def heartbeat(url: str, timeout: float = 2.0) -> bool:
+TOKEN_HEADER = "X-Facesearch-Token"  # what store/relay.py lets in
+
+
+def heartbeat(url: str, timeout: float = 2.0, token: str | None = None) -> bool:
+    req = urllib.request.Request(url.rstrip("/") + "/api/v2/heartbeat", headers={TOKEN_HEADER: token} if token else {})
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/api/v2/heartbeat", timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status == 200
     except Exception:
         return False
@@ -147,7 +152,29 @@ def find_server(settings: Settings) -> str | None:
         return None
     if _key(settings) in _held:
         return None  # we are the embedded owner: a server file here is stale
-    return info["url"] if heartbeat(info["url"]) else None
+    return info["url"] if heartbeat(info["url"], token=info.get("token")) else None
+
+
+def token_for(settings: Settings, url: str) -> str | None:
+    """The token the data folder's server at ``url`` wants (store/relay.py), or None."""
+    info = _read_server(settings)
+    return info.get("token") if info and info.get("url") == url else None
+
+
+_netns: bool | None = None
+
+
+def netns_available() -> bool:
+    """Whether this machine lets us run the server in a network namespace of its own
+    (unprivileged user namespaces: ``unshare --user --map-root-user --net``)."""
+    global _netns
+    if _netns is None:
+        try:
+            _netns = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "true"],
+                                    capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _netns = False
+    return _netns
 
 
 def resolve(settings: Settings, wait: float = STARTUP_WAIT) -> str | None:
@@ -250,6 +277,8 @@ class ChromaServer:
     _failed: int = 0  # tries in a row that did not answer
     _up_since: float = 0.0
     _next_try: float | None = None  # when the next restart is due (monotonic), while down
+    token: str | None = None  # what the relay wants; None: no barrier (no network namespace here)
+    _listen: socket.socket | None = None  # the relay's listening socket, kept across restarts
 
     @property
     def owned(self) -> bool:
@@ -273,6 +302,9 @@ class ChromaServer:
         if self._fd is not None:
             _release_fd(self._fd)
             self._fd = None
+        if self._listen is not None:
+            self._listen.close()
+            self._listen = None
         self.proc = None
 
     def supervise(self, log=None) -> bool:
@@ -305,9 +337,10 @@ class ChromaServer:
         if now < self._next_try:
             return False
         self._next_try = None
-        self.proc = _launch(self.settings, int(self.port or urllib.parse.urlparse(self.url).port), self._fd)
+        self.proc = _launch(self.settings, int(self.port or urllib.parse.urlparse(self.url).port), self._fd,
+                            self._listen, self.token)
         self.pid = self.proc.pid
-        why = _wait_up(self.settings, self.proc, self.url, timeout=120.0)
+        why = _wait_up(self.settings, self.proc, self.url, timeout=120.0, token=self.token)
         if why is not None:
             self._failed += 1
             with contextlib.suppress(Exception):
@@ -323,7 +356,7 @@ class ChromaServer:
         self.restarts += 1
         self._failed += 1  # reset once it has stayed up STABLE_AFTER s
         self._up_since = time.monotonic()
-        _publish(self.settings, self._fd, self.url, self.pid)
+        _publish(self.settings, self._fd, self.url, self.pid, self.token)
         say(f"gallery database server restarted on {self.url} (pid {self.pid}, restart {self.restarts})")
         return True
 
@@ -341,16 +374,38 @@ def chroma_executable() -> str:
     raise StoreError(f"the `chroma` command is missing next to {sys.executable}: install the requirements (make install)")
 
 
-def _launch(settings: Settings, port: int, fd: int) -> subprocess.Popen:
-    """``chroma run`` on loopback for the folder's database, its output in logs/; it
-    inherits the owner lock's fd, so the folder stays owned while the server lives."""
+def _launch(settings: Settings, port: int, fd: int, listen: socket.socket | None = None,
+            token: str | None = None) -> subprocess.Popen:
+    """``chroma run`` for the folder's database, its output in logs/; it inherits the
+    owner lock's fd, so the folder stays owned while the server lives. With ``listen``
+    and ``token``: in a network namespace of its own behind store/relay.py, which accepts
+    on ``listen`` (see there); else on loopback ``port``, open to every local user."""
     ensure_private(settings.home)
     settings.chroma_path.mkdir(parents=True, exist_ok=True)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    if listen is not None and token:
+        from store.relay import INNER_PORT
+
+        r, w = os.pipe()
+        try:
+            os.write(w, token.encode())
+        finally:
+            os.close(w)
+        try:
+            cmd = ["unshare", "--user", "--map-root-user", "--net", sys.executable,
+                   str(Path(__file__).with_name("relay.py")), "--listen-fd", str(listen.fileno()), "--token-fd", str(r),
+                   "--pass-fd", str(fd), "--log", str(logs / "chroma-server.log"), "--",
+                   chroma_executable(), "run", "--path", str(settings.chroma_path), "--host", "127.0.0.1",
+                   "--port", str(INNER_PORT)]
+            with open(logs / "chroma-server.log", "ab") as log:
+                return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                        pass_fds=(fd, listen.fileno(), r), preexec_fn=die_with_parent)
+        finally:
+            os.close(r)
     log = open(logs / "chroma-server.log", "ab")
     try:
-        env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
         return subprocess.Popen([chroma_executable(), "run", "--path", str(settings.chroma_path), "--host", HOST,
                                  "--port", str(port)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env=env, pass_fds=(fd,), preexec_fn=die_with_parent)
@@ -358,11 +413,12 @@ def _launch(settings: Settings, port: int, fd: int) -> subprocess.Popen:
         log.close()
 
 
-def _wait_up(settings: Settings, proc: subprocess.Popen, url: str, timeout: float) -> str | None:
+def _wait_up(settings: Settings, proc: subprocess.Popen, url: str, timeout: float,
+             token: str | None = None) -> str | None:
     """Wait until ``proc`` answers on ``url``: None when it does, else why not (it exited
     or did not answer within ``timeout`` s, with the log's last line)."""
     deadline = time.monotonic() + timeout
-    while not heartbeat(url, timeout=1.0):
+    while not heartbeat(url, timeout=1.0, token=token):
         if proc.poll() is not None or time.monotonic() > deadline:
             log = settings.home / "logs" / "chroma-server.log"
             tail = ""
@@ -373,10 +429,16 @@ def _wait_up(settings: Settings, proc: subprocess.Popen, url: str, timeout: floa
     return None
 
 
-def _publish(settings: Settings, fd: int, url: str, pid: int) -> None:
+def _publish(settings: Settings, fd: int, url: str, pid: int, token: str | None = None) -> None:
     tmp = server_file(settings).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": pid, "path": str(settings.chroma_path.resolve()),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    # The token is the key to the gallery: the file is the owner's only (umask 077, and
+    # explicitly, in case this process was started with a looser one).
+    tfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(tfd, 0o600)
+    with os.fdopen(tfd, "w") as fh:
+        fh.write(json.dumps({"url": url, "pid": pid, "path": str(settings.chroma_path.resolve()),
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": token,
+                             "barrier": "network namespace + token" if token else "none"}))
     os.replace(tmp, server_file(settings))
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"chroma server {url} (pid {pid})".encode(), 0)
@@ -393,23 +455,44 @@ def start_server(settings: Settings, port: int | None = None, timeout: float = 1
     url = find_server(settings)
     if url and info:
         return ChromaServer(url=url, pid=int(info["pid"]), settings=settings)
+    listen, token = None, None
+    if netns_available():
+        # Chroma 1.5.9 enforces no authentication: the server goes into a network
+        # namespace of its own, behind a relay that wants the folder's token (store/relay.py).
+        listen = socket.socket()
+        listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listen.bind((HOST, int(port or 0)))
+        except OSError as exc:
+            listen.close()
+            raise StoreError(f"cannot start the gallery server on port {port}: {exc.strerror or exc}") from None
+        listen.listen(128)
+        port = listen.getsockname()[1]
+        token = secrets.token_urlsafe(32)
     port = int(port or _free_port())
     url = f"http://{HOST}:{port}"
     fd = _try_lock(settings, f"chroma server {url} (starting, started by {_this_process()})")
     if fd is None:
+        if listen is not None:
+            listen.close()
         who = holder(settings)
         raise GalleryBusyError(f"cannot start the gallery server: {settings.chroma_path} is open in another "
                                f"process ({who or 'unknown'}); wait for it to finish")
     try:
-        proc = _launch(settings, port, fd)
+        proc = _launch(settings, port, fd, listen, token)
     except BaseException:
         _release_fd(fd)
+        if listen is not None:
+            listen.close()
         raise
     srv = ChromaServer(url=url, pid=proc.pid, settings=settings, proc=proc, _fd=fd, port=port,
-                       _up_since=time.monotonic())
-    why = _wait_up(settings, proc, url, timeout)
+                       _up_since=time.monotonic(), token=token, _listen=listen)
+    why = _wait_up(settings, proc, url, timeout, token=token)
     if why is not None:
         srv.stop()
         raise StoreError(f"the gallery server did not start on {url}: {why}")
-    _publish(settings, fd, url, proc.pid)
+    _publish(settings, fd, url, proc.pid, token)
+    if token is None:
+        print(f"warning: no network namespaces here (unshare --user --net failed): the gallery server {url} is "
+              "open to every local user", file=sys.stderr, flush=True)
     return srv

@@ -69,7 +69,7 @@ def served(tmp_path, settings):
         proc = subprocess.Popen([sys.executable, "-m", "facesearch", "serve", "--no-dashboard"], cwd=ROOT,
                                 env=env, stdout=subprocess.DEVNULL, stderr=fh)
     try:
-        info = _wait(lambda: (i := _server_info(s)) and heartbeat(i["url"]) and i, 120, "the server to start")
+        info = _wait(lambda: (i := _server_info(s)) and heartbeat(i["url"], token=i.get("token")) and i, 120, "the server to start")
         r = _cli(env, "ingest", PEOPLE, "--quiet")
         assert r.returncode == 0, r.stderr
         yield s, env, proc, err, info
@@ -137,3 +137,19 @@ def test_killed_server_is_restarted_and_match_works_again(served, monkeypatch):
                   "the second restart")
     assert third["url"] == info["url"]
     assert len(list_galleries(s)) == 1
+
+
+def test_killed_chroma_run_child_is_restarted(served):
+    """The ``chroma run`` process itself (behind store/relay.py where network namespaces
+    work) killed: the serve process starts it again and a CLI match works."""
+    s, env, proc, err, info = served
+    relay = info["pid"]
+    children = Path(f"/proc/{relay}/task/{relay}/children").read_text().split()
+    chroma = next((int(c) for c in children if "chroma" in Path(f"/proc/{c}/cmdline").read_text()), relay)
+    os.kill(chroma, signal.SIGKILL)
+    r = _cli(env, "match", PEOPLE / "obama" / "obama2.jpg", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "obama" in r.stdout
+    new = _server_info(s)
+    assert new["url"] == info["url"] and new["pid"] != relay
+    assert "restarting" in err.read_text() and f"restarted on {info['url']}" in err.read_text()
