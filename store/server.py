@@ -326,6 +326,8 @@ class ChromaServer:
                     self._failed = 0
                 return True
             how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            if self.token and code > 128:
+                how = f"its chroma run was killed by signal {code - 128}"  # store/relay.py exits 128 + N
             delay = RESTART_BACKOFF[min(self._failed, len(RESTART_BACKOFF) - 1)]
             # Say so in the owner lock first: readers then report "restarting".
             with contextlib.suppress(OSError):
