@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DATA, ROOT
+from conftest import ROOT
 from facesearch.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
