@@ -529,7 +529,18 @@ def start_chroma(home: Path):
         return _OwnServer(home)
     from facesearch.settings import Settings
 
-    return start_server(Settings(home=home))
+    srv = start_server(Settings(home=home))
+    # The data folder's server wants its token (store/relay.py) where namespaces work.
+    if getattr(srv, "token", None):
+        _TOKENS[srv.url] = srv.token
+    return srv
+
+
+_TOKENS: dict[str, str] = {}  # server URL -> the token its relay wants
+
+
+def _auth(url: str) -> dict:
+    return {"X-Facesearch-Token": _TOKENS[url]} if url in _TOKENS else {}
 
 
 def http_client(url: str):
@@ -538,7 +549,8 @@ def http_client(url: str):
     from urllib.parse import urlparse
 
     u = urlparse(url)
-    return chromadb.HttpClient(host=u.hostname, port=u.port, settings=ChromaSettings(anonymized_telemetry=False))
+    return chromadb.HttpClient(host=u.hostname, port=u.port, settings=ChromaSettings(anonymized_telemetry=False),
+                               headers=_auth(url) or None)
 
 
 def hnsw_config(**overrides) -> dict:
@@ -608,7 +620,7 @@ def raw_http_queries(url: str, collection_id, probes: np.ndarray, k: int = K, wa
     path = f"{url}/api/v2/tenants/default_tenant/databases/default_database/collections/{collection_id}/query"
     bodies = [json.dumps({"query_embeddings": [q.tolist()], "n_results": k,
                           "include": ["metadatas", "distances"]}).encode() for q in probes]
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **_auth(url)}
     out = []
     with httpx.Client(timeout=30) as http:
         for b in bodies[:warmup]:

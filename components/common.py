@@ -27,6 +27,12 @@ if "tensorflow" not in _sys.modules:
 
 from facesearch.errors import FaceSearchError
 from facesearch.settings import Settings, get_settings
+import store.server as _server
+
+# A page waits this long for a database server being restarted (``facesearch serve``
+# supervises it), then says "the database is restarting" instead of hanging; the CLI
+# waits as long as for a start.
+_server.RESTART_WAIT = 2.0
 
 
 @st.cache_resource(show_spinner="Loading face models…")
@@ -219,7 +225,7 @@ def sidebar() -> Active:
 
 def admin_box(s: Settings) -> None:
     """Sign in and out as the admin (hosted), or say that this is a single-user setup."""
-    from facesearch.access import check_password, hosted
+    from facesearch.access import hosted
 
     if not hosted(s):
         st.caption("Single-user mode: no admin password is set, so whoever opens this page can change the "
@@ -232,14 +238,16 @@ def admin_box(s: Settings) -> None:
             st.rerun()
         return
     with st.expander("Admin sign-in"):
+        from facesearch.signin import SessionAttempts, SignInGuard
+
         pw = st.text_input("Admin password", type="password", key="admin_password_input")
         if st.button("Sign in", key="admin_sign_in"):
-            if check_password(s, pw):
+            # Throttled per session and for the whole server, and audited (facesearch/signin.py).
+            attempts = st.session_state.setdefault("admin_sign_in_attempts", SessionAttempts())
+            result = SignInGuard(s).attempt(attempts, pw)
+            if result.ok:
                 st.session_state["admin_signed_in"] = True
                 st.session_state.pop("admin_password_input", None)
                 st.rerun()
             else:
-                import time
-
-                time.sleep(1.0)  # slows guessing down
-                st.error("Wrong password.")
+                st.error(result.message)

@@ -29,7 +29,7 @@ from typing import Iterator
 
 from facesearch.access import Actor, cli_actor
 from facesearch.errors import disk_full_raises
-from facesearch.settings import Settings, get_settings
+from facesearch.settings import Settings, ensure_private, get_settings
 
 AUDIT_NAME = "audit.jsonl"
 
@@ -50,7 +50,7 @@ def record(settings: Settings, actor: Actor | None, action: str, faces: int | No
     line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode()
     path = audit_path(settings)
     with disk_full_raises(f"disk full while writing the audit log {path}"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private(path.parent)
         # O_APPEND and one write per line, under a lock: lines of two processes never
         # interleave, and nothing already written is ever rewritten.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

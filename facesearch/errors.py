@@ -97,6 +97,11 @@ class GalleryBusyError(StoreError):
     """Another process holds the gallery's write lock."""
 
 
+class DatabaseRestartingError(StoreError):
+    """The data folder's database server died and its supervisor (``facesearch serve``,
+    ``make run``) is starting it again: a wait of seconds, not a failure."""
+
+
 class StorageFullError(StoreError):
     """The disk is full; nothing was half-written."""
 

@@ -2,6 +2,12 @@
 
 Everything the project writes at run time lives under ``home`` (``FACESEARCH_HOME``,
 default ``./data``): the Chroma database, thumbnails, model weights and caches.
+
+The data folder is private to its owner: faces, embeddings and the audit log are no
+other local user's business. Every facesearch process therefore runs with umask 077
+(set when this module is imported, before anything is written; the ``chroma run``
+server inherits it), so what it creates is 0700 (folders) and 0600 (files), and
+:func:`ensure_private` makes the data folder itself 0700 where it is created or opened.
 """
 
 from __future__ import annotations
@@ -9,6 +15,33 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+PRIVATE_UMASK = 0o077
+
+
+def make_private() -> None:
+    """This process creates files and folders for its owner only (umask 077; a stricter
+    umask already set stays)."""
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
+
+
+make_private()
+
+
+def ensure_private(folder: Path) -> Path:
+    """Create ``folder`` (and its missing parents) 0700, or make an existing one of ours
+    0700: a data folder made before this (or by hand with umask 022) is closed too.
+    Returns ``folder``."""
+    make_private()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        st = folder.stat()
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            folder.chmod(0o700)
+    except OSError:
+        pass  # not ours, or read-only: the writes that follow say what is wrong
+    return folder
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)

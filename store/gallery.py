@@ -43,7 +43,7 @@ from facesearch.errors import (
 from facesearch import audit
 from facesearch.access import Actor, require_admin
 from facesearch.instances import Registry
-from facesearch.settings import Settings, get_settings
+from facesearch.settings import Settings, ensure_private, get_settings
 
 from store.memindex import GENERATION, MAX_FACES, MemoryIndex, TooManyFaces
 
@@ -95,6 +95,18 @@ def _database(settings: Settings) -> tuple[str | None, str]:
     return url, url or str(settings.chroma_path.resolve())
 
 
+def _database_key(settings: Settings) -> str:
+    """The key of ``settings``' client without resolving anything (no waiting)."""
+    if settings.chroma_url:
+        return settings.chroma_url
+    from store.server import _held, _key, _read_server
+
+    if _key(settings) in _held:
+        return str(settings.chroma_path.resolve())
+    info = _read_server(settings)
+    return info["url"] if info else str(settings.chroma_path.resolve())
+
+
 def get_client(settings: Settings):
     """A Chroma client for ``settings``' database: ``HttpClient`` to ``chroma_url`` or to
     the data folder's running server (``store.server``), else the embedded
@@ -113,11 +125,17 @@ def _open_client(settings: Settings, url: str | None):
         if url:
             from urllib.parse import urlparse
 
+            from store.server import TOKEN_HEADER, token_for
+
             u = urlparse(url if "://" in url else f"http://{url}")
+            # The data folder's own server wants its token (store/relay.py).
+            token = None if settings.chroma_url else token_for(settings, url)
             c = chromadb.HttpClient(host=u.hostname or "127.0.0.1", port=u.port or 8000,
-                                    ssl=u.scheme == "https", settings=cs)
+                                    ssl=u.scheme == "https", settings=cs,
+                                    headers={TOKEN_HEADER: token} if token else None)
             c.heartbeat()
             return c
+        ensure_private(settings.home)
         settings.chroma_path.mkdir(parents=True, exist_ok=True)
         _refuse_foreign_database(settings.chroma_path)
         return chromadb.PersistentClient(path=str(settings.chroma_path), settings=cs)
@@ -125,6 +143,10 @@ def _open_client(settings: Settings, url: str | None):
         raise
     except Exception as exc:
         if url:
+            from store.server import restarting, restarting_error
+
+            if restarting(settings):
+                raise restarting_error(settings) from None
             raise StoreError(f"the gallery's database server at {url} is not answering. Is the dashboard "
                              "(make run) or `facesearch serve` still running? Start it again and retry.") from None
         # Chroma keeps a system that failed to start under the folder's path; every later
@@ -185,7 +207,9 @@ def _refuse_foreign_database(folder: Path) -> None:
                          "not a Chroma gallery; nothing was written to it. Point FACESEARCH_HOME at another folder.")
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: Exception, what: str, settings: Settings | None = None) -> Exception:
+    """``exc`` as one of our errors. ``settings``: the database's data folder, to tell a
+    server being restarted by its supervisor from one that is gone."""
     text = str(exc)
     if is_disk_full(exc):
         return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
@@ -194,8 +218,20 @@ def _translate(exc: Exception, what: str) -> Exception:
     low = text.lower()
     if any(s in low for s in ("could not connect", "connection refused", "connecterror", "connection reset",
                               "server disconnected", "timed out")):
+        if settings is not None:
+            from store.server import restarting, restarting_error
+
+            # The next call opens a new client: the old one's connections went with the server.
+            _clients.pop(_database_key(settings))
+            if restarting(settings):
+                return restarting_error(settings)
         return StoreError(f"{what} failed: the gallery's database server is not answering. Is the dashboard "
                           "(make run) or `facesearch serve` still running? Start it again and retry.")
+    if "unauthorized" in low and settings is not None:
+        # The folder's server was started again with a new token: the next call reads it.
+        _clients.pop(_database_key(settings))
+        return StoreError(f"{what} failed: the gallery's database server did not accept this process's token "
+                          "(it was started again meanwhile); try again.")
     if any(s in low for s in ("file is not a database", "database disk image is malformed",
                               "unable to open database file")):
         return StoreError(f"{what} failed: the database there is damaged or unreadable ({text}). Move the folder "
@@ -314,7 +350,7 @@ def list_galleries(settings: Settings | None = None) -> list[dict]:
             out.append({"name": col.name, "model": md.get("model"), "detector": md.get("detector"),
                         "dim": md.get("dim"), "count": col.count()})
     except Exception as exc:
-        raise _translate(exc, "listing the galleries") from None
+        raise _translate(exc, "listing the galleries", settings) from None
     return sorted(out, key=lambda d: d["name"])
 
 
@@ -337,7 +373,7 @@ class FaceGallery:
         except StoreError:
             raise
         except Exception as exc:
-            raise _translate(exc, f"opening gallery {self.name}") from None
+            raise _translate(exc, f"opening gallery {self.name}", self.settings) from None
         md = self.col.metadata or {}
         if "model" not in md or "dim" not in md:
             # Our name, not our metadata: another program's collection, never ours to write.
@@ -396,7 +432,7 @@ class FaceGallery:
             return fn()
         except Exception as exc:
             if not _missing(exc):
-                raise _translate(exc, what) from None
+                raise _translate(exc, what, self.settings) from None
         try:
             self.col = self.client.get_collection(self.name, embedding_function=None)
         except Exception:

@@ -12,7 +12,9 @@ from facesearch.cli.common import _settings
 
 def cmd_serve(args) -> int:
     """The data folder's Chroma server, then the dashboard on top of it; the server stops
-    when the dashboard does (Ctrl+C, SIGTERM, or the dashboard exiting)."""
+    when the dashboard does (Ctrl+C, SIGTERM, or the dashboard exiting). The server is
+    supervised: if it dies it is started again (same port and folder, with backoff, one
+    line on stderr each time); meanwhile the pages say the database is restarting."""
     import signal
     import subprocess
 
@@ -30,15 +32,20 @@ def cmd_serve(args) -> int:
     dash = None
     try:
         if args.no_dashboard:
-            while srv.proc is None or srv.proc.poll() is None:
-                time.sleep(1.0)
-            return 0 if srv.proc is None else 1
+            while True:
+                srv.supervise()
+                time.sleep(0.5)
         app = Path(__file__).resolve().parents[2] / "app.py"
         env = {**os.environ, "FACESEARCH_HOME": str(s.home)}
         dash = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
                                  *args.streamlit_args], env=env, cwd=str(app.parent),
                                 preexec_fn=die_with_parent)
-        return dash.wait()
+        # This thread started the server, so it restarts it too (the child's PDEATHSIG
+        # follows the thread that forked it).
+        while dash.poll() is None:
+            srv.supervise()
+            time.sleep(0.5)
+        return dash.returncode
     except KeyboardInterrupt:
         return 0
     finally:

@@ -47,7 +47,9 @@ class EmbeddingCache:
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from facesearch.settings import ensure_private
+
+        ensure_private(path.parent)  # embeddings are biometric data: the owner's only
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         # Worker processes open a new cache at the same moment: switching it to WAL
