@@ -133,7 +133,7 @@ def _open_client(settings: Settings, url: str | None):
             from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient._identifier_to_system.pop(str(settings.chroma_path), None)
-        raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
+        raise _translate(exc, f"opening the gallery database in {settings.chroma_path}", settings.chroma_path) from None
 
 
 def close_client(settings: Settings) -> None:
@@ -185,10 +185,18 @@ def _refuse_foreign_database(folder: Path) -> None:
                          "not a Chroma gallery; nothing was written to it. Point FACESEARCH_HOME at another folder.")
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def _translate(exc: Exception, what: str, folder: Path | None = None) -> Exception:
+    """``folder``: the database's folder, whose free space tells a full disk from other
+    I/O errors (Chroma says "Error in compaction" when its files cannot grow)."""
     text = str(exc)
-    if is_disk_full(exc):
-        return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
+    if is_disk_full(exc, folder):
+        if what.startswith(("writing", "rewriting", "deleting", "saving")):
+            return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run "
+                                    "again.")
+        # Chroma writes to its database as it starts, so on a full disk even a search
+        # cannot open it (through the server, which opened it earlier, searches go on).
+        return StorageFullError(f"disk full while {what}: the gallery's database needs a little free space even to "
+                                "be read, so free some space on the data folder's disk and try again.")
     if "dimension" in text.lower():
         return GalleryMismatchError(f"{what}: {text}")
     low = text.lower()
@@ -337,7 +345,7 @@ class FaceGallery:
         except StoreError:
             raise
         except Exception as exc:
-            raise _translate(exc, f"opening gallery {self.name}") from None
+            raise _translate(exc, f"opening gallery {self.name}", self.settings.chroma_path) from None
         md = self.col.metadata or {}
         if "model" not in md or "dim" not in md:
             # Our name, not our metadata: another program's collection, never ours to write.
@@ -396,20 +404,20 @@ class FaceGallery:
             return fn()
         except Exception as exc:
             if not _missing(exc):
-                raise _translate(exc, what) from None
+                raise _translate(exc, what, self.settings.chroma_path) from None
         try:
             self.col = self.client.get_collection(self.name, embedding_function=None)
         except Exception:
             try:
                 self.col = self._finish_rebuild()
             except Exception as exc:
-                raise _translate(exc, what) from None
+                raise _translate(exc, what, self.settings.chroma_path) from None
             if self.col is None:
                 raise StoreError(f"{what} failed: gallery {self.name} no longer exists") from None
         try:
             return fn()
         except Exception as exc:
-            raise _translate(exc, what) from None
+            raise _translate(exc, what, self.settings.chroma_path) from None
 
     # -- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -480,6 +488,7 @@ class FaceGallery:
         step = max(1, min(self.settings.batch_size * 16, self._max_batch()))
         ctx = self.writer() if lock else contextlib.nullcontext()
         with ctx:
+            audit.begin(self.settings)  # an open operation's "started" line, before anything is written
             for i in range(0, len(ids), step):
                 part = ids[i:i + step]
                 self._call(f"writing {len(part)} faces to {self.name}",
@@ -504,6 +513,7 @@ class FaceGallery:
                 return 0
             ids = list(dict.fromkeys(ids))
             n = len(self._call("deleting faces", lambda: self.col.get(ids=ids, include=[]))["ids"])
+            audit.begin(self.settings)
             self._call("deleting faces", lambda: self.col.delete(ids=ids))
             audit.count(self.settings, actor, "delete", n, self.name)
             self._new_generation()
@@ -542,7 +552,7 @@ class FaceGallery:
             except StoreError:
                 raise
             except Exception as exc:
-                raise _translate(exc, f"rewriting gallery {self.name}") from None
+                raise _translate(exc, f"rewriting gallery {self.name}", self.settings.chroma_path) from None
             self._new_generation()
         return len(ids)
 
