@@ -112,20 +112,15 @@ def tiny_disk(tmp_path):
 def fill_disk(folder: Path, keep_bytes: int = 0) -> Path:
     """Fill ``folder``'s disk until ``keep_bytes`` are left free (0: until it refuses
     more); returns the filler file, whose removal frees the space."""
-    filler = folder / "filler"
+    filler = next(folder / f"filler{i}" for i in range(1000) if not (folder / f"filler{i}").exists())
     st = os.statvfs(folder)
     want = max(0, st.f_bavail * st.f_frsize - keep_bytes)
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left to fail at close
         try:
             while want > 0:
-                n = min(want, 1 << 20)
-                fh.write(bytes(n))
-                want -= n
-            fh.flush()
-            if keep_bytes == 0:
-                while True:
-                    fh.write(bytes(4096))
-                    fh.flush()
+                want -= fh.write(bytes(min(want, 1 << 20)))
+            while keep_bytes == 0:
+                fh.write(bytes(4096))
         except OSError:
             pass
     return filler
