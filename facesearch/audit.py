@@ -173,16 +173,19 @@ def begin(settings: Settings) -> None:
             return
 
 
-def count(settings: Settings, actor: Actor | None, action: str, faces: int, gallery: str) -> None:
+def count(settings: Settings, actor: Actor | None, action: str, faces: int, gallery: str, in_doubt: int = 0) -> None:
     """A store write of ``faces`` faces: added to this thread's open operation on the
-    same data folder, else logged on its own line."""
+    same data folder, else logged on its own line. ``in_doubt``: faces of a write that
+    failed and may still have gone in (a full disk), logged as ``"in_doubt"``."""
     for op in reversed(_stack()):
         if _same_home(op.settings, settings):
             op.faces += int(faces)
             op.galleries.add(gallery)
+            if in_doubt:
+                op.details["in_doubt"] = op.details.get("in_doubt", 0) + int(in_doubt)
             return
-    if faces:
-        record(settings, actor, action, int(faces), galleries=[gallery])
+    if faces or in_doubt:
+        record(settings, actor, action, int(faces), galleries=[gallery], in_doubt=in_doubt or None)
 
 
 def read_audit(settings: Settings | None = None, limit: int | None = None) -> list[dict]:

@@ -491,8 +491,18 @@ class FaceGallery:
             audit.begin(self.settings)  # an open operation's "started" line, before anything is written
             for i in range(0, len(ids), step):
                 part = ids[i:i + step]
-                self._call(f"writing {len(part)} faces to {self.name}",
-                           lambda: self.col.upsert(ids=part, embeddings=x[i:i + step], metadatas=clean[i:i + step]))
+                try:
+                    self._call(f"writing {len(part)} faces to {self.name}",
+                               lambda: self.col.upsert(ids=part, embeddings=x[i:i + step],
+                                                       metadatas=clean[i:i + step]))
+                except StorageFullError:
+                    # Chroma logs a batch before it applies it ("Error in compaction"): of a
+                    # batch stopped by a full disk, some faces may show up once the
+                    # database is opened again. The audit log says how many are in doubt.
+                    audit.count(self.settings, actor, "add", 0, self.name, in_doubt=len(part))
+                    raise StorageFullError(f"disk full while writing {len(part)} faces to {self.name}; some of them "
+                                           "may have been written. Free some space and run again: the run writes "
+                                           "them again.") from None
                 audit.count(self.settings, actor, "add", len(part), self.name)
             self._new_generation()
         return len(ids)

@@ -117,15 +117,19 @@ def test_ingest_stopped_by_a_full_disk_says_so_and_keeps_its_audit_line(tiny_dis
     started = [e for e in log if e.get("status") == "started" and e.get("source") == str(DATA / "celeba")]
     completed = [e for e in log if e.get("status") == "completed" and e.get("source") == str(DATA / "celeba")]
     assert len(started) == len(completed) == 1 and started[0]["op"] == completed[0]["op"], log
-    assert completed[0]["incomplete"] is True and completed[0]["faces"] == in_gallery > 0, (log, in_gallery)
+    # The faces written, and those of the batch the full disk stopped, which Chroma may
+    # have logged before it failed to apply them (they show up on the next open).
+    done, doubt = completed[0]["faces"], completed[0].get("in_doubt", 0)
+    assert completed[0]["incomplete"] is True and 0 < done <= in_gallery <= done + doubt, (log, in_gallery)
     assert log.index(started[0]) < log.index(completed[0])
     newest = read_audit(s)[0]
-    assert (newest["action"], newest["faces"], newest.get("incomplete")) == ("ingest", in_gallery, True)
+    assert (newest["action"], newest["faces"], newest.get("incomplete")) == ("ingest", done, True)
 
     again = _run(ingest, env)
     assert again.returncode == 0, again.stderr
     added = int(re.search(rb"(\d+) faces added", again.stdout).group(1))
-    assert read_audit(s)[0]["faces"] == added and _count(s) - 3 == in_gallery + added
+    # (A batch the full disk stopped may be partly in: the second run writes it again.)
+    assert read_audit(s)[0]["faces"] == added and in_gallery < _count(s) - 3 <= done + added
 
 
 @pytest.mark.timeout(120)
