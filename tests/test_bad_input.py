@@ -256,7 +256,9 @@ def _extract_in_subprocess(data: bytes, home: Path, tmp_path: Path) -> dict:
     r = subprocess.run([sys.executable, "-c", _EXTRACT, str(z), str(home)], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    print(len(data), out)  # the figures quoted in docs/BENCHMARKS.md; shown with pytest -s
+    return out
 
 
 _16M = 16 * 2**20
