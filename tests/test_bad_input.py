@@ -92,6 +92,43 @@ def test_searches_on_a_full_disk_work_or_say_so_in_one_line(tiny_disk, tmp_path)
         assert b"ann" in r.stdout, r.stdout
 
 
+@pytest.mark.timeout(600)
+def test_match_page_and_command_on_a_full_disk_through_the_server(tiny_disk, tmp_path, monkeypatch, session_home):
+    """As ``make run`` serves it: the database server opened the data folder before its
+    disk filled up. The Match page and ``facesearch match`` still answer (the page once
+    showed an ``sqlite3.OperationalError`` traceback: the embedding cache failed to open).
+    Shares the session's embedding cache for the gallery's photos (kept off the small
+    disk); the searched photo is embedded in memory, as every search does."""
+    sys.path.insert(0, str(ROOT))  # the pages import the top-level ``components`` package
+    from streamlit.testing.v1 import AppTest
+
+    from facesearch.ingest.run import ingest
+    from store.gallery import close_client
+    from store.server import start_server
+
+    s = Settings(home=tiny_disk("48m") / "home")
+    with start_server(s):
+        ingest(_folder(tmp_path / "d", {"ann": CELEBA[:3]}), "folders",
+               settings=s.with_(cache_dir=session_home / "cache"))
+        close_client(s)
+        fill_disk(s.home.parent)
+        assert os.statvfs(s.home).f_bavail == 0
+        r = _run(["match", CELEBA[0]], _env(s))
+        assert r.returncode == 0 and b"ann" in r.stdout, r.stderr
+        monkeypatch.setenv("FACESEARCH_HOME", str(s.home))
+        monkeypatch.delenv("FACESEARCH_CACHE", raising=False)
+        monkeypatch.delenv("FACESEARCH_ADMIN_PASSWORD", raising=False)
+        at = AppTest.from_file(str(ROOT / "pages" / "1_Match.py"), default_timeout=300).run()
+        try:
+            at.file_uploader(key="match_upload").set_value([(CELEBA[0].name, CELEBA[0].read_bytes(), "image/jpeg")])
+            at.run()
+            assert not at.exception, [e.value for e in at.exception]
+            assert not at.error, [e.value for e in at.error]
+            assert "ann" in "\n".join(m.value for m in at.markdown)
+        finally:
+            close_client(s)
+
+
 @pytest.mark.timeout(900)
 def test_ingest_stopped_by_a_full_disk_says_so_and_keeps_its_audit_line(tiny_disk, tmp_path, session_home):
     """An ingest that runs out of disk halfway: one line saying the disk is full (not
