@@ -263,6 +263,9 @@ def test_a_latin1_file_name_is_ingested_escaped_and_searchable(own_settings, tmp
     assert r.returncode == 0 and b"SAME" in r.stdout, (r.stdout, r.stderr)
     missing = os.path.join(folder, b"\xe9t\xe9.jpg")
     _one_line_error(_run(["verify", missing, CELEBA[0]], env), "\\xe9t\\xe9.jpg", "not found")
+    r = _run(["ingest", latin1], env)  # a photo is not a dataset: said in one line, its name escaped
+    assert r.returncode != 0 and b"Traceback" not in r.stderr and b"caf\\xe9.jpg: a dataset must be" in r.stderr, \
+        r.stderr
     r = _run(["ingest", os.path.dirname(folder), "--format", "folders", "--quiet"], env)
     assert r.returncode == 0 and b"3 already done" in r.stdout, r.stderr
 
