@@ -88,7 +88,7 @@ class Operation:
 
     @property
     def reserve(self) -> Path:
-        return self.settings.home / f".audit-reserve-{self.id}"
+        return self.settings.home / f".audit-reserve-{os.getpid()}-{self.id}"
 
     def begin(self) -> None:
         """Write the "started" line (once), before the operation's first write, and keep
@@ -98,6 +98,7 @@ class Operation:
             return
         record(self.settings, self.actor, self.action, None, status="started", op=self.id, **self.details)
         self.started = True
+        _drop_dead_reserves(self.settings.home)
         try:
             with open(self.reserve, "wb") as fh:
                 fh.write(bytes(_RESERVE_BYTES))  # real bytes: a sparse file would keep no room
@@ -131,6 +132,18 @@ class Operation:
         finally:
             with contextlib.suppress(OSError):
                 self.reserve.unlink()
+
+
+def _drop_dead_reserves(home: Path) -> None:
+    """Remove the reserves of processes that are gone (killed during an operation)."""
+    for p in home.glob(".audit-reserve-*-*"):
+        try:
+            os.kill(int(p.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        except (ValueError, PermissionError, OSError):
+            pass
 
 
 _local = threading.local()

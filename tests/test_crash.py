@@ -132,3 +132,5 @@ def test_sigkilled_ingest_resumes_without_loss_or_duplicates(tmp_path):
     # incomplete with no count; the second run's line counts what it added.
     assert [(e["action"], e["faces"], e.get("incomplete")) for e in read_audit(s)] == \
         [("ingest", added, None), ("ingest", None, True)]
+    # The room the killed run kept for its completed line was given back by the next run.
+    assert not list(s.home.glob(".audit-reserve-*"))
