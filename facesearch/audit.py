@@ -7,9 +7,13 @@ One JSON line per change: when (UTC), who (the actor's name: ``admin``, ``local 
 The store reports every write it makes (:func:`count`, called by ``FaceGallery.upsert``
 and ``delete``), so no write goes unlogged whoever calls it. An operation made of many
 writes (an ingest's batches, an erasure across galleries, a restore) wraps them in
-:func:`operation`, which sums them into its own single line, written when it ends (also
-when it fails; a process killed outright writes none, and the next run's line counts
-what it adds).
+:func:`operation`, which sums them into one entry: a ``"started"`` line written before
+its first write (the store calls :func:`begin`), and its completed line, with the faces
+counted, when it ends (also when it fails, marked ``"incomplete"``). The two share an
+``"op"`` id and :func:`read_audit` shows them as one entry; a started line with no
+completion (a process killed outright) shows as incomplete, with no count. A full disk
+cannot take the completed line away: the operation keeps a small reserve file beside
+the log from its start, and deletes it to make room for that line.
 
 The log names no person: an erased identity must not live on in it, so lines say how
 many faces changed, not whose.
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from facesearch.access import Actor, cli_actor
-from facesearch.errors import disk_full_raises
+from facesearch.errors import StorageFullError, disk_full_raises
 from facesearch.settings import Settings, ensure_private, get_settings
 
 AUDIT_NAME = "audit.jsonl"
@@ -40,6 +44,11 @@ def audit_path(settings: Settings) -> Path:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# Room kept by an open operation for its completed line (one line is well under 1 KB;
+# a filesystem allocates in pages, and several operations may end at once).
+_RESERVE_BYTES = 64 * 1024
 
 
 def record(settings: Settings, actor: Actor | None, action: str, faces: int | None, **details) -> dict:
@@ -74,6 +83,67 @@ class Operation:
     faces: int = 0
     galleries: set[str] = field(default_factory=set)
     always: bool = False  # write a line even when no face changed (an erasure of cached data only)
+    id: str = field(default_factory=lambda: os.urandom(8).hex())
+    started: bool = False  # its "started" line is written
+
+    @property
+    def reserve(self) -> Path:
+        return self.settings.home / f".audit-reserve-{os.getpid()}-{self.id}"
+
+    def begin(self) -> None:
+        """Write the "started" line (once), before the operation's first write, and keep
+        room on the disk for the completed one. A full disk here stops the operation
+        before it writes anything (StorageFullError)."""
+        if self.started:
+            return
+        record(self.settings, self.actor, self.action, None, status="started", op=self.id, **self.details)
+        self.started = True
+        _drop_dead_reserves(self.settings.home)
+        try:
+            with open(self.reserve, "wb") as fh:
+                fh.write(bytes(_RESERVE_BYTES))  # real bytes: a sparse file would keep no room
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            # No room left even for the reserve: the first write will stop on the full
+            # disk, and the completed line will be tried all the same.
+            with contextlib.suppress(OSError):
+                self.reserve.unlink()
+
+    def finish(self, failed: bool) -> None:
+        """The completed line, if the operation started or changed a face."""
+        try:
+            if not (self.faces or self.always or self.started):
+                return
+            extra = dict(self.details)
+            if self.galleries:
+                extra["galleries"] = sorted(self.galleries)
+            if failed:
+                extra["incomplete"] = True
+            if self.started:
+                extra.update(status="completed", op=self.id)
+            try:
+                record(self.settings, self.actor, self.action, self.faces, **extra)
+            except StorageFullError:
+                if not self.reserve.exists():
+                    raise
+                self.reserve.unlink()  # the room kept for this line
+                record(self.settings, self.actor, self.action, self.faces, **extra)
+        finally:
+            with contextlib.suppress(OSError):
+                self.reserve.unlink()
+
+
+def _drop_dead_reserves(home: Path) -> None:
+    """Remove the reserves of processes that are gone (killed during an operation)."""
+    for p in home.glob(".audit-reserve-*-*"):
+        try:
+            os.kill(int(p.name.split("-")[2]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        except (ValueError, PermissionError, OSError):
+            pass
 
 
 _local = threading.local()
@@ -104,42 +174,56 @@ def operation(settings: Settings, actor: Actor | None, action: str, **details) -
         raise
     finally:
         _stack().remove(op)
-        if op.faces or op.always:
-            extra = dict(op.details)
-            if op.galleries:
-                extra["galleries"] = sorted(op.galleries)
-            if failed:
-                extra["incomplete"] = True
-            record(settings, actor, action, op.faces, **extra)
+        op.finish(failed)
 
 
-def count(settings: Settings, actor: Actor | None, action: str, faces: int, gallery: str) -> None:
+def begin(settings: Settings) -> None:
+    """Called by the store before it writes: this thread's open operation on the same
+    data folder writes its "started" line now (see :meth:`Operation.begin`)."""
+    for op in reversed(_stack()):
+        if _same_home(op.settings, settings):
+            op.begin()
+            return
+
+
+def count(settings: Settings, actor: Actor | None, action: str, faces: int, gallery: str, in_doubt: int = 0) -> None:
     """A store write of ``faces`` faces: added to this thread's open operation on the
-    same data folder, else logged on its own line."""
+    same data folder, else logged on its own line. ``in_doubt``: faces of a write that
+    failed and may still have gone in (a full disk), logged as ``"in_doubt"``."""
     for op in reversed(_stack()):
         if _same_home(op.settings, settings):
             op.faces += int(faces)
             op.galleries.add(gallery)
+            if in_doubt:
+                op.details["in_doubt"] = op.details.get("in_doubt", 0) + int(in_doubt)
             return
-    if faces:
-        record(settings, actor, action, int(faces), galleries=[gallery])
+    if faces or in_doubt:
+        record(settings, actor, action, int(faces), galleries=[gallery], in_doubt=in_doubt or None)
 
 
 def read_audit(settings: Settings | None = None, limit: int | None = None) -> list[dict]:
-    """The log's entries, newest first (at most ``limit``). A torn last line (a process
-    killed while writing it) is skipped."""
+    """The log's entries, newest first (at most ``limit``): an operation's started and
+    completed lines as one entry (the completed one); a started line alone is marked
+    ``"incomplete"`` with ``faces`` None. A torn last line (a process killed while
+    writing it) is skipped."""
     settings = settings or get_settings()
     try:
         lines = audit_path(settings).read_bytes().splitlines()
     except FileNotFoundError:
         return []
-    out = []
+    out, completed = [], set()
     for raw in reversed(lines):
         try:
             e = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
         if isinstance(e, dict):
+            if e.get("status") == "completed":
+                completed.add(e.get("op"))
+            elif e.get("status") == "started":
+                if e.get("op") in completed:
+                    continue  # shown by its completed line, read first (it is newer)
+                e = {**e, "incomplete": True}  # it never ended: killed, or its line could not be written
             out.append(e)
             if limit is not None and len(out) >= limit:
                 break

@@ -106,19 +106,42 @@ class StorageFullError(StoreError):
     """The disk is full; nothing was half-written."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC, or the words SQLite and Chroma use for it."""
+# Below this many free bytes a folder's disk counts as full: SQLite then fails to grow its
+# WAL index ("disk I/O error") before any write says "disk is full".
+_NEARLY_FULL = 1 << 20
+
+
+def _no_room(folder) -> bool:
+    import os
+
+    try:
+        st = os.statvfs(folder)
+    except (OSError, TypeError, ValueError):
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL
+
+
+def is_disk_full(exc: BaseException, folder=None) -> bool:
+    """ENOSPC, or the words SQLite and Chroma use for it ("database or disk is full";
+    Chroma's Rust layer reports a full disk as "Error in compaction"). With ``folder``,
+    an I/O error there while its disk has no room left counts too: SQLite says "disk I/O
+    error" when it cannot grow the shared-memory file of a WAL database on a full disk."""
     text = str(exc).lower()
-    return getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
+    if getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text:
+        return True
+    if "error in compaction" in text or "disk i/o error" in text or getattr(exc, "errno", None) == errno.EIO:
+        return folder is not None and _no_room(folder)
+    return False
 
 
 @contextlib.contextmanager
-def disk_full_raises(message: str) -> Iterator[None]:
-    """Turn a full disk inside the block into ``StorageFullError(message)``; other errors pass."""
+def disk_full_raises(message: str, folder=None) -> Iterator[None]:
+    """Turn a full disk inside the block into ``StorageFullError(message)``; other errors
+    pass. ``folder``: where the block writes (see :func:`is_disk_full`)."""
     try:
         yield
     except Exception as exc:
-        if is_disk_full(exc):
+        if is_disk_full(exc, folder):
             raise StorageFullError(message) from None
         raise
 

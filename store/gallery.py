@@ -155,7 +155,7 @@ def _open_client(settings: Settings, url: str | None):
             from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient._identifier_to_system.pop(str(settings.chroma_path), None)
-        raise _translate(exc, f"opening the gallery database in {settings.chroma_path}") from None
+        raise _translate(exc, f"opening the gallery database in {settings.chroma_path}", settings) from None
 
 
 def close_client(settings: Settings) -> None:
@@ -209,10 +209,19 @@ def _refuse_foreign_database(folder: Path) -> None:
 
 def _translate(exc: Exception, what: str, settings: Settings | None = None) -> Exception:
     """``exc`` as one of our errors. ``settings``: the database's data folder, to tell a
-    server being restarted by its supervisor from one that is gone."""
+    server being restarted by its supervisor from one that is gone, and (by the free space
+    of its database folder) a full disk from other I/O errors (Chroma says "Error in
+    compaction" when its files cannot grow)."""
     text = str(exc)
-    if is_disk_full(exc):
-        return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run again.")
+    folder = settings.chroma_path if settings is not None else None
+    if is_disk_full(exc, folder):
+        if what.startswith(("writing", "rewriting", "deleting", "saving")):
+            return StorageFullError(f"disk full while {what}; the batch was not written. Free some space and run "
+                                    "again.")
+        # Chroma writes to its database as it starts, so on a full disk even a search
+        # cannot open it (through the server, which opened it earlier, searches go on).
+        return StorageFullError(f"disk full while {what}: the gallery's database needs a little free space even to "
+                                "be read, so free some space on the data folder's disk and try again.")
     if "dimension" in text.lower():
         return GalleryMismatchError(f"{what}: {text}")
     low = text.lower()
@@ -439,13 +448,13 @@ class FaceGallery:
             try:
                 self.col = self._finish_rebuild()
             except Exception as exc:
-                raise _translate(exc, what) from None
+                raise _translate(exc, what, self.settings) from None
             if self.col is None:
                 raise StoreError(f"{what} failed: gallery {self.name} no longer exists") from None
         try:
             return fn()
         except Exception as exc:
-            raise _translate(exc, what) from None
+            raise _translate(exc, what, self.settings) from None
 
     # -- locking ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -516,10 +525,21 @@ class FaceGallery:
         step = max(1, min(self.settings.batch_size * 16, self._max_batch()))
         ctx = self.writer() if lock else contextlib.nullcontext()
         with ctx:
+            audit.begin(self.settings)  # an open operation's "started" line, before anything is written
             for i in range(0, len(ids), step):
                 part = ids[i:i + step]
-                self._call(f"writing {len(part)} faces to {self.name}",
-                           lambda: self.col.upsert(ids=part, embeddings=x[i:i + step], metadatas=clean[i:i + step]))
+                try:
+                    self._call(f"writing {len(part)} faces to {self.name}",
+                               lambda: self.col.upsert(ids=part, embeddings=x[i:i + step],
+                                                       metadatas=clean[i:i + step]))
+                except StorageFullError:
+                    # Chroma logs a batch before it applies it ("Error in compaction"): of a
+                    # batch stopped by a full disk, some faces may show up once the
+                    # database is opened again. The audit log says how many are in doubt.
+                    audit.count(self.settings, actor, "add", 0, self.name, in_doubt=len(part))
+                    raise StorageFullError(f"disk full while writing {len(part)} faces to {self.name}; some of them "
+                                           "may have been written. Free some space and run again: the run writes "
+                                           "them again.") from None
                 audit.count(self.settings, actor, "add", len(part), self.name)
             self._new_generation()
         return len(ids)
@@ -541,6 +561,7 @@ class FaceGallery:
                 return 0
             ids = list(dict.fromkeys(ids))
             n = len(self._call("deleting faces", lambda: self.col.get(ids=ids, include=[]))["ids"])
+            audit.begin(self.settings)
             self._call("deleting faces", lambda: self.col.delete(ids=ids))
             audit.count(self.settings, actor, "delete", n, self.name)
             self._new_generation()
@@ -579,7 +600,7 @@ class FaceGallery:
             except StoreError:
                 raise
             except Exception as exc:
-                raise _translate(exc, f"rewriting gallery {self.name}") from None
+                raise _translate(exc, f"rewriting gallery {self.name}", self.settings) from None
             self._new_generation()
         return len(ids)
 

@@ -84,7 +84,8 @@ def _try_lock(settings: Settings, holder: str) -> int | None:
         os.close(fd)
         return None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, holder.encode(), 0)
+    # The command line may hold a file name that is not UTF-8 (escaped, not refused).
+    os.pwrite(fd, holder.encode("utf-8", "backslashreplace"), 0)
     return fd
 
 

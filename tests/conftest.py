@@ -85,6 +85,48 @@ def shared_cache_settings(tmp_path, session_home):
 
 
 @pytest.fixture
+def tiny_disk(tmp_path):
+    """``mount(size="16m")``: a fresh tmpfs of that size under ``tmp_path``, a disk a test
+    can fill; unmounted afterwards. Needs root: in CI (CI=true) a tmpfs that cannot be
+    mounted fails the test, elsewhere it is skipped."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str = "16m") -> Path:
+        mnt = tmp_path / f"disk{len(mounted)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+        if r.returncode:
+            if os.environ.get("CI") == "true":
+                pytest.fail("cannot mount a tmpfs here (needs root): the full-disk tests must run in CI")
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+def fill_disk(folder: Path, keep_bytes: int = 0) -> Path:
+    """Fill ``folder``'s disk until ``keep_bytes`` are left free (0: until it refuses
+    more); returns the filler file, whose removal frees the space."""
+    filler = next(folder / f"filler{i}" for i in range(1000) if not (folder / f"filler{i}").exists())
+    st = os.statvfs(folder)
+    want = max(0, st.f_bavail * st.f_frsize - keep_bytes)
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left to fail at close
+        try:
+            while want > 0:
+                want -= fh.write(bytes(min(want, 1 << 20)))
+            while keep_bytes == 0:
+                fh.write(bytes(4096))
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.fixture
 def no_memory_cache(monkeypatch):
     """A searched photo's faces and vectors are kept in this process's memory
     (``facesearch.embedding.pipeline.memory_cache``), so a photo an earlier test searched with would

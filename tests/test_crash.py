@@ -129,5 +129,9 @@ def test_sigkilled_ingest_resumes_without_loss_or_duplicates(tmp_path):
     order = {i: k for k, i in enumerate(ref_ids)}
     assert np.allclose(ref_x[[order[i] for i in ids]], x, atol=1e-5)
 
-    # The killed run wrote no audit line (it never ended); the second run's counts what it added.
-    assert [(e["action"], e["faces"]) for e in read_audit(s)] == [("ingest", added)]
+    # The killed run left its "started" line (written before its first batch), shown as
+    # incomplete with no count; the second run's line counts what it added.
+    assert [(e["action"], e["faces"], e.get("incomplete")) for e in read_audit(s)] == \
+        [("ingest", added, None), ("ingest", None, True)]
+    # The room the killed run kept for its completed line was given back by the next run.
+    assert not list(s.home.glob(".audit-reserve-*"))

@@ -105,7 +105,7 @@ def cmd_audit(args) -> int:
     from facesearch.audit import read_audit
 
     for e in reversed(read_audit(_settings(args), limit=args.n)):
-        rest = {k: v for k, v in e.items() if k not in ("at", "actor", "action", "faces")}
+        rest = {k: v for k, v in e.items() if k not in ("at", "actor", "action", "faces", "op")}
         faces = "" if e.get("faces") is None else f" {e['faces']} faces"
         print(f"{e.get('at')}  {e.get('actor')}: {e.get('action')}{faces}"
               + (f"  {json.dumps(rest, ensure_ascii=False)}" if rest else ""))

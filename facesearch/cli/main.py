@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FaceSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A file name that is not UTF-8 came in as os.fsdecode's surrogates: shown as
+        # its bytes, \xe9, not as the surrogate \udce9.
+        text = str(exc).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        print(f"error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -191,6 +191,32 @@ class MemberPair:
 _EXTS_NO_DOT = frozenset(e[1:] for e in IMAGE_EXTENSIONS)
 
 
+def path_text(path: str | os.PathLike) -> str:
+    """A file's path as text every store takes (valid UTF-8: Chroma's metadata, SQLite,
+    JSON, the terminal). A path that is valid UTF-8 is returned as it is. Linux allows
+    any bytes in a name (``caf\\xe9.jpg``, Latin-1): each byte that is not UTF-8 is then
+    written ``\\xNN`` and a backslash ``\\\\``, so :func:`disk_path` gives the path back."""
+    s = os.fsdecode(path)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return os.fsencode(s).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def disk_path(text: str) -> str:
+    """The path (``str``, with ``os.fsdecode``'s surrogates for bytes that are not UTF-8)
+    that :func:`path_text` wrote as ``text``."""
+    if "\\x" not in text or os.path.lexists(text):
+        return text
+    import codecs
+
+    try:
+        return os.fsdecode(codecs.escape_decode(text.encode("utf-8"))[0])
+    except (ValueError, UnicodeDecodeError):
+        return text
+
+
 def _is_image_name(name: str) -> bool:
     # Hidden files include macOS "._x.jpg" resource forks, which are not images.
     return not name.startswith(".") and name.rpartition(".")[2].lower() in _EXTS_NO_DOT

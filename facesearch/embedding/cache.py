@@ -55,7 +55,7 @@ class EmbeddingCache:
         # Worker processes open a new cache at the same moment: switching it to WAL
         # fails at once with "database is locked" (SQLite's busy timeout does not cover
         # it), so they set it up one at a time.
-        with disk_full_raises(f"disk full while creating the embedding cache {path}"), \
+        with disk_full_raises(f"disk full while creating the embedding cache {path}", path.parent), \
                 FileLock(str(path) + ".lock", timeout=60):
             self._setup()
 
@@ -78,7 +78,8 @@ class EmbeddingCache:
         self._db.commit()
 
     def _write(self, sql: str, row: tuple) -> None:
-        with disk_full_raises(f"disk full while writing the embedding cache {self.path}"), self._lock:
+        with disk_full_raises(f"disk full while writing the embedding cache {self.path}", self.path.parent), \
+                self._lock:
             self._db.execute(sql, row)
             self._db.commit()
 

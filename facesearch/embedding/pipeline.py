@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from facesearch.embedding.cache import MemoryCache, get_cache
+from facesearch.embedding.cache import EmbeddingCache, MemoryCache, get_cache
 from facesearch.imaging.align import thumbnail
 from facesearch.imaging.detection import Detector, Face, get_detector
 from facesearch.errors import ImageError
@@ -85,7 +85,16 @@ class Pipeline:
         self.settings = settings or get_settings()
         self.model = model if isinstance(model, Embedder) else get_model(model, self.settings)
         self.detector = detector if isinstance(detector, Detector) else get_detector(detector, self.settings)
-        self.cache = get_cache(self.settings) if use_cache else None
+        self.use_cache = use_cache
+        self._cache: EmbeddingCache | None = None
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The data folder's embedding cache, opened on first use: a search with the
+        cache off (a visitor's photo) never touches the disk, so it works on a full one."""
+        if self._cache is None and self.use_cache:
+            self._cache = get_cache(self.settings)
+        return self._cache
 
     @property
     def key(self) -> tuple[str, str]:

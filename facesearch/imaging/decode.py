@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,12 @@ from facesearch.errors import ImageError
 # Pillow's own check only fails at twice its limit: at the 200 MP this module used to set, a
 # 1 MB PNG of 20,000 x 20,000 (400 MP) passed and cost one match 6 GB and 20 s.
 MAX_PIXELS = 50_000_000
+# The largest file read: the bytes are held in memory while they decode, on top of the
+# pixels. An 8-bit RGB photo of MAX_PIXELS stored uncompressed (BMP, TIFF) is 150 MB; a
+# JPEG of it is a tenth of that, and a 200 MP phone JPEG 30-60 MB. A bigger file is
+# either uncompressed beyond the pixel budget or padded, and was read whole before this
+# (a 501 MB upload took the dashboard to 1 GB): refused from its size, before reading.
+MAX_FILE_BYTES = 160 * 2**20
 # libjpeg's DCT scaling: a JPEG that does not fit MAX_PIXELS at 1/8 is refused.
 _JPEG_SCALES = (2, 4, 8)
 # Every JPEG we might read at reduced scale must get past Pillow's own check in
@@ -269,9 +276,14 @@ def load_image(src: ImageSource, name: str | None = None) -> LoadedImage:
         return LoadedImage(rgb, content_hash(rgb.tobytes()), source)
     if isinstance(src, (str, Path)):
         path = Path(src)
-        source = name or str(path)
+        # A name that is not UTF-8 (Linux allows any bytes) is shown with those bytes escaped.
+        source = name or os.fsencode(path).decode("utf-8", "backslashreplace")
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_FILE_BYTES:
+                    raise ImageError(source, _too_big(size))
+                data = fh.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError:
             raise ImageError(source, "file not found") from None
         except IsADirectoryError:
@@ -284,10 +296,17 @@ def load_image(src: ImageSource, name: str | None = None) -> LoadedImage:
         source = name or getattr(src, "name", None) or "<upload>"
         if hasattr(src, "seek"):
             src.seek(0)
-        data = src.read()
+        data = src.read(MAX_FILE_BYTES + 1)
     else:
         raise ImageError(str(name or src), f"unsupported input type {type(src).__name__}")
+    if len(data) > MAX_FILE_BYTES:  # a file that grew while read, bytes, or an upload
+        raise ImageError(source, _too_big(len(data)))
     return LoadedImage(_decode(data, source), content_hash(data), source)
+
+
+def _too_big(size: int) -> str:
+    return (f"file too large to process: {size / 2**20:,.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB "
+            "(scale the photo down or save it as JPEG)")
 
 
 def to_jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:

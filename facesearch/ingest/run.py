@@ -37,7 +37,7 @@ from store import FaceGallery
 
 from facesearch import audit
 from facesearch.access import Actor, check_ingest_path, require_admin
-from facesearch.datasets.base import LabeledImage
+from facesearch.datasets.base import LabeledImage, path_text
 from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, FaceSearchError, GalleryBusyError, ImageError, StorageFullError
 from facesearch.imaging.decode import load_image, to_jpeg
@@ -151,7 +151,8 @@ def _dask_process(path: str, data: bytes | None, model: str, detector: str, sett
 
 def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: str) -> dict:
     md = {
-        "identity": item.identity, "path": str(item.path), "image_sha1": sha1, "face_index": idx,
+        # A name that is not UTF-8 (Linux allows any bytes) is stored escaped: Chroma takes only text.
+        "identity": item.identity, "path": path_text(item.path), "image_sha1": sha1, "face_index": idx,
         "box": ",".join(str(int(v)) for v in face["box"]), "det_confidence": float(face["confidence"]),
         "dataset": source_root,
     }
@@ -299,7 +300,7 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
                 return report
             # Decided only now, holding the lock: what an ingest that ran meanwhile did is done.
             todo = _files_to_do(images, ledger, gallery, report)
-            batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=str(path),
+            batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=path_text(path) if path else "None",
                            batch_size=settings.batch_size, progress=progress)
             paths = [str(it.path) for it, _, _ in todo]
             results = _results(paths, dask, workers, emb.name, detector, settings, max_faces)
@@ -360,7 +361,7 @@ def _files_to_do(images: list[LabeledImage], ledger: Ledger, gallery: FaceGaller
     todo: list[tuple[LabeledImage, int, float]] = []
     for it in images:
         size, mtime = _stat(it.path)
-        prev = done.get(str(it.path))
+        prev = done.get(path_text(it.path))
         if prev is not None and prev[:2] == (size, mtime) and (prev[2] != "ok" or (prev[3], it.identity) in present):
             report.skipped += 1
         else:
@@ -375,7 +376,7 @@ def _audit_source(settings: Settings, path: str | Path | None, action: str) -> s
     if action != "ingest" or path is None:
         return None
     return "upload" if str(Path(path).resolve()).startswith(str((settings.home / "uploads").resolve())) \
-        else str(path)
+        else path_text(path)
 
 
 def _results(paths: list[str], dask: str | None, workers: int, model: str, detector: str, settings: Settings,
@@ -408,6 +409,8 @@ class _Batch:
 
     def flush(self) -> None:
         if self.ids:
+            # The audit log's "started" line before anything of the run is written.
+            audit.begin(self.gallery.settings)
             # Thumbnails first, then vectors, then the ledger: a crash in between leaves
             # at worst a re-done file, never a ledger entry without its faces.
             # Faces already stored (another run of the same folder, the photo under the same
@@ -430,14 +433,17 @@ class _Batch:
     def add(self, res: dict) -> None:
         """One :func:`_process` result: counted in the report, its faces and ledger row queued."""
         it, size, mtime = self.by_path[res["path"]]
+        # The ledger, the report and the progress get the path as text (escaped where the
+        # name is not UTF-8); res["path"] is what opens the file.
+        text = path_text(res["path"])
         report = self.report
         report.processed += 1
         if "error" in res:
-            report.failed.append((res["path"], res["error"]))
-            self.ledger_rows.append((res["path"], size, mtime, "failed", res["error"], 0, ""))
+            report.failed.append((text, res["error"]))
+            self.ledger_rows.append((text, size, mtime, "failed", res["error"], 0, ""))
         elif not res["faces"]:
-            report.no_face.append(res["path"])
-            self.ledger_rows.append((res["path"], size, mtime, "no_face", "no face detected", 0, res["sha1"]))
+            report.no_face.append(text)
+            self.ledger_rows.append((text, size, mtime, "no_face", "no face detected", 0, res["sha1"]))
         else:
             report.images_with_faces += 1
             faces = res["faces"] if self.all_faces else res["faces"][:1]
@@ -450,8 +456,8 @@ class _Batch:
                 self.emb.append(e)
                 self.md.append(_metadata(it, res["sha1"], idx, fd, self.root))
                 self.thumbs.append((fid, jpg))
-            self.ledger_rows.append((res["path"], size, mtime, "ok", "", len(faces), res["sha1"]))
+            self.ledger_rows.append((text, size, mtime, "ok", "", len(faces), res["sha1"]))
         if self.progress:
-            self.progress(report.processed + report.skipped, report.total, res["path"])
+            self.progress(report.processed + report.skipped, report.total, text)
         if len(self.ids) >= self.batch_size or len(self.ledger_rows) >= self.batch_size * 4:
             self.flush()

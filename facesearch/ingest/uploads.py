@@ -33,6 +33,13 @@ MAX_ZIP_ENTRIES = 10_000
 # Ten times the upload limit: JPEG and PNG do not shrink in a zip (BMP about 3x), while a
 # deflate bomb expands 1,000-fold.
 MAX_ZIP_UNPACKED = 512 * 2**20
+# And at most this many times the zip's own size: photos barely compress (JPEG, PNG,
+# WebP: 1.0-1.1x; an uncompressed BMP or TIFF about 3x), so an honest zip of photos
+# unpacks to little more than it weighs, while a 518 KB deflate bomb under the absolute
+# cap unpacked to 501 MB. 8x leaves room for folders of BMPs and for zips whose few
+# photos sit among text files; the floor lets a tiny zip of a few photos through.
+MAX_ZIP_RATIO = 8
+_MIN_ZIP_ALLOWANCE = 4 * 2**20
 # Python builds an object per central-directory entry (some hundred bytes each) before we
 # can count them, so the count and the directory's size are read from the zip's end
 # record first. A real entry takes 46 bytes plus its name and extras: 512 on average
@@ -136,9 +143,22 @@ def _entry_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     return PurePosixPath(*parts)
 
 
-def _plan(zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+def unpacked_limit(zip_bytes: int) -> int:
+    """The most bytes a zip of ``zip_bytes`` may unpack to: :data:`MAX_ZIP_RATIO` times its
+    size (at least :data:`_MIN_ZIP_ALLOWANCE`), never more than :data:`MAX_ZIP_UNPACKED`."""
+    return min(MAX_ZIP_UNPACKED, max(_MIN_ZIP_ALLOWANCE, MAX_ZIP_RATIO * zip_bytes))
+
+
+def _too_much(limit: int, zip_bytes: int) -> str:
+    why = (f"{MAX_ZIP_RATIO} times the zip's {zip_bytes / 2**20:,.1f} MB: photos barely compress"
+           if limit < MAX_ZIP_UNPACKED else "the most an upload may hold")
+    return f"at most {limit / 2**20:,.0f} MB are accepted ({why})"
+
+
+def _plan(zf: zipfile.ZipFile, zip_bytes: int | None = None) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """Every file to unpack with its path, after checking the whole zip: nothing is
-    written unless every entry is acceptable."""
+    written unless every entry is acceptable. ``zip_bytes``: the zip's size, which bounds
+    what it may unpack to (:func:`unpacked_limit`)."""
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_ENTRIES:
         raise DatasetError(f"the zip holds {len(infos):,} entries; at most {MAX_ZIP_ENTRIES:,} are accepted. "
@@ -158,15 +178,21 @@ def _plan(zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     if declared > MAX_ZIP_UNPACKED:
         raise DatasetError(f"the zip would unpack to {declared / 2**20:,.0f} MB; at most "
                            f"{MAX_ZIP_UNPACKED // 2**20} MB are accepted")
+    if zip_bytes is not None and declared > unpacked_limit(zip_bytes):
+        raise DatasetError(f"the zip would unpack to {declared / 2**20:,.0f} MB, a zip bomb or not photos; "
+                           + _too_much(unpacked_limit(zip_bytes), zip_bytes))
     if not any(p.suffix.lower() in IMAGE_EXTENSIONS for _, p in plan):
         raise DatasetError("the zip holds no photos (expected NAME/photo.jpg folders)")
     return plan
 
 
-def _unpack(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, PurePosixPath]], tmp: Path) -> None:
-    """Stream every planned entry into ``tmp``, counting the bytes that actually come
-    out: a header can understate an entry's size, so the limits hold on what is written,
-    not only on what the zip declares."""
+def _unpack(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, PurePosixPath]], tmp: Path,
+            zip_bytes: int | None = None) -> None:
+    """Stream every planned entry into ``tmp`` a chunk at a time (never a whole entry in
+    memory), counting the bytes that actually come out: a header can understate an
+    entry's size, so the limits hold on what is written, not only on what the zip
+    declares."""
+    limit = MAX_ZIP_UNPACKED if zip_bytes is None else unpacked_limit(zip_bytes)
     total = 0
     for info, rel in plan:
         target = tmp.joinpath(*rel.parts)
@@ -179,9 +205,9 @@ def _unpack(zf: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, PurePosixPath
                 if written > info.file_size:
                     raise DatasetError(f"the zip's entry {_quoted(str(rel))} unpacks to more than its header says "
                                        f"({info.file_size:,} bytes): a zip bomb or a damaged zip; nothing was kept")
-                if total > MAX_ZIP_UNPACKED:
-                    raise DatasetError(f"the zip unpacks to more than {MAX_ZIP_UNPACKED // 2**20} MB: a zip bomb "
-                                       "or a damaged zip; nothing was kept")
+                if total > limit:
+                    raise DatasetError(f"the zip unpacks to more than {limit / 2**20:,.0f} MB: a zip bomb or a "
+                                       f"damaged zip; nothing was kept ({_too_much(limit, zip_bytes or 0)})")
                 out.write(chunk)
 
 
@@ -206,11 +232,12 @@ def extract_zip(data: bytes, home: Path) -> Path:
 
     Refused with a :class:`DatasetError`, before anything is written: not a zip; more
     than :data:`MAX_ZIP_ENTRIES` entries (counted from the end record, before Python
-    parses them); more than :data:`MAX_ZIP_UNPACKED` bytes declared; a path that is
+    parses them); more bytes declared than :func:`unpacked_limit` allows (a ratio to the
+    zip's size, and :data:`MAX_ZIP_UNPACKED`); a path that is
     absolute or leads out with ``..`` (``/`` and ``\\`` alike); symbolic links and other
     special files; names with control characters or over 255 bytes; the same name twice;
     encryption; no photo at all. While unpacking (into a ``.part`` folder), an entry that
-    yields more bytes than it declares stops everything. Then the layout and its labels
+    yields more bytes than it declares, or a total past the limit, stops everything. Then the layout and its labels
     are checked as an ingest would (:func:`~facesearch.datasets.registry.load_images`). On any
     refusal the ``.part`` folder is removed: nothing is left on disk.
     """
@@ -225,7 +252,7 @@ def extract_zip(data: bytes, home: Path) -> Path:
     digest = hashlib.sha1(data).hexdigest()[:16]
     dest = uploads_dir(home) / f"zip-{digest}"
     with zf:
-        plan = _plan(zf)
+        plan = _plan(zf, len(data))
         if not dest.is_dir():
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +262,7 @@ def extract_zip(data: bytes, home: Path) -> Path:
             except OSError as exc:
                 raise _disk_error(exc) from None
             try:
-                _unpack(zf, plan, tmp)
+                _unpack(zf, plan, tmp, len(data))
                 try:
                     tmp.rename(dest)
                 except OSError:
