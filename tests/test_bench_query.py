@@ -97,7 +97,8 @@ def test_a_gallery_created_before_keeps_its_index_and_works(tmp_path):
                                        metadata={"model": "sface", "dim": 128, "metric": "cosine", "detector": "yunet"},
                                        configuration={"hnsw": {"space": "cosine"}})
         old.add(ids=[f"f{i}" for i in range(50)], embeddings=x, metadatas=[{"identity": f"p{i}"} for i in range(50)])
-        g = FaceGallery("sface", 128, "yunet", Settings(home=tmp_path / "fs", chroma_url=srv.url))
+        # Reached as the data folder's own server (its relay wants the folder's token).
+        g = FaceGallery("sface", 128, "yunet", Settings(home=tmp_path / "home"))
         assert g.count() == 50
         assert [h.identity for h in g.query(x[7:8], k=1)[0]] == ["p7"]
         kept = g.col.configuration["hnsw"]
