@@ -331,6 +331,8 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     assert list(table["model"]) == ["dlib"] and table.loc[0, "pairs"] == LFW_LIMIT
     negatives = sorted(p["distance"] for p in lfw_out[2]["results"][0]["scored_pairs"] if not p["same"])
 
+    from components.text import md_unescape  # the page escapes every message it shows
+
     def click(key):
         at.button(key=key).click()
         at.run()
@@ -340,21 +342,21 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     at.slider(key="eval_thr_dlib_verification").set_value(0.07)
     at.run()
     click("use_dlib_verification")
-    assert any("0.070 proposed" in i.value and "On its impostor calibration" in i.value for i in at.info)
-    assert any("too few to know the false match rate" in e.value for e in at.error)
+    assert any("0.070 proposed" in md_unescape(i.value) and "On its impostor calibration" in md_unescape(i.value) for i in at.info)
+    assert any("too few to know the false match rate" in md_unescape(e.value) for e in at.error)
     assert not any(b.key == "save_dlib_verification" for b in at.button)
     # 0.16: 14 or so of the 30 pairs lie under it, enough to know its (high) rate. A click
     # only previews; the preview of 0.07 went with the slider.
     at.slider(key="eval_thr_dlib_verification").set_value(0.16)
     at.run()
-    assert not any("0.070 proposed" in i.value for i in at.info)
+    assert not any("0.070 proposed" in md_unescape(i.value) for i in at.info)
     click("use_dlib_verification")
     k = sum(d <= 0.16 for d in negatives)
-    assert any(f"{default:.3f} today, 0.160 proposed" in i.value and f"{k} of 30 different-person pairs" in i.value
+    assert any(f"{default:.3f} today, 0.160 proposed" in md_unescape(i.value) and f"{k} of 30 different-person pairs" in md_unescape(i.value)
                for i in at.info)
     assert not at.error and not s.thresholds_file.exists()
     click("save_dlib_verification")
-    assert at.success and "0.160" in at.success[0].value
+    assert at.success and "0.160" in md_unescape(at.success[0].value)
     assert verify_threshold("dlib", s) == pytest.approx(0.16)
     assert any(m.label == "in use now" and m.value == "0.160" for m in at.metric)
 
@@ -362,7 +364,8 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     at.select_slider(key="fpir_dlib").set_value(0.05)
     at.run()
     click("use_fpir_dlib")
-    assert any("gallery searches: 1% of strangers called a match today, 5% proposed" in i.value for i in at.info)
+    assert any("gallery searches: 1% of strangers called a match today, 5% proposed" in md_unescape(i.value)
+               for i in at.info)
     assert target_fpir("dlib", s) == DEFAULT_TARGET_FPIR
     click("save_fpir_dlib")
     assert target_fpir("dlib", s) == 0.05 and len(history("dlib", s)) == 2
@@ -370,7 +373,7 @@ def test_evaluate_page(lfw_out, tmp_path, monkeypatch, eval_settings):
     # Restore walks back one save at a time, and goes away with the history.
     click("restore_dlib")
     assert target_fpir("dlib", s) == DEFAULT_TARGET_FPIR and verify_threshold("dlib", s) == pytest.approx(0.16)
-    assert any("undone" in m.value for m in at.success)
+    assert any("undone" in md_unescape(m.value) for m in at.success)
     click("restore_dlib")
     assert verify_threshold("dlib", s) == pytest.approx(default) and history("dlib", s) == []
     assert not any(b.key == "restore_dlib" for b in at.button)
