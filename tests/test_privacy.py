@@ -155,8 +155,10 @@ def test_match_verify_and_webcam_leave_nothing_on_disk(home, tmp_path, monkeypat
     at.file_uploader(key="match_upload").set_value((query.name, query.read_bytes(), "image/jpeg"))
     at.run(timeout=TIMEOUT)
     assert not at.exception, [e.value for e in at.exception]
-    best = [m.value for m in at.markdown if m.value.startswith("**Best match:**")]
-    assert best and best[0].split("`")[1] in people, best
+    from components.text import BEST_MATCH, md_unescape  # the page escapes every label
+
+    best = [md_unescape(i) for i, _, _ in BEST_MATCH.findall("\n".join(m.value for m in at.markdown))]
+    assert best and best[0] in people, best
     at.slider(key="match_k").set_value(3).run(timeout=TIMEOUT)  # a rerun searches the upload again, from memory
     assert not at.exception, [e.value for e in at.exception]
     at.radio(key="match_mode").set_value("Verify two photos").run(timeout=TIMEOUT)

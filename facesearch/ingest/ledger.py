@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from filelock import FileLock
+
 from facesearch.errors import disk_full_raises
 
 
@@ -18,6 +20,11 @@ class Ledger:
         with disk_full_raises(f"disk full: cannot open the ingest ledger {path}; free some space and run again"):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), timeout=30)
+        # Two ingests opening a new ledger at once (the page's jobs, worker processes):
+        # switching it to WAL fails at once with "database is locked" (SQLite's busy
+        # timeout does not cover it), so they set it up one at a time.
+        with disk_full_raises(f"disk full: cannot open the ingest ledger {path}; free some space and run again"), \
+                FileLock(str(path) + ".lock", timeout=60):
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA secure_delete=ON")  # erased photos' rows leave no bytes behind
             self.db.execute("CREATE TABLE IF NOT EXISTS files (collection TEXT, path TEXT, size INTEGER, mtime REAL, "

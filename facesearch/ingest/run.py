@@ -409,8 +409,6 @@ class _Batch:
 
     def flush(self) -> None:
         if self.ids:
-            # The audit log's "started" line before anything of the run is written.
-            audit.begin(self.gallery.settings)
             # Thumbnails first, then vectors, then the ledger: a crash in between leaves
             # at worst a re-done file, never a ledger entry without its faces.
             # Faces already stored (another run of the same folder, the photo under the same
@@ -420,6 +418,10 @@ class _Batch:
             stored = {_face_key(m or {}) for m in
                       self.gallery.get(where={"image_sha1": {"$in": shas}})["metadatas"]}
             new = [i for i, m in enumerate(self.md) if _face_key(m) not in stored]
+            if new:
+                # The audit log's "started" line before anything of the run is written (a run
+                # that writes nothing leaves no line).
+                audit.begin(self.gallery.settings)
             for i in new:
                 self.gallery.save_thumb(*self.thumbs[i])
             if new:
