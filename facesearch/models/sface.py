@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -53,13 +54,16 @@ class SFaceEmbedder(Embedder):
         if kept.is_file():
             return str(kept)
         data = _edit(p)
+        tmp = kept.with_name(f"{kept.name}.{os.getpid()}.part")
         try:
             kept.parent.mkdir(parents=True, exist_ok=True)
-            tmp = kept.with_name(f"{kept.name}.{os.getpid()}.part")
             tmp.write_bytes(data)
             os.replace(tmp, kept)
         except OSError:
-            pass  # a read-only or full data folder: run from memory, edit again next start
+            # A read-only or full data folder: run from memory, edit again next start, and
+            # leave no half-written file taking the space.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         return data
 
     def _load(self):
