@@ -120,7 +120,27 @@ def status_section(act: common.Active, show_folder: bool = True) -> dict[str, in
     if show_folder:
         st.caption(f"Data folder: {md_escape(act.settings.home)} · collection "
                    f"{md_escape(g['name']) if g else 'not created yet'}")
+    if g and g["count"]:
+        from facesearch.search.identify import gallery_rule
+
+        with common.user_errors():
+            calibration_section(gallery_rule(act.open(), act.model, act.settings))
     return idents
+
+
+def calibration_section(rule) -> None:
+    """Which calibration the search verdicts rest on, and the identities the gallery's own
+    measurement found that may be one person."""
+    st.caption(f"Search verdicts: match at distance ≤ {rule.threshold:.3f}, possible ≤ {rule.possible:.3f}; "
+               f"{md_escape(rule.meaning)}.")
+    doubles = getattr(rule.gallery, "doubles", ())
+    if doubles:
+        with st.expander(f"Identities that may be one person ({len(doubles)})"):
+            st.caption("A face of the first is closer to the second than to its own identity's other faces "
+                       "(median): a duplicate under two names, a mislabelled photo, a twin or a close relative.")
+            st.dataframe([{"identity": d.a, "may be": d.b, "distance": round(d.distance, 3),
+                           "own median": round(d.own_median, 3), "faces": d.faces} for d in doubles],
+                         hide_index=True)
 
 
 def folder_section(act: common.Active, busy: bool = False) -> None:

@@ -15,9 +15,8 @@ import streamlit as st
 from facesearch.imaging.annotate import draw_faces
 from facesearch.errors import FaceSearchError
 from facesearch.search import verdicts as V
-from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, match, verify
+from facesearch.search.identify import FaceMatches, MatchResult, VerifyResult, gallery_rule, match, verify
 from facesearch.search.thresholds import verify_threshold
-from facesearch.search.verdicts import search_thresholds
 
 from . import common
 from .text import md_escape
@@ -150,8 +149,9 @@ def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict
         return []
     n, gallery = act.size(), act.open()  # one handle per run: the searches and the thumbnails
     with common.user_errors():
-        keys = [(_sha1(data), act.model, act.detector, k, n, search_thresholds(act.model, act.settings, n))
-                for _, data in photos]
+        rule = gallery_rule(gallery, act.model, act.settings) if gallery is not None else None
+        said = (rule.threshold, rule.possible, rule.calibration) if rule is not None else None
+        keys = [(_sha1(data), act.model, act.detector, k, n, said) for _, data in photos]
     for stale in set(memo) - set(keys):
         del memo[stale]
     shown = []

@@ -614,6 +614,15 @@ class FaceGallery:
     def count(self) -> int:
         return self._call("counting the gallery's faces", lambda: self.col.count())
 
+    def version(self) -> str:
+        """``collection id:write generation:face count``, different after every write (the
+        count also catches a writer killed before it marked its change): what a
+        measurement of the gallery is kept under."""
+        def read():
+            col = self.client.get_collection(self.name, embedding_function=None)
+            return f"{col.id}:{(col.metadata or {}).get(GENERATION)}:{col.count()}"
+        return self._call("reading the gallery's version", read)
+
     def _new_generation(self) -> None:
         """Mark the gallery changed, after the change: readers in other processes drop
         their in-memory copies (:mod:`store.memindex`). Chroma replaces a collection's

@@ -33,7 +33,7 @@ def cmd_match(args) -> int:
     from facesearch.search.identify import match
 
     s = _settings(args)
-    res = match(args.image, settings=s, k=args.k)
+    res = match(args.image, settings=s, k=args.k, wait_calibration=True)
     if args.json:
         out = [{"face": fm.face.index, "box": list(fm.face.face.box), "verdict": fm.verdict,
                 "best": fm.best.identity if fm.best else None, "quality": fm.quality_reason,

@@ -86,12 +86,12 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     path = dataset_path(dataset, path)
     if dataset == "lfw" and path.is_file():
         path = path.parent  # pairs.txt given: its images sit beside it
-    label = _open_set_labels(dataset, path, seed, max_identities)
+    label, family = _open_set_labels(dataset, path, seed, max_identities)
     photos = list(label)
 
     states = model_states(names, settings)
     embed_all(photos, states, crop_fallback, progress, "open-set")
-    results = [_score_open_set(s, photos, label, int(enroll), seed, settings) for s in states]
+    results = [_score_open_set(s, photos, label, family, int(enroll), seed, settings) for s in states]
     params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
               "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,
               "fpir_targets": dict(OS.FPIR_TARGETS)}
@@ -112,42 +112,48 @@ def _check_open_set(dataset: str, models: Sequence[str], enroll: int, max_identi
     return names
 
 
-def _open_set_labels(dataset: str, path: Path, seed: int, max_identities: int | None) -> dict[str, str]:
-    """Photo path -> identity, for a seeded random subset of ``max_identities`` people when given."""
+def _open_set_labels(dataset: str, path: Path, seed: int, max_identities: int | None
+                     ) -> tuple[dict[str, str], dict[str, str | None]]:
+    """(photo path -> identity, photo path -> family or None), for a seeded random subset
+    of ``max_identities`` people when given."""
     images = load_images(path, "lfw" if dataset == "lfw" else "auto")
     idents = sorted({im.identity for im in images})
     if max_identities is not None and int(max_identities) < len(idents):
         rng = np.random.default_rng([int(seed), 1])
         keep = {idents[i] for i in rng.permutation(len(idents))[: int(max_identities)]}
         images = [im for im in images if im.identity in keep]
-    label = {}
+    label, family = {}, {}
     for im in images:
         label.setdefault(str(im.path), im.identity)
-    return label
+        family.setdefault(str(im.path), im.family)
+    return label, family
 
 
-def _search_threshold(model: str, settings: Settings, cal, target: float) -> Callable[[int], float]:
-    """``thr_at(n)``: the Match page's "match" threshold for a gallery of ``n`` faces (memoised)."""
-    from functools import lru_cache
+def _search_threshold(model: str, settings: Settings, cal, target: float) -> Callable[..., float]:
+    """``thr_at(n, gallery_cal)``: the Match page's "match" threshold for a gallery of ``n``
+    faces measured as ``gallery_cal`` (memoised)."""
+    from facesearch.search.verdicts import search_thresholds
 
-    from facesearch.search.verdicts import get_threshold
+    memo: dict = {}
 
-    @lru_cache(maxsize=None)
-    def thr_at(n: int) -> float:
-        try:
-            return float(get_threshold(model, settings, gallery_size=n))
-        except ConfigError:
-            # search_thresholds also computes the "possible" band; should that ever lie
-            # beyond the calibration's kept tail, the match threshold alone still does.
-            if cal is None:
-                raise
-            return float(cal.threshold_for_fpir(target, n))
+    def thr_at(n: int, gallery_cal=None) -> float:
+        key = (n, id(gallery_cal), getattr(gallery_cal, "n_searched", None))
+        if key not in memo:
+            try:
+                memo[key] = float(search_thresholds(model, settings, n, gallery_cal=gallery_cal)[0])
+            except ConfigError:
+                # search_thresholds also computes the "possible" band; should that ever lie
+                # beyond the calibration's kept tail, the match threshold alone still does.
+                if cal is None:
+                    raise
+                memo[key] = float(cal.threshold_for_fpir(target, n))
+        return memo[key]
 
     return thr_at
 
 
-def _score_open_set(s: ModelState, photos: Sequence[str], label: dict[str, str], enroll: int, seed: int,
-                    settings: Settings):
+def _score_open_set(s: ModelState, photos: Sequence[str], label: dict[str, str], family: dict[str, str | None],
+                    enroll: int, seed: int, settings: Settings):
     """One model's :class:`~facesearch.evaluation.openset.OpenSetResult` from its embedded
     ``photos``; an error result when the model could not run or found no face."""
     from facesearch.evaluation import openset as OS
@@ -164,14 +170,38 @@ def _score_open_set(s: ModelState, photos: Sequence[str], label: dict[str, str],
             raise DatasetError("no face was found in any photo")
         r = OS.score_open_set(np.stack([s.emb[p] for p in usable]), [label[p] for p in usable],
                               enroll=enroll, seed=seed, threshold=_search_threshold(s.name, settings, cal, target),
-                              model=s.name, verify_threshold=verify_threshold(s.name, settings), calibration=cal)
+                              model=s.name, verify_threshold=verify_threshold(s.name, settings), calibration=cal,
+                              families=[family.get(p) for p in usable], own_calibration=True)
+        for e in r.extremes:
+            e["photo"] = usable[e.pop("index")]
     except FaceSearchError as exc:
         r = OS.OpenSetResult(model=s.name, enroll=enroll, error=str(exc))
-    r.target_fpir = target if cal is not None else None
-    r.threshold_source = (f"calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)" if cal is not None
-                          else "verify threshold (model not calibrated)")
+    _name_calibration(r, s.name, settings, cal, target)
     r.n_images = len(photos)
     r.n_no_face = len(photos) - len(usable)
     r.seconds = task_cost(photos, s)[0]
     r.n_computed, r.n_cached = s.computed, s.cached
     return r
+
+
+def _name_calibration(r, model: str, settings: Settings, cal, target: float) -> None:
+    """Say which calibration the result's threshold came from, as the Match page's rule does."""
+    from facesearch.search.verdicts import search_rule
+
+    r.target_fpir = target if cal is not None else None
+    if r.error is not None or r.threshold is None:
+        r.threshold_source = ""
+        return
+    rule = search_rule(model, settings, r.gallery_faces, r.gallery_cal)
+    own = r.gallery_cal is not None and r.gallery_cal.usable(target)
+    r.calibration_kind = "gallery" if own else ("shipped" if cal is not None else "")
+    r.calibration = rule.calibration or r.calibration
+    r.predicted_fpir = rule.predicted_fpir
+    if own:
+        r.target_fpir = target
+        r.threshold_source = (f"this gallery's own impostor scores (target FPIR {target:.2%}, "
+                              f"{r.gallery_cal.n_probes} probe faces, {r.gallery_cal.n_scores:,} scores)")
+    elif cal is not None:
+        r.threshold_source = f"shipped calibration (target FPIR {target:.2%} at {r.gallery_faces} faces)"
+    else:
+        r.threshold_source = "verify threshold (model not calibrated)"

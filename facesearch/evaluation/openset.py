@@ -292,7 +292,8 @@ def fpir_vs_size(gallery: np.ndarray, gallery_ids: Sequence[str], nonmated: np.n
     of size ``s`` is the first ``s`` identities (so galleries nest and, at a fixed
     threshold, each order's FPIR can only grow with ``s``); the measured FPIR is averaged
     over the orders. ``thresholds``: name -> a fixed distance, or a function of the
-    number of gallery faces (e.g. the search threshold for that size). ``fmr_models``:
+    numbers of gallery faces and identities ``(n_faces, n_identities)`` (e.g. the search
+    threshold for that gallery). ``fmr_models``:
     name -> FMR(t), each giving a ``predicted_fpir_<name>`` = ``1 - (1 - FMR(t)) ** N``.
     Returns one row per (threshold name, size): ``threshold_name, threshold,
     identities, faces, subsets, measured_fpir, predicted_fpir_<name>...``.
@@ -316,7 +317,7 @@ def fpir_vs_size(gallery: np.ndarray, gallery_ids: Sequence[str], nonmated: np.n
             meas, ts, ns = [], [], []
             for cum, fc in zip(cums, faces):
                 n_faces = int(fc[s - 1])
-                t = float(thr(n_faces)) if callable(thr) else float(thr)
+                t = float(thr(n_faces, s)) if callable(thr) else float(thr)
                 meas.append(float(np.mean(cum[:, s - 1] <= t)))
                 ts.append(t)
                 ns.append(n_faces)
@@ -348,7 +349,14 @@ class OpenSetResult:
     calibration: str | None = None  # the calibration's source line
     fpir: float | None = None
     fnir: float | None = None
-    predicted_fpir: float | None = None  # from the model's calibration
+    predicted_fpir: float | None = None  # from the calibration the threshold came from
+    calibration_kind: str = ""  # "gallery" (measured on the enrolled gallery), "shipped" or "" (none)
+    gallery_calibration: dict[str, Any] = field(default_factory=dict)  # what the gallery's measurement holds
+    # Non-mated probes closer to a gallery identity than that identity's median mated
+    # probe: duplicates across identities, mislabelled photos, look-alikes, relatives.
+    n_extremes: int = 0
+    extremes: list[dict[str, Any]] = field(default_factory=list)
+    gallery_cal: Any = field(default=None, repr=False)  # the GalleryCalibration of the enrolled gallery
     predicted_fpir_data: float | None = None  # from this data's impostor pairs
     rank1: float | None = None
     rank5: float | None = None
@@ -388,7 +396,7 @@ class OpenSetResult:
                 "gallery_faces": self.gallery_faces, "fnir_at_fpir_1pct": f1.get("fnir"),
                 "fnir_at_fpir_01pct": f01.get("fnir"), "rank1": self.rank1, "rank5": self.rank5,
                 "n_mated": self.n_mated, "n_nonmated": self.n_nonmated, "no_face": self.n_no_face,
-                "error": self.error or ""}
+                "calibration_kind": self.calibration_kind, "extremes": self.n_extremes, "error": self.error or ""}
 
     def to_dict(self) -> dict[str, Any]:
         d = self.row()
@@ -401,18 +409,50 @@ class OpenSetResult:
                  enroll=self.enroll, nonenrolled_identities=self.nonenrolled_identities,
                  eligible_identities=self.eligible_identities, n_images=self.n_images,
                  n_impostor_pairs=self.n_impostor_pairs, det=self.det, fpir_vs_size=self.fpir_vs_size,
+                 gallery_calibration=self.gallery_calibration, extreme_probes=self.extremes,
                  seconds=self.seconds, n_computed=self.n_computed, n_cached=self.n_cached)
         return d
 
 
-def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll: int = 1, seed: int = 0,
-                   threshold: float | Callable[[int], float], model: str = "", verify_threshold: float | None = None,
-                   calibration: Any = None, size_repeats: int = SIZE_REPEATS) -> OpenSetResult:
-    """Split, search and score one model's embeddings ``(n, d)`` (unit rows, one per usable
-    photo) labelled ``identities``.
+def extreme_probes(gallery: np.ndarray, gallery_ids: Sequence[str], mated: np.ndarray, mated_ids: Sequence[str],
+                   nonmated: np.ndarray, keep: int = 20) -> tuple[int, list[dict[str, Any]]]:
+    """Non-mated probes ``(n, d)`` whose best gallery identity is closer than that
+    identity's median mated probe (its own photos' median distance to it): how many, and
+    the ``keep`` most extreme as ``{"probe": index into nonmated, "identity", "distance",
+    "own_median"}``, most extreme first. Such a stranger scores like the same person: a
+    duplicate under two names, a mislabelled photo, a twin, a close relative."""
+    width = np.shape(gallery)[1]
+    mated = np.asarray(mated, np.float32).reshape(-1, width)
+    nonmated = np.asarray(nonmated, np.float32).reshape(-1, width)
+    if not mated.shape[0] or not nonmated.shape[0]:
+        return 0, []
+    names, dm = _identity_distances(gallery, gallery_ids, mated)
+    own = np.searchsorted(names, [str(i) for i in mated_ids])
+    mine = dm[np.arange(len(own)), own]
+    median = np.full(len(names), -np.inf)
+    for j in np.unique(own):
+        median[j] = float(np.median(mine[own == j]))
+    _, dn = _identity_distances(gallery, gallery_ids, nonmated)
+    j = dn.argmin(1)
+    d = dn[np.arange(len(j)), j]
+    hit = np.flatnonzero(d < median[j])
+    hit = hit[np.argsort(d[hit] - median[j[hit]])]
+    return int(hit.size), [{"probe": int(i), "identity": names[j[i]], "distance": float(d[i]),
+                            "own_median": float(median[j[i]])} for i in hit[:keep]]
 
-    ``threshold``: the "match" distance, or a function of the number of gallery faces
-    giving it (the search threshold at that size). ``calibration``: the model's
+
+def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll: int = 1, seed: int = 0,
+                   threshold: float | Callable[..., float], model: str = "", verify_threshold: float | None = None,
+                   calibration: Any = None, size_repeats: int = SIZE_REPEATS,
+                   families: Sequence[str | None] | None = None, own_calibration: bool = False) -> OpenSetResult:
+    """Split, search and score one model's embeddings ``(n, d)`` (unit rows, one per usable
+    photo) labelled ``identities`` (and ``families``, None where unknown).
+
+    ``threshold``: the "match" distance, or a function giving it for a gallery:
+    ``threshold(n_faces)``, or ``threshold(n_faces, gallery_calibration)`` with
+    ``own_calibration``, which measures the enrolled gallery as the Match page measures a
+    live one (:func:`facesearch.search.gallery_calibration.estimate`) and passes the
+    measurement, scaled to the gallery searched. ``calibration``: the model's shipped
     :class:`~facesearch.search.calibration.Calibration` (predicted FPIR), or None.
     Raises DatasetError when no identity can be enrolled or nobody is left out.
     """
@@ -430,7 +470,21 @@ def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll:
     gid = [ids[i] for i in sp.gallery]
     g = x[sp.gallery]
     n_faces = int(sp.gallery.size)
-    thr_fn = threshold if callable(threshold) else (lambda _n, _t=float(threshold): _t)
+    gc = None
+    if own_calibration:
+        from facesearch.search.gallery_calibration import estimate
+
+        gfam = [families[i] for i in sp.gallery] if families is not None else None
+        gc = estimate(g, gid, gfam, model=model, seed=seed)
+    if not callable(threshold):
+        def thr_fn(_n, _s=None, _t=float(threshold)):
+            return _t
+    elif gc is None:
+        def thr_fn(n, _s=None):
+            return threshold(n)
+    else:
+        def thr_fn(n, s=None):
+            return threshold(n, gc if s is None else gc.at(s))
     thr = float(thr_fn(n_faces))
     sc = search(g, gid, x[sp.mated], [ids[i] for i in sp.mated], x[sp.nonmated])
     r = OpenSetResult(model=model, threshold=thr, verify_threshold=verify_threshold, scores=sc, enroll=int(enroll),
@@ -450,7 +504,17 @@ def score_open_set(embeddings: np.ndarray, identities: Sequence[str], *, enroll:
     if calibration is not None:
         r.predicted_fpir = float(calibration.fpir(thr, n_faces))
         r.calibration = getattr(calibration, "source", None)
+        r.calibration_kind = "shipped"
         fmr_models = {"calibration": calibration.fmr, **fmr_models}
+    if gc is not None:
+        r.gallery_cal = gc
+        r.gallery_calibration = {"probes": gc.n_probes, "identities": gc.n_identities, "scores": gc.n_scores,
+                                 "families": gc.n_families, "relatives_scores": int(gc.relatives.shape[0]),
+                                 "doubles": [vars(d) for d in gc.doubles[:20]], "source": gc.source}
+    r.n_extremes, r.extremes = extreme_probes(g, gid, x[sp.mated], [ids[i] for i in sp.mated], x[sp.nonmated])
+    for e in r.extremes:
+        i = int(sp.nonmated[e.pop("probe")])
+        e.update(index=i, probe_identity=ids[i])
     thresholds: dict[str, float | Callable[[int], float]] = {"search": thr}
     if verify_threshold is not None and abs(float(verify_threshold) - thr) > 1e-12:
         thresholds["verify"] = float(verify_threshold)

@@ -77,7 +77,8 @@ class FaceMatches:
     @property
     def sentence(self) -> str:
         """Why this face got its verdict, in one plain sentence."""
-        return V.explain(self.verdict, self.best.distance if self.best else None, self.rule, self.quality_reason)
+        return V.explain(self.verdict, self.best.distance if self.best else None, self.rule, self.quality_reason,
+                         self.best.identity if self.best else None)
 
 
 @dataclass
@@ -133,6 +134,24 @@ def open_gallery(pipeline: Pipeline, create: bool = True, actor=None, memory_ind
                        create=create, actor=actor, memory_index=memory_index)
 
 
+def gallery_rule(gallery, model: str, settings: Settings, wait: bool = False, model_key: str = "") -> Rule:
+    """The rule a search of ``gallery`` is decided by now: thresholds from the gallery's own
+    impostor scores when it can be calibrated on (:mod:`facesearch.search.gallery_calibration`:
+    kept per gallery version; ``wait``: measure a changed gallery now rather than in the
+    background), else from the model's shipped calibration at the gallery's size."""
+    from facesearch.search import gallery_calibration as GC
+    from facesearch.search.thresholds import target_fpir
+
+    name = model
+    version = gallery.version() if hasattr(gallery, "version") else None
+    n = GC.version_count(version) if version else None
+    n = gallery.count() if n is None else n
+    gcal = None
+    if version is not None and GC.too_small(n, target_fpir(name, settings)) is None:
+        gcal = GC.for_gallery(gallery, settings, model_key, wait=wait, version=version)
+    return V.search_rule(name, settings, n, gcal)
+
+
 def search_faces(faces: Sequence[FaceResult], gallery, k: int, rule: Rule, hits: int | None = None) -> list[FaceMatches]:
     """Top-k hits, identities and verdicts for each face. ``gallery``: anything with
     ``query((m, dim) unit rows, k) -> m lists of Hit`` (a :class:`FaceGallery`, or an
@@ -147,21 +166,23 @@ def search_faces(faces: Sequence[FaceResult], gallery, k: int, rule: Rule, hits:
 def match(src: ImageSource, name: str | None = None, *, model: str | None = None, detector: str | None = None,
           k: int | None = None, settings: Settings | None = None, require_face: bool = True,
           gallery: FaceGallery | None = None, pipeline: Pipeline | None = None, thumbs: bool = True,
-          remember: bool = True) -> MatchResult:
+          remember: bool = True, wait_calibration: bool = False) -> MatchResult:
     """Every face in the photo or video frame ``src`` (a path, bytes, an upload or an
     ``(h, w, 3)`` uint8 RGB array) with its top-k gallery matches and a verdict.
 
     ``gallery``/``pipeline``: handles the caller already holds (default: the model's
     gallery and the shared pipeline). ``thumbs``: cut a thumbnail per face (not for video
     frames). ``remember``: keep the photo's faces and vectors in this process's memory for
-    the page's reruns (never the disk); video frames pass False."""
+    the page's reruns (never the disk); video frames pass False. ``wait_calibration``:
+    measure a gallery changed since its last calibration before answering (the command
+    line) instead of in the background (:func:`gallery_rule`)."""
     settings = settings or get_settings()
     pipe = pipeline or get_pipeline(model, detector, settings)
     gallery = gallery if gallery is not None else open_gallery(pipe)
     analysis = pipe.analyze(src, name, cache=False, memory=remember, thumbs=thumbs)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)
-    rule = V.search_rule(pipe.model.name, settings, gallery.count())
+    rule = gallery_rule(gallery, pipe.model.name, settings, wait=wait_calibration, model_key=pipe.model.key)
     faces = search_faces(analysis.faces, gallery, k or settings.top_k, rule)
     return MatchResult(analysis, faces, pipe.model.name, pipe.detector.name, rule)
 

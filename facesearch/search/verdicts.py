@@ -1,11 +1,16 @@
 """Verdicts: the one place that decides what a distance means and how that is shown.
 
 **The rule.** A search ("who is this?") compares the best identity's cosine distance
-with the model's search thresholds *at the gallery's current size*
+with the model's search thresholds *for the gallery searched*
 (:func:`search_thresholds`, from the saved target in :mod:`facesearch.search.thresholds`): ``match`` at or below the one
 that calls about the target share (default 1%) of people who are not in the gallery a
 match, ``possible`` up to the one for :data:`SEARCH_POSSIBLE_FACTOR` times that share
-(worth a person's second look), ``no match`` beyond. Verify (1:1, "same person?") uses
+(worth a person's second look), ``no match`` beyond. Those thresholds come from the
+gallery's own impostor scores when it has enough labelled people
+(:mod:`facesearch.search.gallery_calibration`), else from the model's shipped impostor
+calibration at the gallery's number of faces (:mod:`facesearch.search.calibration`); the
+rule says which (:attr:`Rule.calibration`), and when a best match lies where the
+gallery's relatives score (:func:`relatives_note`). Verify (1:1, "same person?") uses
 the model's verify threshold, with ``possible`` up to :data:`VERIFY_POSSIBLE_BAND` times
 it. A face the model cannot judge (too small, blurred, turned:
 :mod:`facesearch.imaging.quality`) gets ``too small to judge`` or ``low quality``, never
@@ -22,12 +27,13 @@ nothing else.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from facesearch.models.registry import check_model_name
 from facesearch.search import calibration
 from facesearch.search import thresholds as _saved  # the saved settings the rule reads
+from facesearch.search.gallery_calibration import too_small
 from facesearch.settings import get_settings
 
 MATCH, POSSIBLE, NO_MATCH = "match", "possible", "no match"
@@ -50,7 +56,9 @@ class Rule:
     ``threshold``/``possible``: cosine distances (``match`` at or below ``threshold``,
     ``possible`` up to ``possible``). For a search, ``gallery_size`` faces were searched
     and ``predicted_fpir`` is the share of strangers the calibration expects to be called
-    a match at that size (None for an uncalibrated model)."""
+    a match there (None for an uncalibrated model); ``calibration`` says what that rests
+    on, and ``gallery`` is the gallery's own measurement when the thresholds came from it
+    (its relatives' scores feed :func:`relatives_note`)."""
 
     threshold: float
     possible: float
@@ -58,6 +66,8 @@ class Rule:
     gallery_size: int | None = None
     target_fpir: float | None = None
     predicted_fpir: float | None = None
+    calibration: str = ""
+    gallery: object | None = field(default=None, compare=False, repr=False)  # GalleryCalibration
 
     def decide(self, distance: float, quality=None) -> str:
         """The verdict for a best distance, after the quality gate (``quality``: a
@@ -76,7 +86,8 @@ class Rule:
         if self.predicted_fpir is None:
             return (f"match means a cosine distance at or below {self.threshold:.3f} (this model has no "
                     "impostor calibration, so the share of strangers called a match is not known)")
-        return describe_fpir(self.predicted_fpir, self.gallery_size or 0)
+        said = describe_fpir(self.predicted_fpir, self.gallery_size or 0)
+        return f"{said} (calibrated on {self.calibration})" if self.calibration else said
 
 
 def decide(distance: float, threshold: float, possible: float | None = None) -> str:
@@ -104,31 +115,54 @@ def get_threshold(model: str, settings=None, gallery_size: int | None = None) ->
         _saved.verify_threshold(model, settings)
 
 
+def _own(gallery_cal, model: str, target: float):
+    """``gallery_cal`` when the gallery's own measurement decides this model's search at
+    ``target``, else None."""
+    if gallery_cal is None or gallery_cal.model not in ("", model) or not gallery_cal.usable(target):
+        return None
+    return gallery_cal
+
+
 def search_thresholds(model: str, settings=None, gallery_size: int | None = None,
-                      target: float | None = None) -> tuple[float, float]:
+                      target: float | None = None, gallery_cal=None) -> tuple[float, float]:
     """(match, possible) distance thresholds for a search of a ``gallery_size``-face
-    gallery: from the model's impostor calibration at its target FPIR (or ``target``), the
-    possible band at :data:`SEARCH_POSSIBLE_FACTOR` times that share; a model without a
-    calibration (or no gallery size) searches with its verify threshold and verify's band."""
+    gallery at the model's target FPIR (or ``target``), the possible band at
+    :data:`SEARCH_POSSIBLE_FACTOR` times that share: from the gallery's own measurement
+    ``gallery_cal`` (a :class:`~facesearch.search.gallery_calibration.GalleryCalibration`)
+    when it can answer for the target, else from the model's shipped impostor calibration
+    at ``gallery_size`` faces; a model without a calibration (or no gallery size)
+    searches with its verify threshold and verify's band."""
     settings = settings or get_settings()
     name = check_model_name(model)
+    target = target if target is not None else _saved.target_fpir(name, settings)
+    loose = min(0.5, target * SEARCH_POSSIBLE_FACTOR)
+    own = _own(gallery_cal, name, target)
+    if own is not None:
+        return own.threshold_for_fpir(target), own.threshold_for_fpir(loose)
     cal = calibration.load(name, settings)
     if cal is None or gallery_size is None:
         t = _saved.verify_threshold(name, settings)
         return t, t * VERIFY_POSSIBLE_BAND
-    target = target if target is not None else _saved.target_fpir(name, settings)
     n = max(1, int(gallery_size))
-    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(min(0.5, target * SEARCH_POSSIBLE_FACTOR), n)
+    return cal.threshold_for_fpir(target, n), cal.threshold_for_fpir(loose, n)
 
 
-def search_rule(model: str, settings, gallery_size: int) -> Rule:
-    """The rule a search of a ``gallery_size``-face gallery with ``model`` is decided by."""
+def search_rule(model: str, settings, gallery_size: int, gallery_cal=None) -> Rule:
+    """The rule a search of a ``gallery_size``-face gallery with ``model`` is decided by;
+    ``gallery_cal``: the gallery's own measurement, when there is one."""
     n = int(gallery_size)
-    thr, possible = search_thresholds(model, settings, n)
+    target = _saved.target_fpir(model, settings)
+    thr, possible = search_thresholds(model, settings, n, gallery_cal=gallery_cal)
+    own = _own(gallery_cal, check_model_name(model), target)
+    if own is not None:
+        return Rule(thr, possible, "search", n, target, own.fpir(thr), own.source, own)
     cal = calibration.load(model, settings)
     if cal is None:
         return Rule(thr, possible, "search", n)
-    return Rule(thr, possible, "search", n, _saved.target_fpir(model, settings), cal.fpir(thr, n))
+    why = gallery_cal.why_not(target) if gallery_cal is not None else too_small(n, target)
+    src = f"the shipped impostor scores of {cal.source.split(',')[0]}"
+    src = f"{src} ({cal.n_pairs:,} pairs of {cal.n_identities:,} people){'; ' + why if why else ''}"
+    return Rule(thr, possible, "search", n, target, cal.fpir(thr, n), src, gallery_cal)
 
 
 def verify_rule(model: str, settings) -> Rule:
@@ -201,19 +235,42 @@ def box_label(number: int, identity: str | None, verdict: str) -> str:
     return f"{number} ?" if verdict == POSSIBLE else str(number)
 
 
-def explain(verdict: str, distance: float | None, rule: Rule, quality_reason: str | None = None) -> str:
-    """One plain-text sentence saying why a face got ``verdict``."""
+def explain(verdict: str, distance: float | None, rule: Rule, quality_reason: str | None = None,
+            identity: str | None = None) -> str:
+    """Plain text saying why a face got ``verdict`` (``identity``: its best identity),
+    and, for a match or a possible one, whether relatives score that close."""
     if verdict in UNJUDGED:
         return f"{verdict}: {quality_reason or 'the face cannot be judged'}; no verdict is given."
     if distance is None:
         return "no match: the gallery gave no candidate."
     d = f"distance {distance:.3f}"
     if verdict == MATCH:
-        return f"match: {d} is at or below the threshold {rule.threshold:.3f}."
-    if verdict == POSSIBLE:
-        return (f"possible: {d} is above the match threshold {rule.threshold:.3f} but within "
+        said = f"match: {d} is at or below the threshold {rule.threshold:.3f}."
+    elif verdict == POSSIBLE:
+        said = (f"possible: {d} is above the match threshold {rule.threshold:.3f} but within "
                 f"{rule.possible:.3f}; worth a person's second look.")
-    return f"no match: {d} is above {rule.possible:.3f}."
+    else:
+        return f"no match: {d} is above {rule.possible:.3f}."
+    kin = relatives_note(distance, rule, identity)
+    return f"{said} {kin}" if kin else said
+
+
+def relatives_note(distance: float | None, rule: Rule, identity: str | None = None) -> str | None:
+    """A sentence when a best match at ``distance`` lies where the gallery's relatives
+    score (at least :data:`~facesearch.search.gallery_calibration.RELATIVE_SHARE` of the
+    scores between members of one family are as close), else None. Only galleries that
+    know families (e.g. ingested from FIW's layout) can say it."""
+    from facesearch.search.gallery_calibration import RELATIVE_SHARE
+
+    g = rule.gallery
+    if distance is None or g is None or rule.kind != "search":
+        return None
+    share = g.relative_share(distance)
+    if share is None or share < RELATIVE_SHARE:
+        return None
+    who = f"a relative of {identity}" if identity else "a relative"
+    return (f"Relatives score this close: {share:.0%} of the scores between members of one family in this "
+            f"gallery are at or below {distance:.3f}, so this may be {who} rather than the same person.")
 
 
 def describe_fpir(fpir: float, gallery_size: int) -> str:
