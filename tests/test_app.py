@@ -94,6 +94,12 @@ def test_home_shows_gallery_status(celeba_gallery, settings):
     assert int(metrics["Faces"].replace(",", "")) >= 29
     assert int(metrics["Identities"]) >= 10
     assert str(settings.home) in _texts(at)
+    # Which calibration the search verdicts rest on (this small gallery: the shipped one, and why).
+    from components.text import md_unescape
+
+    said = md_unescape(_texts(at))
+    assert "Search verdicts: match at distance ≤" in said and "calibrated on the shipped impostor scores" in said
+    assert "too few to calibrate on" in said
     assert at.text_input(key="ingest_path") is not None and at.selectbox(key="ingest_format").value == "auto"
 
 
@@ -190,6 +196,8 @@ def test_match_probe_of_ingested_identity_is_first_match(celeba_gallery):
 
     hits = [md_unescape(c.value) for c in at.caption if c.value.startswith("#")]
     assert [h.split()[0] for h in hits] == ["#1", "#2", "#3"] and hits[0].startswith(f"#1 {probe.identity}  \n")
+    # The sentence saying what "match" means names the calibration behind it.
+    assert any("calibrated on the shipped impostor scores" in md_unescape(i.value) for i in at.info), _texts(at)
 
 
 def test_match_reruns_reuse_the_result(celeba_gallery, monkeypatch):

@@ -155,6 +155,12 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
                      for g in list_galleries(settings)]
         sha1s, paths, rebuilt = _delete_faces(galleries, identity, leftovers, REBUILD_PREFIX, rep)
         rep.photos = len(sha1s)
+        # A gallery's own calibration lists identities by name ("may be one person"):
+        # measured again, without the person, at the next search.
+        from facesearch.search.gallery_calibration import forget
+
+        for name in rep.galleries:
+            forget(settings, name)
         # What another identity's face still uses stays: the photo's cached vectors and
         # ledger rows (by hash), an uploaded copy its record points to (by path).
         gone = sha1s - _still_stored(galleries, sha1s)

@@ -329,6 +329,14 @@ def save(cal: GalleryCalibration, settings: Settings, gallery_name: str) -> Path
     return p
 
 
+def forget(settings: Settings, gallery_name: str) -> None:
+    """Drop a gallery's measurement (file and memory): an erased person's name must not
+    stay in its list of doubles."""
+    with _lock:
+        _memo.pop(f"{settings.home}|{gallery_name}", None)
+    _path(settings, gallery_name).unlink(missing_ok=True)
+
+
 def measure(gallery, model_key: str = "", version: str | None = None) -> GalleryCalibration:
     """Measure a :class:`store.FaceGallery` as it is now."""
     version = version if version is not None else gallery.version()
@@ -397,7 +405,9 @@ def for_gallery(gallery, settings: Settings | None = None, model_key: str = "", 
     n = version_count(version)
     if n is not None and not (last.n_faces / 2 <= n <= last.n_faces * 2 + 1):
         return None
-    return last
+    # Its thresholds still describe these people; its list of names may not (someone
+    # renamed or erased since), so none is shown until the new measurement.
+    return replace(last, doubles=())
 
 
 def wait_for_background(timeout: float = 120.0) -> None:
