@@ -137,9 +137,17 @@ def search_target(model: str, act: Active, actor=None) -> None:
         pick = st.select_slider(f"{model}: gallery search, share of strangers called a match", choices,
                                 value=now, format_func=lambda v: f"{v:.1%}", key=f"fpir_{model}")
         n = max(1, act.size(model))
-        thr, _ = search_thresholds(model, settings, n, target=pick)
-        st.caption(f"With the current gallery: match at distance ≤ {thr:.3f}; {describe_fpir(pick, n)}. "
-                   "The threshold tightens as the gallery grows.")
+        gcal = None
+        if model == act.model and act.size(model):
+            from facesearch.search.identify import gallery_rule
+
+            # The gallery's own measurement, when it has one (never waited for here).
+            gcal = gallery_rule(act.open(), model, settings).gallery
+        thr, _ = search_thresholds(model, settings, n, target=pick, gallery_cal=gcal)
+        own = gcal is not None and gcal.usable(pick)
+        st.caption(f"With the current gallery: match at distance ≤ {thr:.3f}; {describe_fpir(pick, n)}"
+                   + (", measured on the gallery's own faces" if own else "")
+                   + ". The threshold tightens as the gallery grows.")
     if actor is not None and actor.admin:
         _two_step(f"fpir_{model}", pick, f"Use this target for {model}'s gallery searches", "Save this target",
                   lambda: preview_target_fpir(model, pick, n, "Evaluate page", settings),
