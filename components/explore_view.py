@@ -282,34 +282,47 @@ def _session_map(points: tuple, want: tuple, method: str, info: dict) -> tuple[p
     return proj, how
 
 
+def _fragment_rerun() -> bool:
+    """True while Streamlit reruns fragments only, not the whole page (``st.rerun(scope=
+    "fragment")`` is refused in a full run)."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+def _title(method: str, dims: int, n: int, proj: projection.Projection, perplexity) -> str:
+    if method == "PCA":
+        return f"PCA, {dims}-D: {n:,} faces, {float(proj.explained_variance.sum()) * 100:.0f}% of the variance shown"
+    return f"t-SNE, {dims}-D: {n:,} faces, perplexity {perplexity}"
+
+
 @st.fragment
 def map_view(points: tuple, ids: list[str], X: np.ndarray, mds: list[dict], groups: list[str], method: str,
              dims: int, pca_k: int, query_emb: np.ndarray | None, nn: np.ndarray | None, info: dict, home: str) -> None:
     """The t-SNE sliders, the map and the selected faces' thumbnails, as a fragment: a
-    slider or a selection reruns this alone, and while a new map is computed the one on
-    screen stays drawn (it is drawn again at once, then replaced) and the rest of the page
-    stays as it is, usable."""
+    slider or a selection reruns this alone, so the rest of the page stays as it is and
+    usable. A slider move that re-tunes the map takes two runs of the fragment: the first
+    draws the map on screen again exactly as it was (the same chart, so the browser keeps
+    it as it is, neither faded nor redrawn), computes the new one and reruns the fragment;
+    the second draws the new map."""
     t = tsne_controls(method)
     want = (t["perplexity"], t["learning_rate"], t["n_iter"]) if method == "t-SNE" else (None, None, None)
-    slot = st.empty()
     shown = st.session_state.get("explore_shown")
     maps = st.session_state.get("explore_maps", {})
-    if (shown is not None and shown[0] == points and shown in maps and shown[1] != want
-            and (points, want) not in maps):
-        # The map on screen while the new one is computed: a plain chart (the selectable
-        # one, with its key, replaces it below).
+    select = {"key": "explore_map", "on_select": "rerun", "selection_mode": ("points", "box", "lasso")}
+    if (method == "t-SNE" and shown is not None and shown[0] == points and shown in maps
+            and (points, want) not in maps and _fragment_rerun()):
         old = maps[shown][0]
-        slot.plotly_chart(scatter(old.coords, groups, mds, ids, "Re-tuning this map for the new settings…"),
-                          key="explore_map_previous")
+        q_xy = old.transform(query_emb) if query_emb is not None else None
+        st.plotly_chart(scatter(old.coords, groups, mds, ids, _title(method, dims, len(ids), old, shown[1][0]),
+                                q_xy, nn), **select)
+        _session_map(points, want, method, info)  # under its spinner; kept in this session's maps
+        st.rerun(scope="fragment")
     proj, how = _session_map(points, want, method, info)
     q_xy = proj.transform(query_emb) if query_emb is not None else None
-    if method == "PCA":
-        ev = proj.explained_variance
-        title = f"PCA, {dims}-D: {len(ids):,} faces, {float(ev.sum()) * 100:.0f}% of the variance shown"
-    else:
-        title = f"t-SNE, {dims}-D: {len(ids):,} faces, perplexity {t['perplexity']}"
-    fig = scatter(proj.coords, groups, mds, ids, title, q_xy, nn)
-    event = slot.plotly_chart(fig, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+    fig = scatter(proj.coords, groups, mds, ids, _title(method, dims, len(ids), proj, t["perplexity"]), q_xy, nn)
+    event = st.plotly_chart(fig, **select)
     placed = f" The query is the star, {proj.transform_note}." if query_emb is not None else ""
     if method == "PCA":
         st.caption(f"Map: PCA of {len(ids):,} faces in {proj.seconds:.2f} s.{placed}")
