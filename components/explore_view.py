@@ -298,8 +298,17 @@ def _title(method: str, dims: int, n: int, proj: projection.Projection, perplexi
 
 
 @st.fragment
-def map_view(points: tuple, ids: list[str], X: np.ndarray, mds: list[dict], groups: list[str], method: str,
-             dims: int, pca_k: int, query_emb: np.ndarray | None, nn: np.ndarray | None, info: dict, home: str) -> None:
+def map_view(*args) -> None:
+    """:func:`_map_view` as a fragment. A fragment's own reruns run it alone, outside the
+    page's ``user_errors``: it shows its FaceSearchErrors itself."""
+    from components.common import user_errors
+
+    with user_errors():
+        _map_view(*args)
+
+
+def _map_view(points: tuple, ids: list[str], X: np.ndarray, mds: list[dict], groups: list[str], method: str,
+              dims: int, pca_k: int, query_emb: np.ndarray | None, nn: np.ndarray | None, info: dict, home: str) -> None:
     """The t-SNE sliders, the map and the selected faces' thumbnails, as a fragment: a
     slider or a selection reruns this alone, so the rest of the page stays as it is and
     usable. A slider move that re-tunes the map takes two runs of the fragment: the first
