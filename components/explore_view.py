@@ -44,6 +44,14 @@ def identity_counts(name: str, count: int, home: str, info: dict) -> dict[str, i
     return _open(info, home).identities()
 
 
+@st.cache_resource(show_spinner="Reading the gallery…", max_entries=4)
+def sampled_faces(name: str, count: int, home: str, info: dict, n: int,
+                  identities: tuple[str, ...]) -> tuple[list[str], np.ndarray, list[dict]]:
+    """The faces the map shows: ``(ids, X (m, dim), metadatas)``; shared read-only."""
+    ids, X, mds = load_faces(name, count, home, info)
+    return projection.sample(ids, X, mds, n, list(identities) or None, seed=SEED)
+
+
 # cache_resource, not cache_data: a fitted t-SNE carries its kNN graph (tens of MB on a
 # big gallery), which cache_data would pickle and copy on every rerun. The Projection is
 # only read after it is built, so sharing one instance between sessions is safe.
@@ -51,9 +59,8 @@ def identity_counts(name: str, count: int, home: str, info: dict) -> dict[str, i
 def compute_map(name: str, count: int, home: str, info: dict, method: str, dims: int, perplexity: int,
                 learning_rate: str | float, n_iter: int, pca_components: int, n: int,
                 identities: tuple[str, ...]) -> tuple[list[str], np.ndarray, list[dict], projection.Projection]:
-    """The sampled faces ``(ids, X (m, dim), metadatas)`` and their map."""
-    ids, X, mds = load_faces(name, count, home, info)
-    ids, X, mds = projection.sample(ids, X, mds, n, list(identities) or None, seed=SEED)
+    """The sampled faces ``(ids, X (m, dim), metadatas)`` and their map, computed from scratch."""
+    ids, X, mds = sampled_faces(name, count, home, info, n, identities)
     if method == "PCA":
         proj = projection.pca(X, dims, seed=SEED)
     else:
@@ -68,17 +75,12 @@ def cluster_labels(name: str, count: int, X: np.ndarray, k: int) -> np.ndarray:
 
 
 def controls(counts: dict[str, int], total: int) -> dict:
-    """Every widget of the map, with keys; returns their values."""
+    """The widgets that choose the faces and how the map is drawn (a change reruns the
+    page); the t-SNE parameters are :func:`tsne_controls`, in the map's fragment."""
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", ["t-SNE", "PCA"], key="method", horizontal=True)
     dims = c2.radio("Dimensions", [2, 3], key="dims", horizontal=True)
     colour = c3.radio("Colour by", ["identity", "cluster"], key="colour_by", horizontal=True)
-    c1, c2, c3 = st.columns(3)
-    perplexity = c1.slider("Perplexity", 5, projection.MAX_PERPLEXITY, 30, key="perplexity",
-                           disabled=method != "t-SNE", help="Roughly how many neighbours each face keeps close.")
-    lr = c2.select_slider("Learning rate", ["auto", 50, 100, 200, 500, 1000], value="auto", key="learning_rate",
-                          disabled=method != "t-SNE")
-    n_iter = c3.slider("Iterations", 250, 1500, 500, step=50, key="n_iter", disabled=method != "t-SNE")
     c1, c2, c3 = st.columns(3)
     pca_k = c1.slider("PCA components before t-SNE (0 = none)", 0, 100, 50, step=5, key="pca_components",
                       disabled=method != "t-SNE")
@@ -88,9 +90,22 @@ def controls(counts: dict[str, int], total: int) -> dict:
     k = c3.slider("Clusters (k)", 2, 50, 10, key="k", disabled=colour != "cluster")
     idents = st.multiselect("Only these identities (empty = all)", list(counts), key="identities",
                             format_func=lambda i: f"{i} ({counts[i]})")
-    return {"method": method, "dims": int(dims), "colour": colour, "perplexity": int(perplexity),
-            "learning_rate": lr, "n_iter": int(n_iter), "pca_components": int(pca_k),
+    return {"method": method, "dims": int(dims), "colour": colour, "pca_components": int(pca_k),
             "n": int(min(n, total)), "k": int(k), "identities": tuple(sorted(idents))}
+
+
+def tsne_controls(method: str) -> dict:
+    """Perplexity, learning rate and iterations: inside the map's fragment, so moving one
+    re-tunes the map without rerunning the page."""
+    c1, c2, c3 = st.columns(3)
+    perplexity = c1.slider("Perplexity", 5, projection.MAX_PERPLEXITY, 30, key="perplexity",
+                           disabled=method != "t-SNE", help="Roughly how many neighbours each face keeps close.")
+    lr = c2.select_slider("Learning rate", ["auto", 50, 100, 200, 500, 1000], value="auto", key="learning_rate",
+                          disabled=method != "t-SNE")
+    n_iter = c3.slider("Iterations", 250, 1500, 500, step=50, key="n_iter", disabled=method != "t-SNE",
+                       help="A new map runs this many; a change of these three sliders re-tunes the map shown "
+                            "and stops earlier once it has settled.")
+    return {"perplexity": int(perplexity), "learning_rate": lr, "n_iter": int(n_iter)}
 
 
 def _query_face(pipe, act, last: dict | None, memo: dict) -> tuple[np.ndarray, np.ndarray, str] | None:
@@ -230,6 +245,105 @@ def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray,
                "matching bands are dimensions they agree on.")
 
 
+# Maps this session has drawn, by (faces, method, dimensions, PCA, t-SNE parameters): a
+# slider moved back shows its map again; the last one drawn is re-tuned by the next move.
+MAX_SESSION_MAPS = 8
+
+
+def _session_map(points: tuple, want: tuple, method: str, info: dict) -> tuple[projection.Projection, str]:
+    """The map for ``points`` (what fixes the faces and the kind of map) and ``want`` (the
+    t-SNE parameters): this session's if it drew it, else re-tuned from the t-SNE map on
+    screen when that one shows the same faces, else computed from scratch (shared between
+    sessions). Returns (map, how it was made, for the caption)."""
+    from collections import OrderedDict
+
+    maps = st.session_state.setdefault("explore_maps", OrderedDict())
+    shown = st.session_state.get("explore_shown")
+    key = (points, want)
+    if key in maps:
+        maps.move_to_end(key)
+        proj, how = maps[key]
+    elif method == "t-SNE" and shown is not None and shown[0] == points and shown in maps:
+        perplexity, lr, n_iter = want
+        with st.spinner("Re-tuning the map from the one shown…"):
+            proj = projection.retune(maps[shown][0], perplexity=perplexity, learning_rate=lr, n_iter=n_iter)
+        prm = proj.params
+        how = (f"re-tuned from the previous map in {prm['iterations_run']} iterations"
+               + ("" if prm["settled"] else " (the most allowed; not yet settled)"))
+    else:
+        perplexity, lr, n_iter = want
+        (name, count, home, n, identities), _, dims, pca_k = points
+        proj = compute_map(name, count, home, info, method, dims, perplexity, lr, n_iter, pca_k, n, identities)[3]
+        how = "computed from scratch"
+    maps[key] = (proj, how)
+    while len(maps) > MAX_SESSION_MAPS:
+        maps.popitem(last=False)
+    st.session_state["explore_shown"] = key
+    return proj, how
+
+
+def _fragment_rerun() -> bool:
+    """True while Streamlit reruns fragments only, not the whole page (``st.rerun(scope=
+    "fragment")`` is refused in a full run)."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
+def _title(method: str, dims: int, n: int, proj: projection.Projection, perplexity) -> str:
+    if method == "PCA":
+        return f"PCA, {dims}-D: {n:,} faces, {float(proj.explained_variance.sum()) * 100:.0f}% of the variance shown"
+    return f"t-SNE, {dims}-D: {n:,} faces, perplexity {perplexity}"
+
+
+@st.fragment
+def map_view(*args) -> None:
+    """:func:`_map_view` as a fragment. A fragment's own reruns run it alone, outside the
+    page's ``user_errors``: it shows its FaceSearchErrors itself."""
+    from components.common import user_errors
+
+    with user_errors():
+        _map_view(*args)
+
+
+def _map_view(points: tuple, ids: list[str], X: np.ndarray, mds: list[dict], groups: list[str], method: str,
+              dims: int, pca_k: int, query_emb: np.ndarray | None, nn: np.ndarray | None, info: dict, home: str) -> None:
+    """The t-SNE sliders, the map and the selected faces' thumbnails, as a fragment: a
+    slider or a selection reruns this alone, so the rest of the page stays as it is and
+    usable. A slider move that re-tunes the map takes two runs of the fragment: the first
+    draws the map on screen again exactly as it was (the same chart, so the browser keeps
+    it as it is, neither faded nor redrawn), computes the new one and reruns the fragment;
+    the second draws the new map."""
+    t = tsne_controls(method)
+    want = (t["perplexity"], t["learning_rate"], t["n_iter"]) if method == "t-SNE" else (None, None, None)
+    shown = st.session_state.get("explore_shown")
+    maps = st.session_state.get("explore_maps", {})
+    select = {"key": "explore_map", "on_select": "rerun", "selection_mode": ("points", "box", "lasso")}
+    if (method == "t-SNE" and shown is not None and shown[0] == points and shown in maps
+            and (points, want) not in maps and _fragment_rerun()):
+        old = maps[shown][0]
+        q_xy = old.transform(query_emb) if query_emb is not None else None
+        st.plotly_chart(scatter(old.coords, groups, mds, ids, _title(method, dims, len(ids), old, shown[1][0]),
+                                q_xy, nn), **select)
+        _session_map(points, want, method, info)  # under its spinner; kept in this session's maps
+        st.rerun(scope="fragment")
+    proj, how = _session_map(points, want, method, info)
+    q_xy = proj.transform(query_emb) if query_emb is not None else None
+    fig = scatter(proj.coords, groups, mds, ids, _title(method, dims, len(ids), proj, t["perplexity"]), q_xy, nn)
+    event = st.plotly_chart(fig, **select)
+    placed = f" The query is the star, {proj.transform_note}." if query_emb is not None else ""
+    if method == "PCA":
+        st.caption(f"Map: PCA of {len(ids):,} faces in {proj.seconds:.2f} s.{placed}")
+    else:
+        eff = proj.params.get("effective_perplexity", t["perplexity"])
+        note = f" (capped to {eff:.1f} for {len(ids)} faces)" if eff < t["perplexity"] else ""
+        st.caption(f"Map: t-SNE perplexity {t['perplexity']}{note}, {t['n_iter']} iterations at most, "
+                   f"learning rate {t['learning_rate']}, PCA to {pca_k or 'no'} dimensions first; {how}; "
+                   f"{len(ids):,} faces in {proj.seconds:.2f} s.{placed}")
+    selected_thumbs(event, info, home)
+
+
 def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     """The whole Explore page below the title, for ``act`` (components.common.Active).
     ``pipe``: a callable returning the pipeline (only called when a query photo is
@@ -244,44 +358,30 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     name, count = info["name"], int(info["count"])
     counts = identity_counts(name, count, home, info)
     p = controls(counts, count)
-    ids, X, mds, proj = compute_map(name, count, home, info, p["method"], p["dims"], p["perplexity"],
-                                    p["learning_rate"], p["n_iter"], p["pca_components"], p["n"], p["identities"])
+    ids, X, mds = sampled_faces(name, count, home, info, p["n"], p["identities"])
     if p["colour"] == "cluster":
         groups = [f"cluster {c}" for c in cluster_labels(name, count, X, p["k"])]
     else:
         groups = [str(m.get("identity", "?")) for m in mds]
 
+    map_box = st.container()  # the map goes above the query's uploader, drawn after it is read
     query = _query_face(pipe, act, last_query, memo)  # the active model's: the gallery's dimension
-    q_xy = nn = sims = None
+    q_emb = nn = sims = None
     if query is not None:
         q_emb = np.asarray(query[0], np.float32)
         (nn,), (sims,) = projection.neighbours(X, q_emb, N_NEIGHBOURS)  # the faces its lines go to
-        q_xy = proj.transform(q_emb)
-
-    if p["method"] == "PCA":
-        ev = proj.explained_variance
-        title = f"PCA, {p['dims']}-D: {len(ids):,} faces, {float(ev.sum()) * 100:.0f}% of the variance shown"
-    else:
-        title = f"t-SNE, {p['dims']}-D: {len(ids):,} faces, perplexity {p['perplexity']}"
-    fig = scatter(proj.coords, groups, mds, ids, title, q_xy, nn)
-    event = st.plotly_chart(fig, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
-    params = proj.params
-    if p["method"] == "PCA":
-        st.caption(f"Map: PCA of {len(ids):,} faces in {proj.seconds:.2f} s.")
-    else:
-        eff = params.get("effective_perplexity", p["perplexity"])
-        note = f" (capped to {eff:.1f} for {len(ids)} faces)" if eff < p["perplexity"] else ""
-        st.caption(f"Map: t-SNE perplexity {p['perplexity']}{note}, {params['n_iter']} iterations, "
-                   f"learning rate {p['learning_rate']}, PCA to {p['pca_components'] or 'no'} dimensions first; "
-                   f"{len(ids):,} faces in {proj.seconds:.2f} s.")
-    selected_thumbs(event, info, home)
+    # What fixes the faces and the kind of map: a change of any of these draws a new map.
+    points = ((name, count, home, p["n"], p["identities"]), p["method"], p["dims"],
+              p["pca_components"] if p["method"] == "t-SNE" else 0)
+    with map_box:
+        map_view(points, ids, X, mds, groups, p["method"], p["dims"], p["pca_components"], q_emb, nn, info, home)
 
     if query is not None:
         st.subheader("Query face")
         c1, c2 = st.columns([1, 5])
         c1.image(query[1], caption=md_escape(query[2]), width="stretch")
         with c2:
-            st.caption(f"Shown as a star, with lines to its {len(nn)} most similar faces; {proj.transform_note}.")
+            st.caption(f"Shown on the map as a star, with lines to its {len(nn)} most similar faces.")
             barcode_strip(q_emb, X, mds, nn, sims)
 
     st.subheader("Average similarity between groups")

@@ -81,7 +81,7 @@ def test_map_shows_every_face_by_identity_and_perplexity_redraws(small_gallery, 
     assert all(p[1] == name for name, pts in points.items() for p in pts)
     assert fig["layout"]["showlegend"] == (len(idents) <= 25)
     assert f"t-SNE, 2-D: {len(ids):,} faces, perplexity 30" == fig["layout"]["title"]["text"]
-    assert "perplexity 30" in _captions(at)
+    assert "perplexity 30" in _captions(at) and "computed from scratch" in _captions(at)
     before = np.concatenate([_values(t["x"]) for t in fig["data"] if t["name"] in points])
 
     at.slider(key="perplexity").set_value(5).run()  # 30 is capped to about (faces - 1) / 3 here
@@ -91,6 +91,14 @@ def test_map_shows_every_face_by_identity_and_perplexity_redraws(small_gallery, 
     assert {name: len(pts) for name, pts in _points(fig).items()} == idents
     after = np.concatenate([_values(t["x"]) for t in fig["data"] if t["name"] in points])
     assert not np.allclose(before, after), "a new perplexity draws a new map"
+    # ... re-tuned from the map on screen (projection.retune), not computed from scratch.
+    assert "re-tuned from the previous map" in _captions(at) and "from scratch" not in _captions(at)
+
+    at.slider(key="perplexity").set_value(30).run()  # back: this session's first map again
+    assert not at.exception, at.exception
+    again = np.concatenate([_values(t["x"]) for t in _figures(at)[0]["data"] if t["name"] in points])
+    np.testing.assert_array_equal(again, before)
+    assert "computed from scratch" in _captions(at)
 
 
 def test_similarity_matrix_names_are_categories(small_gallery, app):

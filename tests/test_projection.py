@@ -146,3 +146,49 @@ def test_barcode_and_sample():
     np.testing.assert_array_equal(a[1], b[1])
     only = P.sample(ids, X, mds, None, identities=["p1"])
     assert len(only[0]) == 30 and {m["identity"] for m in only[2]} == {"p1"}
+
+
+def test_retune_starts_from_the_map_on_screen_and_keeps_the_cold_maps_quality():
+    """A perplexity change re-tunes the map on screen: 1,000 faces of 100 noisy identities
+    (the FFT path of 5,000), the perplexity-30 map mirrored (x and y swapped: an orientation
+    a cold run has no reason to take) re-tuned to perplexity 10. The result keeps that
+    orientation (it started there) and its 5-NN label agreement is no worse than a cold map's
+    at perplexity 10 by more than 0.01; it settled before the cold map's 375 iterations."""
+    import dataclasses
+
+    X, y = clusters(n_clusters=100, per=10, dim=64, noise=0.18, seed=5)
+    first = P.tsne(X, 2, perplexity=30)
+    on_screen = dataclasses.replace(first, coords=np.ascontiguousarray(first.coords[:, ::-1]))
+    warm = P.retune(on_screen, perplexity=10)
+    cold = P.tsne(X, 2, perplexity=10)
+    assert warm.coords.shape == (len(X), 2) and warm.params["perplexity"] == 10
+    assert warm.params["settled"] and warm.params["iterations_run"] < 375
+    assert warm.params["warm_start"]["perplexity"] == 30 and warm.params["early_exaggeration_iter"] == 0
+
+    def corr(a, b):
+        return min(np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(2))
+
+    assert corr(warm.coords, on_screen.coords) > 0.9, "the warm map starts from the one on screen"
+    assert abs(corr(cold.coords, on_screen.coords)) < 0.5, "a cold map does not (else the check above proves nothing)"
+
+    def agreement(Y):
+        idx, _ = P.exact_knn(Y, None, 5)
+        return float((y[idx] == y[:, None]).mean())
+
+    assert 0.6 < agreement(cold.coords) < 0.95, "noisy enough for the agreement to tell maps apart"
+    assert agreement(warm.coords) >= agreement(cold.coords) - 0.01
+    # Deterministic for the same map and parameters (the page may cache it).
+    np.testing.assert_allclose(warm.coords, P.retune(on_screen, perplexity=10).coords)
+
+
+def test_retune_3d_learning_rate_and_bad_maps():
+    X, y = clusters(per=20)
+    first = P.tsne(X, 3, perplexity=10, n_iter=250, pca_components=10, seed=0)
+    warm = P.retune(first, perplexity=20, learning_rate=100, n_iter=300)
+    assert warm.coords.shape == (len(X), 3) and warm.params["learning_rate"] == 100
+    assert warm.params["pca_components"] == 10 and warm.params["iterations_run"] <= 300 - 75
+    assert _nearest_cluster(warm.coords, y, warm.transform(X[y == 1][3])[0]) == 1
+    with pytest.raises(ConfigError):
+        P.retune(P.pca(X, 2), perplexity=20)
+    with pytest.raises(ConfigError):
+        P.retune(first, perplexity=0)

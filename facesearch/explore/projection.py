@@ -11,6 +11,12 @@ per (data, pca_components, seed) and kept in a small in-process cache; a new per
 then only recomputes the affinities from the cached neighbours (milliseconds) and runs
 the FFT-accelerated gradient descent of openTSNE. See docs/BENCHMARKS.md.
 
+A slider move on a map already drawn goes further: :func:`retune` starts from the map on
+screen (its coordinates as the initialisation, no early exaggeration, whose job of
+pulling clusters together is done) and stops when the map has settled, so a new
+perplexity, learning rate or iteration count costs a fraction of a cold map. Its result
+depends on the map it started from, not only on the parameters.
+
 UMAP is not offered: ``umap-learn`` is not installed in this project's environment.
 """
 
@@ -242,6 +248,33 @@ def _pca_init(prep: _Prepared, n_components: int, seed: int) -> np.ndarray:
     return init
 
 
+# ints_in_interval=4: the FFT grid's cost grows with the map's extent (~100 units for 500
+# identities); a 4x coarser grid made each iteration 4x cheaper here (4.8 s -> 1.2 s per 30
+# on 5,000 faces) with the same 5-NN label agreement.
+FFT_INTS_IN_INTERVAL = 4
+
+
+def _gradient_method(n: int, n_components: int) -> str:
+    """openTSNE's repulsive-force method for ``n`` points. Its "auto" picks Barnes-Hut below
+    10,000 points, yet FFT gradients were 1.5-2x faster per iteration on 5,000 faces here;
+    BH stays for small maps, and for 3-D (openTSNE's FFT gradients are 1-D and 2-D only)."""
+    return "fft" if n >= 1000 and n_components == 2 else "bh"
+
+
+def _check_tsne(n: int, perplexity: float, learning_rate, n_iter: int) -> float:
+    """Raise ConfigError on bad t-SNE arguments; return the perplexity used for ``n`` faces."""
+    if n < 4:
+        raise ConfigError(f"t-SNE needs at least 4 faces, the selection has {n}")
+    if not 0 < perplexity <= MAX_PERPLEXITY:
+        raise ConfigError(f"perplexity must be in (0, {MAX_PERPLEXITY}], got {perplexity}")
+    if learning_rate != "auto" and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ConfigError(f"learning_rate must be 'auto' or a positive number, got {learning_rate!r}")
+    if int(n_iter) < 2:
+        raise ConfigError(f"n_iter must be at least 2, got {n_iter}")
+    # A perplexity near n makes every point everyone's neighbour; cap as openTSNE would.
+    return float(min(perplexity, (n - 1) / 3.0))
+
+
 def tsne(X: np.ndarray, n_components: int = 2, perplexity: float = 30.0, learning_rate: str | float = "auto",
          n_iter: int = 500, pca_components: int = 50, seed: int = 0,
          early_exaggeration_iter: int | None = None) -> Projection:
@@ -258,18 +291,9 @@ def tsne(X: np.ndarray, n_components: int = 2, perplexity: float = 30.0, learnin
     n_components = _check_components(n_components)
     X = _as_matrix(X, "t-SNE")
     n = len(X)
-    if n < 4:
-        raise ConfigError(f"t-SNE needs at least 4 faces, the selection has {n}")
-    if not 0 < perplexity <= MAX_PERPLEXITY:
-        raise ConfigError(f"perplexity must be in (0, {MAX_PERPLEXITY}], got {perplexity}")
-    if learning_rate != "auto" and not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ConfigError(f"learning_rate must be 'auto' or a positive number, got {learning_rate!r}")
-    if int(n_iter) < 2:
-        raise ConfigError(f"n_iter must be at least 2, got {n_iter}")
+    eff_perp = _check_tsne(n, perplexity, learning_rate, n_iter)
     n_iter = int(n_iter)
     ee_iter = n_iter // 4 if early_exaggeration_iter is None else int(min(early_exaggeration_iter, n_iter - 1))
-    # A perplexity near n makes every point everyone's neighbour; cap as openTSNE would.
-    eff_perp = float(min(perplexity, (n - 1) / 3.0))
     params = {"n_components": n_components, "perplexity": float(perplexity), "effective_perplexity": eff_perp,
               "learning_rate": learning_rate, "n_iter": int(n_iter), "pca_components": int(pca_components),
               "seed": int(seed), "early_exaggeration_iter": ee_iter}
@@ -282,15 +306,9 @@ def tsne(X: np.ndarray, n_components: int = 2, perplexity: float = 30.0, learnin
         k = min(n - 1, max(1, int(3 * eff_perp)))
         aff = PerplexityBasedNN(perplexity=eff_perp, knn_index=_CachedKNN(prep.idx, prep.dist, k),
                                 n_jobs=_n_jobs(n))
-        # openTSNE's "auto" picks Barnes-Hut below 10,000 points, yet FFT gradients were
-        # 1.5-2x faster per iteration on 5,000 faces here; BH stays for small maps.
-        grad = "fft" if n >= 1000 else "auto"
-        # ints_in_interval=4: the FFT grid's cost grows with the map's extent (~100 units
-        # for 500 identities); a 4x coarser grid made each iteration 4x cheaper here
-        # (4.8 s -> 1.2 s per 30 on 5,000 faces) with the same 5-NN label agreement.
         est = TSNE(n_components=2, learning_rate=learning_rate, n_iter=n_iter - ee_iter,
-                   early_exaggeration_iter=ee_iter, n_jobs=_n_jobs(n), ints_in_interval=4,
-                   negative_gradient_method=grad, random_state=seed)
+                   early_exaggeration_iter=ee_iter, n_jobs=_n_jobs(n), ints_in_interval=FFT_INTS_IN_INTERVAL,
+                   negative_gradient_method=_gradient_method(n, 2), random_state=seed)
         emb = est.fit(affinities=aff, initialization=_pca_init(prep, 2, seed))
         coords = np.asarray(emb, dtype=np.float32)
     else:
@@ -305,6 +323,67 @@ def tsne(X: np.ndarray, n_components: int = 2, perplexity: float = 30.0, learnin
                       transform_note=f"placed among its {PLACE_K} nearest faces, where most of their "
                                      "similarity lies on the map", _X=X)
 
+
+# A warm start checks the KL divergence every WARM_CHECK_EVERY iterations and stops once it
+# fell by less than WARM_SETTLED (relative) since the last check: on the shared CelebA
+# (1,529 faces) a move from perplexity 30 to 50 or 100 settles within 50-75 iterations, one
+# to 5 within about 175 (the map tightens), against 375 after the exaggeration of a cold map;
+# the 5-NN label agreement stayed within 0.003 of the cold map's throughout. Chosen there;
+# judged on the synthetic 5,000 of bench/bench_perplexity.py (docs/BENCHMARKS.md).
+WARM_CHECK_EVERY = 25
+WARM_SETTLED = 0.01
+
+
+def retune(previous: Projection, perplexity: float = 30.0, learning_rate: str | float = "auto",
+           n_iter: int = 500) -> Projection:
+    """The t-SNE map ``previous`` for new parameters, started from its coordinates.
+
+    The same faces (``previous``'s, ``(n, d)``), PCA pre-reduction and seed; affinities for
+    the new ``perplexity`` from the cached neighbour graph; then gradient descent from
+    ``previous.coords (n, c)`` as they are (no rescaling, no early exaggeration: the
+    clusters are already formed) until the map has settled (see ``WARM_SETTLED``), at
+    most the ``n_iter - n_iter // 4`` iterations a cold map runs after its exaggeration.
+    openTSNE in 2-D and 3-D (Barnes-Hut in 3-D: ~17 ms an iteration on 1,529 faces, where
+    a cold 3-D map by scikit-learn takes 25 s). Returns a Projection of ``(n, c)`` whose
+    ``params`` add ``warm_start`` (the previous map's parameters), ``iterations_run`` and
+    ``settled``.
+    """
+    from openTSNE import TSNEEmbedding
+    from openTSNE.affinity import PerplexityBasedNN
+
+    if previous.method != "tsne" or previous._X is None:
+        raise ConfigError("only a t-SNE map can be re-tuned from its coordinates")
+    X = previous._X
+    n, c = previous.coords.shape
+    if len(X) != n:
+        raise ConfigError(f"retune: the map has {n} points for {len(X)} faces")
+    eff_perp = _check_tsne(n, perplexity, learning_rate, n_iter)
+    old = previous.params
+    pca_components, seed = int(old["pca_components"]), int(old["seed"])
+    max_iter = max(2 * WARM_CHECK_EVERY, int(n_iter) - int(n_iter) // 4)
+    t0 = time.perf_counter()
+    prep = _prepare(X, pca_components, seed)  # cached when ``previous`` was made in this process
+    aff = PerplexityBasedNN(perplexity=eff_perp, knn_index=_CachedKNN(prep.idx, prep.dist, min(n - 1, max(1, int(3 * eff_perp)))),
+                            n_jobs=_n_jobs(n))
+    emb = TSNEEmbedding(np.asarray(previous.coords, np.float64), aff, learning_rate=learning_rate, momentum=0.8,
+                        negative_gradient_method=_gradient_method(n, c), ints_in_interval=FFT_INTS_IN_INTERVAL,
+                        n_jobs=_n_jobs(n), random_state=seed)
+    kl: list[float] = []
+
+    def settled(iteration: int, error: float, embedding) -> bool:
+        kl.append(float(error))
+        return len(kl) >= 2 and kl[-2] - kl[-1] < WARM_SETTLED * abs(kl[-2])
+
+    # openTSNE stops at the first callback that returns True (the embedding is kept as it is).
+    emb = emb.optimize(max_iter, inplace=True, callbacks=[settled], callbacks_every_iters=WARM_CHECK_EVERY)
+    ran = len(kl) * WARM_CHECK_EVERY if len(kl) * WARM_CHECK_EVERY < max_iter else max_iter
+    params = {"n_components": c, "perplexity": float(perplexity), "effective_perplexity": eff_perp,
+              "learning_rate": learning_rate, "n_iter": int(n_iter), "pca_components": pca_components,
+              "seed": seed, "early_exaggeration_iter": 0, "iterations_run": int(ran),
+              "settled": bool(ran < max_iter),
+              "warm_start": {k: old[k] for k in ("perplexity", "learning_rate", "n_iter") if k in old}}
+    return Projection(np.asarray(emb, dtype=np.float32), "tsne", params, time.perf_counter() - t0,
+                      transform_note=previous.transform_note, _X=X)
 
 # -- clusters, similarity, barcodes, sampling ---------------------------------------------
 
