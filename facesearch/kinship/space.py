@@ -85,6 +85,10 @@ class KinshipSpace:
     transform: np.ndarray
     unrelated: np.ndarray
     related: np.ndarray
+    # Measured at training on the held-out families (never fitted on): how often a person's
+    # own family came 1st, 2nd, ... 5th of the gallery's families; and for how many people.
+    rank_share: tuple[float, ...] = ()
+    heldout_people: int = 0
 
     def check(self, model_key: str) -> None:
         if model_key != self.model_key:
@@ -119,7 +123,8 @@ class KinshipSpace:
         return json.dumps({"format": FORMAT, "model": self.model, "model_key": self.model_key, "source": self.source,
                            "lam": self.lam, "dim": int(self.mean.shape[0]), "mean": r(self.mean),
                            "transform": r(self.transform), "unrelated": r(self.unrelated),
-                           "related": r(self.related)})
+                           "related": r(self.related), "rank_share": [round(float(v), 4) for v in self.rank_share],
+                           "heldout_people": self.heldout_people})
 
     @classmethod
     def from_json(cls, text: str) -> "KinshipSpace":
@@ -129,7 +134,8 @@ class KinshipSpace:
         dim = int(d["dim"])
         return cls(d["model"], d["model_key"], d["source"], float(d["lam"]), np.asarray(d["mean"], np.float64),
                    np.asarray(d["transform"], np.float64).reshape(dim, dim),
-                   np.asarray(d["unrelated"], np.float64), np.asarray(d["related"], np.float64))
+                   np.asarray(d["unrelated"], np.float64), np.asarray(d["related"], np.float64),
+                   tuple(float(v) for v in d.get("rank_share", ())), int(d.get("heldout_people", 0)))
 
 
 def member_means(vectors: np.ndarray, members: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -219,19 +225,37 @@ def train(path: str | Path, model: str | None = None, settings: Settings | None 
     from facesearch.embedding.batch import ModelState, embed_all
     from facesearch.embedding.pipeline import Pipeline
 
+    from dataclasses import replace
+
+    from facesearch.kinship.retrieval import retrieval
+
     settings = settings or get_settings()
     pipe = Pipeline(model, None, settings)
-    images = [im for im in load_images(path, "fiw") if not (training_only and held_out(im.family or ""))]
+    images = load_images(path, "fiw")
     state = ModelState(pipe.model.name, pipe)
     embed_all([str(im.path) for im in images], [state], False, progress, "kinship space")
-    kept = [(state.emb[str(im.path)], im) for im in images if state.emb.get(str(im.path)) is not None]
+    every = [(state.emb[str(im.path)], im) for im in images if state.emb.get(str(im.path)) is not None]
+    kept = [(v, im) for v, im in every if not (training_only and held_out(im.family or ""))]
     if not kept:
         raise DatasetError(f"{path}: no face found in the training families' photos")
     names, m = member_means(np.stack([v for v, _ in kept]), [im.identity for _, im in kept])
-    fam_of = {im.identity: im.family for _, im in kept}
+    fam_of = {im.identity: im.family for _, im in every}
     pos = {n: i for i, n in enumerate(names)}
-    pairs = [(pos[p.a], pos[p.b], p.same) for p in fiw_kin_pairs(path) if p.a in pos and p.b in pos]
-    src = (f"{Path(path).name}: {len(names)} members of {len(set(fam_of.values()))} "
+    kin_pairs = fiw_kin_pairs(path)
+    pairs = [(pos[p.a], pos[p.b], p.same) for p in kin_pairs if p.a in pos and p.b in pos]
+    src = (f"{Path(path).name}: {len(names)} members of {len(set(fam_of[n] for n in names))} "
            f"{'training ' if training_only else ''}families, {time.strftime('%Y-%m-%d')}")
     space = fit(pipe.model.name, pipe.model.key, src, m, [fam_of[n] for n in names], pairs)
+    if training_only:
+        # Judge it on the held-out families, searched among every family: what a rank means.
+        kin: dict[str, dict[str, str]] = {}
+        for p in kin_pairs:
+            if p.same:
+                kin.setdefault(p.a, {})[p.b] = p.kind
+                kin.setdefault(p.b, {})[p.a] = p.kind
+        r = retrieval(np.stack([v for v, _ in every]), [im.identity for _, im in every],
+                      [im.family for _, im in every], kin, space, held_out)
+        if r.ranks.size:
+            space = replace(space, rank_share=tuple(float(np.mean(r.ranks == k)) for k in range(1, 6)),
+                            heldout_people=int(r.ranks.size))
     return space, save(space, folder or _user_dir(settings))
