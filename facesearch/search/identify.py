@@ -16,6 +16,7 @@ line alike. Only an ingest or an enrollment, an admin's act, stores a photo.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypeVar
@@ -160,10 +161,11 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
     the page's reruns (never the disk); video frames pass False."""
     settings = settings or get_settings()
     pipe = pipeline or get_pipeline(model, detector, settings)
-    if gallery is None:
+    if gallery is None and "chromadb" not in sys.modules:  # a new process's first open (a cold CLI match)
         gallery, analysis = _opened_while(lambda: open_gallery(pipe), lambda: pipe.analyze(
             src, name, cache=False, memory=remember, thumbs=thumbs))
     else:
+        gallery = gallery if gallery is not None else open_gallery(pipe)
         analysis = pipe.analyze(src, name, cache=False, memory=remember, thumbs=thumbs)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)
@@ -174,9 +176,10 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
 
 def _opened_while(open_: Callable[[], FaceGallery], work: Callable[[], T]) -> tuple[FaceGallery, T]:
     """``open_()`` in a thread while ``work()`` runs here: a new process's first open
-    imports chromadb (0.7-0.9 s of Python) and the photo's detection and embedding run
-    in native code that lets it run meanwhile (a cold ``facesearch match``,
-    docs/BENCHMARKS.md). The open's error comes first, as when it ran before the work.
+    imports chromadb (0.5-0.8 s of CPU, all Python) and the photo's decoding, detection
+    and embedding run in native code that lets it run meanwhile (a cold ``facesearch
+    match`` on an idle machine: 0.14 s less, docs/BENCHMARKS.md). The open's error comes
+    first, as when it ran before the work.
     The modules either side imports are disjoint but for a few standard-library leaves
     (no circular import between them, so the two import locks cannot deadlock)."""
     box: list = []
