@@ -59,6 +59,7 @@ class WarmUp:
 
 
 _warmups: Registry[tuple[str, str, str], WarmUp] = Registry()
+_started: list[WarmUp] = []  # in the order they started, for the Home page
 
 
 def warm_up(settings: Settings | None = None, model: str | None = None, detector: str | None = None,
@@ -70,9 +71,10 @@ def warm_up(settings: Settings | None = None, model: str | None = None, detector
     model, detector = model or settings.model, detector or settings.detector
     started: list[WarmUp] = []
 
-    def build() -> WarmUp:
+    def build() -> WarmUp:  # under the registry's lock: once per key
         w = WarmUp(model, detector)
         started.append(w)
+        _started.append(w)
         return w
 
     w = _warmups.get((model, detector, str(settings.home)), build)
@@ -83,8 +85,7 @@ def warm_up(settings: Settings | None = None, model: str | None = None, detector
 
 def current() -> list[WarmUp]:
     """Every warm-up started in this process, oldest first."""
-    with _warmups._lock:
-        return list(_warmups._items.values())
+    return list(_started)
 
 
 def _load(w: WarmUp, settings: Settings, report: Callable[[WarmUp], None] | None) -> None:

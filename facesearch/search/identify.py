@@ -178,7 +178,7 @@ def _opened_while(open_: Callable[[], FaceGallery], work: Callable[[], T]) -> tu
     """``open_()`` in a thread while ``work()`` runs here: a new process's first open
     imports chromadb (0.5-0.8 s of CPU, all Python) and the photo's decoding, detection
     and embedding run in native code that lets it run meanwhile (a cold ``facesearch
-    match`` on an idle machine: 0.14 s less, docs/BENCHMARKS.md). The open's error comes
+    match`` on an idle machine: about 0.15 s less, docs/BENCHMARKS.md). The open's error comes
     first, as when it ran before the work.
     The modules either side imports are disjoint but for a few standard-library leaves
     (no circular import between them, so the two import locks cannot deadlock)."""
@@ -194,11 +194,15 @@ def _opened_while(open_: Callable[[], FaceGallery], work: Callable[[], T]) -> tu
     t.start()
     try:
         out = work()
-    finally:
+    except Exception:
         t.join()
-        gallery, exc = box[0]
-        if exc is not None:
-            raise exc
+        if box[0][1] is not None:
+            raise box[0][1] from None
+        raise
+    t.join()
+    gallery, exc = box[0]
+    if exc is not None:
+        raise exc
     return gallery, out
 
 
