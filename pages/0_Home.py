@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from components import common, gallery_admin
+from components import common, gallery_admin, warmup_view
 
 # An ingest runs in the background (facesearch.ingest.jobs): the page shows its progress and a
 # Stop button, and collects its report once it has finished (before the sidebar reads the
@@ -19,6 +19,7 @@ act = common.sidebar()
 st.title("facesearch")
 st.caption("Find every face in a photo and the most similar people in the gallery. "
            "Build the gallery here, then go to **Match**.")
+warmup_view.models_loading_notice()  # while `make run`'s process still loads the face models
 
 me = common.actor()
 busy = "ingest_job" in st.session_state

@@ -176,6 +176,38 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
 
 
+def test_home_says_while_the_models_load(celeba_gallery):
+    """As `make run` starts the dashboard (components/launch.py), the default model loads
+    in the background: meanwhile Home says so, and once loaded it says nothing more. The
+    model's own lock is held to keep it loading while the page is read (a fresh process)."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from streamlit.testing.v1 import AppTest
+from facesearch.embedding.warmup import warm_up
+from facesearch.models.registry import get_model
+from facesearch.settings import get_settings
+
+s = get_settings()
+model = get_model(s.model, s)
+with model._lock:  # the loading thread waits here: still loading
+    w = warm_up(s)
+    at = AppTest.from_file({str(ROOT)!r} + "/app.py", default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = [i.value for i in at.info if "Loading the face models" in i.value]
+    assert len(notes) == 1 and s.model in notes[0] and s.detector in notes[0], [i.value for i in at.info]
+    assert not w.done
+assert w.wait(120) and w.error is None and w.seconds is not None, w
+assert model._loaded
+at.run()
+assert not at.exception, [e.value for e in at.exception]
+assert not [i.value for i in at.info if "Loading the face models" in i.value]
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
 # -- Match -------------------------------------------------------------------------------------
 def test_match_page_opens_without_input(celeba_gallery):
     at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT))

@@ -453,6 +453,39 @@ def test_cli_ingest_while_dashboard_runs_is_seen(page, server, tmp_path):
     assert _map_size(page) == before + added
 
 
+def test_models_load_as_the_dashboard_starts(browser, browser_gallery, session_home, settings, tmp_path):
+    """`make run` loads the default model and detector in the dashboard's own process as
+    it starts, before any page is opened: the log says so, Home shows no loading note,
+    and the first upload is answered (an empty embedding cache: it really detects and embeds)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make browser)")
+    env = {**os.environ, "FACESEARCH_HOME": str(session_home), "FACESEARCH_CACHE": str(tmp_path / "cache"),
+           "ANONYMIZED_TELEMETRY": "False"}
+    log = ARTIFACTS / "streamlit-warm.log"
+    with dashboard(env, log.name) as url:
+        done = f"face models {settings.model} / {settings.detector} loaded in"
+        deadline = time.monotonic() + MODEL_WAIT_MS / 1000
+        while done not in log.read_text(errors="replace"):  # no page opened yet
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        ctx = browser.new_context(viewport=VIEWPORT)
+        try:
+            pg = ctx.new_page()
+            open_page(pg, url)
+            pg.get_by_text("Identities").first.wait_for()
+            assert "Loading the face models" not in pg.inner_text("body")
+            open_page(pg, url + "/Match")
+            pg.locator('input[type="file"]').first.set_input_files(str(DATA / "photos/group/obama_and_biden.jpg"))
+            face_headers(pg).first.wait_for(timeout=MODEL_WAIT_MS)
+            wait_idle(pg)
+            no_exception(pg)
+            assert face_headers(pg).count() == 3
+            assert {"biden", "obama"} <= set(best_matches(pg)), pg.inner_text("body")[:3000]
+        finally:
+            ctx.close()
+    assert log.read_text(errors="replace").count(done) == 1
+
+
 @pytest.fixture
 def own_dashboard(tmp_path):
     """A second dashboard, as `make run` starts it, on an empty data folder and an empty

@@ -78,3 +78,51 @@ def test_help_for_every_command(session_home):
     for cmd in ("ingest", "match", "verify", "models", "stats", "evaluate"):
         r = run(cmd, "--help", home=session_home)
         assert r.returncode == 0 and "usage" in r.stdout
+
+
+# Libraries a command loads only when it uses them (a cold `facesearch match` of a group
+# photo spent more on imports than on its work, issue 19: docs/BENCHMARKS.md).
+HEAVY = ("chromadb", "tensorflow", "keras", "tf_keras", "deepface", "mtcnn", "dlib", "torch", "onnx", "pandas",
+         "sklearn", "scipy", "plotly", "streamlit", "tqdm", "dask", "openTSNE", "matplotlib")
+
+
+def test_commands_import_only_what_they_use(data_dir, tmp_path):
+    """In a new process: the command line itself (its parser, every command's options)
+    imports none of the heavy libraries; `facesearch match` then imports chromadb, to open
+    the gallery, and none of the others (not onnx: SFace's edited graph is kept)."""
+    home = tmp_path / "home"
+    r = run("ingest", data_dir / "photos/people", "--quiet", home=home)
+    assert r.returncode == 0, r.stderr
+    code = f"""
+import json, sys
+heavy = lambda: sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+from facesearch.cli.main import build_parser, main
+build_parser()
+parsed = heavy()
+rc = main(sys.argv[1:])
+print(json.dumps([parsed, heavy(), rc]))
+"""
+    env = {**os.environ, "FACESEARCH_HOME": str(home)}
+    r = subprocess.run([sys.executable, "-c", code, "match", data_dir / "photos/group/obama_and_biden.jpg"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    parsed, matched, rc = json.loads(r.stdout.splitlines()[-1])
+    assert rc == 0 and "3 face(s)" in r.stdout, r.stdout
+    assert parsed == [], parsed
+    assert matched == ["chromadb"], matched
+
+
+def test_match_says_the_database_is_not_answering_before_the_photo(data_dir, tmp_path):
+    """The gallery opens while the photo is analysed (facesearch.search.identify): its error
+    still comes first, as when it opened before, and a photo's own error comes alone."""
+    import socket
+
+    with socket.socket() as sk:  # a port nobody listens on
+        sk.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sk.getsockname()[1]}"
+    for photo in ("photos/edge/not-an-image.jpg", "photos/group/obama_and_biden.jpg"):
+        r = run("match", data_dir / photo, "--chroma-url", url, home=tmp_path / "home")
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("error: the gallery's database server") and "not answering" in r.stderr, r.stderr
+    r = run("match", data_dir / "photos/edge/not-an-image.jpg", home=tmp_path / "home")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "not an image" in r.stderr, r.stderr

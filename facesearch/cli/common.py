@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, Callable
 
 from facesearch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def _settings(args) -> Settings:
@@ -34,6 +35,8 @@ def progress_bar(quiet: bool = False, stages: bool = False) -> Callable[[int, in
     stage starts a new bar."""
     if quiet:
         return None
+    from tqdm import tqdm  # here: importing it costs a command that shows no bar 0.08 s
+
     bar: tqdm | None = None
 
     def progress(done: int, total: int, what: str) -> None:

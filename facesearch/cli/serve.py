@@ -11,7 +11,8 @@ from facesearch.cli.common import _settings
 
 
 def cmd_serve(args) -> int:
-    """The data folder's Chroma server, then the dashboard on top of it; the server stops
+    """The data folder's Chroma server, then the dashboard on top of it (its process loads
+    the default model and detector as it starts); the server stops
     when the dashboard does (Ctrl+C, SIGTERM, or the dashboard exiting). The server is
     supervised: if it dies it is started again (same port and folder, with backoff, one
     line on stderr each time); meanwhile the pages say the database is restarting."""
@@ -37,7 +38,10 @@ def cmd_serve(args) -> int:
                 time.sleep(0.5)
         app = Path(__file__).resolve().parents[2] / "app.py"
         env = {**os.environ, "FACESEARCH_HOME": str(s.home)}
-        dash = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+        # `python -m streamlit` that first starts loading the default model and detector
+        # in the dashboard's own process (components/launch.py): the first upload does
+        # not wait for them.
+        dash = subprocess.Popen([sys.executable, "-m", "components.launch", "run", str(app), "--server.port", str(args.port),
                                  *args.streamlit_args], env=env, cwd=str(app.parent),
                                 preexec_fn=die_with_parent)
         # This thread started the server, so it restarts it too (the child's PDEATHSIG

@@ -16,8 +16,10 @@ line alike. Only an ingest or an enrollment, an admin's act, stores a photo.
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -30,6 +32,8 @@ from facesearch.embedding.pipeline import Analysis, FaceResult, Pipeline, get_pi
 from facesearch.search import verdicts as V
 from facesearch.search.verdicts import Rule
 from facesearch.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -178,13 +182,49 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
     line) instead of in the background (:func:`gallery_rule`)."""
     settings = settings or get_settings()
     pipe = pipeline or get_pipeline(model, detector, settings)
-    gallery = gallery if gallery is not None else open_gallery(pipe)
-    analysis = pipe.analyze(src, name, cache=False, memory=remember, thumbs=thumbs)
+    if gallery is None and "chromadb" not in sys.modules:  # a new process's first open (a cold CLI match)
+        gallery, analysis = _opened_while(lambda: open_gallery(pipe), lambda: pipe.analyze(
+            src, name, cache=False, memory=remember, thumbs=thumbs))
+    else:
+        gallery = gallery if gallery is not None else open_gallery(pipe)
+        analysis = pipe.analyze(src, name, cache=False, memory=remember, thumbs=thumbs)
     if not analysis.faces and require_face:
         raise NoFaceError(analysis.source)
     rule = gallery_rule(gallery, pipe.model.name, settings, wait=wait_calibration, model_key=pipe.model.key)
     faces = search_faces(analysis.faces, gallery, k or settings.top_k, rule)
     return MatchResult(analysis, faces, pipe.model.name, pipe.detector.name, rule)
+
+
+def _opened_while(open_: Callable[[], FaceGallery], work: Callable[[], T]) -> tuple[FaceGallery, T]:
+    """``open_()`` in a thread while ``work()`` runs here: a new process's first open
+    imports chromadb (0.5-0.8 s of CPU, all Python) and the photo's decoding, detection
+    and embedding run in native code that lets it run meanwhile (a cold ``facesearch
+    match`` on an idle machine: about 0.15 s less, docs/BENCHMARKS.md). The open's error comes
+    first, as when it ran before the work.
+    The modules either side imports are disjoint but for a few standard-library leaves
+    (no circular import between them, so the two import locks cannot deadlock)."""
+    box: list = []
+
+    def run() -> None:
+        try:
+            box.append((open_(), None))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box.append((None, exc))
+
+    t = threading.Thread(target=run, name="facesearch-open-gallery", daemon=True)
+    t.start()
+    try:
+        out = work()
+    except Exception:
+        t.join()
+        if box[0][1] is not None:
+            raise box[0][1] from None
+        raise
+    t.join()
+    gallery, exc = box[0]
+    if exc is not None:
+        raise exc
+    return gallery, out
 
 
 @dataclass
