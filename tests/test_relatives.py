@@ -120,7 +120,10 @@ def family_gallery(fiw40, home):
     from facesearch.ingest.run import ingest
 
     images = load_images(fiw40, "fiw")
-    query = "F0002/MID3"  # a held-out family's daughter; her parents are enrolled
+    # A member of a held-out family (F0046, never fitted on), the rest of which is enrolled;
+    # picked as one whose family the search ranks first, so the test checks the plumbing
+    # (the retrieval rate over all held-out members is bench/bench_relatives.py's figure).
+    query = "F0046/MID4"
     assert any(im.identity == query for im in images)
     rep = ingest(fiw40, settings=home, items=[im for im in images if im.identity != query])
     assert rep.faces_added > 300
@@ -139,11 +142,11 @@ def test_relatives_command_ranks_families_apart_from_the_person(family_gallery, 
     out = json.loads(r.stdout)
     assert out["families"] == FAMILIES
     face = out["faces"][0]
-    # Not in the gallery herself: the same-person search says so, nobody is left out.
+    # Not in the gallery: the same-person search says so, and nobody is left out.
     assert face["person"]["verdict"] != "match" and face["left_out"] is None
     fams = face["families"]
     assert len(fams) == 5 and [f["score"] for f in fams] == sorted((f["score"] for f in fams), reverse=True)
-    assert "F0002" in [f["family"] for f in fams]  # her own family among the five
+    assert fams[0]["family"] == "F0046"  # the own family first
     for f in fams:
         assert f["band"] in ("possible relative", "less likely relative", "no sign of kinship")
         assert "match" not in f["band"] and "unrelated pairs scoring this high" in f["why"]
@@ -151,7 +154,7 @@ def test_relatives_command_ranks_families_apart_from_the_person(family_gallery, 
     # Text output: the same, one line a family, with the person first.
     r = subprocess.run([sys.executable, "-m", "facesearch", "relatives", str(family_gallery[0])],
                        capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0 and "same person:" in r.stdout and "family F0002" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "same person:" in r.stdout and "family F0046" in r.stdout, r.stdout + r.stderr
     assert r.stdout.index("same person:") < r.stdout.index("1. family")
 
 
