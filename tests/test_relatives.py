@@ -186,3 +186,27 @@ def test_a_gallery_without_families_says_so(tmp_path, session_home, data_dir):
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode != 0 and "knows no families" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_kinship_and_retrieval_on_held_out_families(fiw40, home, tmp_path):
+    env = {**os.environ, "FACESEARCH_HOME": str(home.home), "FACESEARCH_CACHE": str(home.cache_path)}
+    env.pop("FACESEARCH_CHROMA_URL", None)
+    r = subprocess.run([sys.executable, "-m", "facesearch", "evaluate", "--dataset", "fiw", str(fiw40), "--task",
+                        "kinship", "--quiet", "--out", str(tmp_path / "kin")], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "kinship on the held-out families" in r.stdout and "kinship space AUC" in r.stdout
+    rows = json.loads((tmp_path / "kin.json").read_text())
+    held = next(m for m in rows["results"] if m["task"] == "kinship")["heldout"]
+    scorers = {h["scorer"] for h in held}
+    assert scorers == {"cosine", "kinship space"}
+    for h in held:
+        assert 0 <= h["accuracy"] <= 1 and h["relation"]
+    r = subprocess.run([sys.executable, "-m", "facesearch", "evaluate", "--dataset", "fiw", str(fiw40), "--task",
+                        "retrieval", "--quiet", "--out", str(tmp_path / "ret")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "ret.json").read_text())["models"]["sface"]
+    for scorer in ("cosine, best member", "kinship space"):
+        x = res[scorer]
+        assert x["n"] > 20 and 0 < x["top1"] <= x["top5"] <= x["top10"] <= 1 and 0 < x["mrr"] <= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,8 @@ def cmd_evaluate(args) -> int:
     settings = _settings(args)
     if getattr(args, "open_set", False):
         return _cmd_open_set(args, settings)
+    if args.dataset == "fiw" and args.task == "retrieval":
+        return _cmd_retrieval(args, settings)
     cmp = evaluate(args.dataset, args.path, _models(args, settings), settings, task=args.task, seed=args.seed,
                    limit=args.limit, target_precision=args.target_precision, target_fmr=args.target_fmr,
                    progress=progress_bar(args.quiet, stages=True),
@@ -76,6 +79,17 @@ def cmd_evaluate(args) -> int:
             for b in r.by_relation:
                 print(f"  {b['relation']:<6} pos {b['pos']:>4} neg {b['neg']:>4}  AUC {_fmt(b['roc_auc'])}  "
                       f"P {_fmt(b['precision'])} R {_fmt(b['recall'])} F1 {_fmt(b['f1'])}")
+        if r.heldout:
+            print(f"\n{r.model} kinship on the held-out families (even numbers; threshold chosen on the training "
+                  "families, RFIW's accuracy):")
+            scorers = list(dict.fromkeys(h["scorer"] for h in r.heldout))
+            print(f"  {'relation':<9}{'pos':>5}{'neg':>5}  " + "  ".join(f"{sc + ' AUC':>18}{'acc':>7}" for sc in scorers))
+            for rel in dict.fromkeys(h["relation"] for h in r.heldout):
+                cells = {h["scorer"]: h for h in r.heldout if h["relation"] == rel}
+                first = next(iter(cells.values()))
+                print(f"  {rel:<9}{first['pos']:>5}{first['neg']:>5}  " + "  ".join(
+                    f"{_fmt(cells[sc]['roc_auc']) if sc in cells else '-':>18}"
+                    f"{_fmt(cells[sc]['accuracy']) if sc in cells else '-':>7}" for sc in scorers))
     print(f"\nembeddings computed this run: {cmp.n_computed}; from cache: {sum(r.n_cached for r in cmp.results)}")
     if args.out:
         out = _out_prefix(args.out)
@@ -96,6 +110,32 @@ def cmd_evaluate(args) -> int:
         print("error: no model could be evaluated", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_retrieval(args, settings: Settings) -> int:
+    """``evaluate --dataset fiw --task retrieval``: the reunification search's figures."""
+    from facesearch.evaluation.kinship import evaluate_retrieval
+    from facesearch.evaluation.vectors import dataset_path
+
+    res = evaluate_retrieval(dataset_path("fiw", args.path), _models(args, settings), settings,
+                             progress_bar(args.quiet, stages=True))
+    print(f"FIW reunification search ({res['path']}); queries: members with kin of the {res['split']}, their own "
+          "photos left out, every family ranked")
+    for model, by in res["models"].items():
+        if "error" in by:
+            print(f"{model}: error: {by['error']}")
+            continue
+        for scorer, r in by.items():
+            print(f"{model:<14} {scorer:<20} n {r['n']:>4}  top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}  "
+                  f"top-10 {r['top10']:.3f}  MRR {r['mrr']:.3f}")
+            for rel, x in r["by_relation"].items():
+                print(f"    {rel:<6} n {x['n']:>4}  top-1 {x['top1']:.3f}  top-5 {x['top5']:.3f}  MRR {x['mrr']:.3f}")
+    if args.out:
+        out = _out_prefix(args.out)
+        j = out.with_name(out.name + ".json")
+        j.write_text(json.dumps(res, indent=2))
+        print(f"wrote {j}")
+    return 0 if any("error" not in v for v in res["models"].values()) else 1
 
 
 def _gallery_size(model: str, settings: Settings) -> int:
@@ -245,7 +285,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         "or path,label csv: pairs + rank-1/5), master (deepface master.csv)")
     e.add_argument("path", nargs="?", help="dataset folder or pairs file (default: from ../shared/data)")
     e.add_argument("--models", help="comma-separated model names to compare (default: the --model one)")
-    e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both)")
+    e.add_argument("--task", default=None, help="fiw: kinship | same-person (default both) | retrieval (the "
+                   "reunification search on the held-out families)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--limit", type=int, help="at most N pairs per task (half same, half different)")
     e.add_argument("--max-photos", type=int, help="fiw kinship: use at most N photos per member")

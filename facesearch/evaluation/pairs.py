@@ -88,6 +88,8 @@ class ModelResult:
     kfold: dict[str, Any] | None = None  # LFW protocol accuracy
     identification: dict[str, Any] | None = None  # rank-1/rank-5 on a gallery/probe split
     by_relation: list[dict[str, Any]] = field(default_factory=list)
+    # Kinship: RFIW's measure on the held-out families (facesearch.evaluation.kinship).
+    heldout: list[dict[str, Any]] = field(default_factory=list)
     n_images: int = 0
     n_no_face: int = 0  # photos where the detector found no face
     n_fallback: int = 0  # of those, embedded whole (crop_fallback)
@@ -149,7 +151,7 @@ class ModelResult:
     def to_dict(self, pairs: bool = True) -> dict[str, Any]:
         d = {k: v for k, v in self.row().items()}
         d.update(summary=self.summary, at_precision=self.at_precision, at_fmr=self.at_fmr, kfold=self.kfold,
-                 identification=self.identification, by_relation=self.by_relation, n_images=self.n_images,
+                 identification=self.identification, by_relation=self.by_relation, heldout=self.heldout, n_images=self.n_images,
                  n_no_face=self.n_no_face, n_unreadable=self.n_unreadable, n_pairs_total=self.n_pairs_total,
                  n_faces=self.n_faces, seconds=self.seconds)
         if pairs:
@@ -392,7 +394,12 @@ def _score(t: _Task, st: ModelState, target_precision: float, target_fmr: float,
     if t.id_images:
         r.identification = _identification(t.id_images, st.emb, seed)
     if t.members is not None:
+        from facesearch.evaluation.kinship import heldout_verification
+
         r.by_relation = _by_relation(r)
+        if t.name == "kinship":
+            r.heldout = heldout_verification(vecs, r.pair_a, r.pair_b, r.labels, r.kinds, st.name,
+                                             st.pipe.model.key, st.pipe.settings)
     return r
 
 
