@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from facesearch.errors import ConfigError, DatasetError, disk_full_raises
+from facesearch.errors import ConfigError, DatasetError
+from facesearch.files import write_atomic
 from facesearch.settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "spaces"
@@ -201,17 +201,7 @@ def _read(path: str, mtime_ns: int) -> KinshipSpace:
 
 
 def save(space: KinshipSpace, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    p = folder / f"{space.model}.json"
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
-    with disk_full_raises(f"disk full while saving {p}"):
-        try:
-            tmp.write_text(space.to_json())
-            os.replace(tmp, p)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-    return p
+    return write_atomic(folder / f"{space.model}.json", space.to_json())
 
 
 def train(path: str | Path, model: str | None = None, settings: Settings | None = None, folder: Path | None = None,

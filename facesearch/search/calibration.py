@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
-from facesearch.errors import ConfigError, DatasetError, FaceSearchError, disk_full_raises
+from facesearch.errors import ConfigError, DatasetError, FaceSearchError
+from facesearch.files import write_atomic
 from facesearch.settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "calibrations"
@@ -193,17 +193,7 @@ def _read(path: str, mtime_ns: int) -> Calibration:
 
 def save(cal: Calibration, folder: Path) -> Path:
     """Write ``cal`` as ``folder/<model>.json`` atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    p = folder / f"{cal.model}.json"
-    tmp = p.with_suffix(f".{os.getpid()}.tmp")
-    with disk_full_raises(f"disk full while saving {p}"):
-        try:
-            tmp.write_text(cal.to_json())
-            os.replace(tmp, p)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-    return p
+    return write_atomic(folder / f"{cal.model}.json", cal.to_json())
 
 
 def calibrate(path: str | Path, fmt: str = "auto", model: str | None = None, settings: Settings | None = None,

@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -56,7 +55,8 @@ from typing import Sequence
 
 import numpy as np
 
-from facesearch.errors import ConfigError, disk_full_raises
+from facesearch.errors import ConfigError
+from facesearch.files import write_atomic
 from facesearch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -316,17 +316,7 @@ def read(settings: Settings, gallery_name: str) -> GalleryCalibration | None:
 
 def save(cal: GalleryCalibration, settings: Settings, gallery_name: str) -> Path:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    p = _path(settings, gallery_name)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with disk_full_raises(f"disk full while saving {p}"):
-        try:
-            tmp.write_text(cal.to_json())
-            os.replace(tmp, p)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-    return p
+    return write_atomic(_path(settings, gallery_name), cal.to_json())
 
 
 def forget(settings: Settings, gallery_name: str) -> None:
