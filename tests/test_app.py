@@ -268,6 +268,23 @@ def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, sess
     assert not at.warning and len(at.file_uploader) == 2
 
 
+def test_match_relatives_mode_on_a_gallery_without_families_says_so(celeba_gallery):
+    """The CelebA gallery knows no family: the relatives mode says how to give it some."""
+    probe = celeba_gallery[0]
+    at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT))
+    at.radio(key="match_mode").set_value("Find relatives")
+    _run(at)
+    assert "never a match" in _texts(at) and not at.error
+    at.file_uploader(key="relatives_upload").set_value([_photo(probe.path)])
+    _run(at)
+    from components.text import md_unescape
+
+    errors = [md_unescape(e.value) for e in at.error]
+    assert errors == ["this gallery knows no families: ingest an FIW folder, a FAMILY/PERSON/ folder or a CSV with a "
+                      "family column to search for relatives"], errors
+    assert not _faces(at)
+
+
 def test_verify_same_and_different_person(celeba_gallery):
     gal, _ = celeba_split(n_identities=10, n_gallery=3, n_probe=1)
     a, b, c = gal[0], gal[1], gal[3]  # a, b: one identity; c: the next one
