@@ -105,6 +105,13 @@ def _read_mid_csv(path: Path, family: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def read_parents(mid_csv: str | Path, family: str) -> dict[str, list[str]]:
+    """Child member (``"F0001/MID3"``) -> its parents' member ids, from one family's
+    ``mid.csv`` relationship matrix."""
+    info = _read_mid_csv(Path(mid_csv), family)
+    return {m: i["parents"].split(PARENTS_SEP) for m, i in info.items() if i.get("parents")}
+
+
 def _fiw_index(root: str | Path) -> _FiwIndex:
     root = Path(root).expanduser()
     if not root.is_dir():

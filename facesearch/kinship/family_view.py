@@ -4,9 +4,11 @@ with each parent beside the plain same-person similarity, and every pair of memb
 Who is a parent of whom comes from the gallery's metadata ``parents`` (a child's
 parents' identities joined by ``;``): FIW's ingest fills it from each family's
 ``mid.csv`` relationship matrix (:mod:`facesearch.datasets.fiw`), a CSV may give it as a
-``parents`` column. Where a family has no such record (a ``FAMILY/PERSON/`` folder, a
-gallery ingested before it was kept), only the matrix of every pair is given: the
-gallery does not say who is the parent and guessing from faces would be circular.
+``parents`` column. An FIW gallery ingested before ``parents`` was kept has none: its
+faces' paths lead to the family's ``mid.csv``, read instead while it is still there.
+Where a family has no such record (a ``FAMILY/PERSON/`` folder), only the matrix of every
+pair is given: the gallery does not say who is the parent, and guessing it from the
+faces would be circular.
 
 Each member is the normalised mean of its faces' unit vectors
 (:func:`facesearch.kinship.space.member_means`); the same-person similarity is the
@@ -20,11 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facesearch.datasets.fiw import PARENTS_SEP
 from facesearch.errors import ConfigError
 from facesearch.kinship import space as KS
 from facesearch.settings import Settings, get_settings
 
-PARENTS_KEY, PARENTS_SEP = "parents", ";"
+PARENTS_KEY = "parents"
 
 # What the measurements support (held-out FIW families, the fixed even/odd split of
 # facesearch.kinship.space.held_out; docs/BENCHMARKS.md, "Relatives").
@@ -105,6 +108,27 @@ def _role(gender: str | None) -> str:
     return {"m": "father", "f": "mother"}.get(gender or "", "parent")
 
 
+def _fiw_parents(family: str, mds: list[dict]) -> dict[str, list[str]]:
+    """Parents from the ``mid.csv`` beside an FIW family's member folders
+    (``.../F0001/MID3/photo.jpg`` -> ``.../F0001/mid.csv``), if it is still there."""
+    from pathlib import Path
+
+    from facesearch.datasets.base import disk_path
+    from facesearch.datasets.fiw import read_parents
+    from facesearch.errors import DatasetError
+
+    for md in mds:
+        if not md.get("path") or not md.get("member"):
+            continue
+        mid_csv = Path(disk_path(str(md["path"]))).parent.parent / "mid.csv"
+        if mid_csv.parent.name == family and mid_csv.is_file():
+            try:
+                return read_parents(mid_csv, family)
+            except DatasetError:
+                return {}
+    return {}
+
+
 def families(gallery) -> dict[str, int]:
     """Family -> number of members (identities) in the gallery, largest first; empty when
     no face has a family."""
@@ -148,9 +172,13 @@ def family_view(gallery, family: str, settings: Settings | None = None, model_ke
         z = sp.project(m)
         kin = z @ z.T
     pos = {n: i for i, n in enumerate(members)}
+    parents = {n: sorted({p.strip() for p in str(first[n].get(PARENTS_KEY, "")).split(PARENTS_SEP)} - {""})
+               for n in members}
+    if not any(parents.values()):
+        parents.update(_fiw_parents(family, [first[n] for n in members]))
     pcs = []
     for child in members:
-        for parent in sorted({p.strip() for p in str(first[child].get(PARENTS_KEY, "")).split(PARENTS_SEP)}):
+        for parent in parents.get(child, []):
             if parent not in pos or parent == child:
                 continue  # a parent with no face here (or none recorded)
             i, j = pos[parent], pos[child]
