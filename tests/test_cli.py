@@ -104,4 +104,3 @@ def test_help_for_every_command(session_home):
     for cmd in ("ingest", "match", "verify", "models", "stats", "evaluate"):
         r = run(cmd, "--help", home=session_home)
         assert r.returncode == 0 and "usage" in r.stdout
-
