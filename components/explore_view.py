@@ -44,6 +44,22 @@ def identity_counts(name: str, count: int, home: str, info: dict) -> dict[str, i
     return _open(info, home).identities()
 
 
+@st.cache_data(max_entries=4)
+def family_counts(name: str, count: int, home: str, info: dict) -> dict[str, int]:
+    """Family -> members in the gallery (empty when no face has a family)."""
+    from facesearch.kinship.family_view import families
+
+    return families(_open(info, home))
+
+
+@st.cache_data(show_spinner="Scoring the family…", max_entries=16)
+def family_scores(name: str, count: int, home: str, info: dict, family: str):
+    """:func:`facesearch.kinship.family_view.family_view` of ``family`` (no model loaded)."""
+    from facesearch.kinship.family_view import family_view
+
+    return family_view(_open(info, home), family, Settings.from_env().with_(home=Path(home)))
+
+
 @st.cache_resource(show_spinner="Reading the gallery…", max_entries=4)
 def sampled_faces(name: str, count: int, home: str, info: dict, n: int,
                   identities: tuple[str, ...]) -> tuple[list[str], np.ndarray, list[dict]]:
@@ -74,13 +90,15 @@ def cluster_labels(name: str, count: int, X: np.ndarray, k: int) -> np.ndarray:
     return projection.kmeans(X, k, seed=SEED)
 
 
-def controls(counts: dict[str, int], total: int) -> dict:
+def controls(counts: dict[str, int], total: int, families: bool = False) -> dict:
     """The widgets that choose the faces and how the map is drawn (a change reruns the
-    page); the t-SNE parameters are :func:`tsne_controls`, in the map's fragment."""
+    page); the t-SNE parameters are :func:`tsne_controls`, in the map's fragment.
+    ``families``: the gallery knows families, so the map can be coloured by them."""
     c1, c2, c3 = st.columns(3)
     method = c1.radio("Method", ["t-SNE", "PCA"], key="method", horizontal=True)
     dims = c2.radio("Dimensions", [2, 3], key="dims", horizontal=True)
-    colour = c3.radio("Colour by", ["identity", "cluster"], key="colour_by", horizontal=True)
+    colour = c3.radio("Colour by", ["identity", "family", "cluster"] if families else ["identity", "cluster"],
+                      key="colour_by", horizontal=True)
     c1, c2, c3 = st.columns(3)
     pca_k = c1.slider("PCA components before t-SNE (0 = none)", 0, 100, 50, step=5, key="pca_components",
                       disabled=method != "t-SNE")
@@ -357,10 +375,13 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     home = str(s.home)
     name, count = info["name"], int(info["count"])
     counts = identity_counts(name, count, home, info)
-    p = controls(counts, count)
+    fams = family_counts(name, count, home, info)
+    p = controls(counts, count, bool(fams))
     ids, X, mds = sampled_faces(name, count, home, info, p["n"], p["identities"])
     if p["colour"] == "cluster":
         groups = [f"cluster {c}" for c in cluster_labels(name, count, X, p["k"])]
+    elif p["colour"] == "family":
+        groups = [str(m.get("family") or "no family") for m in mds]
     else:
         groups = [str(m.get("identity", "?")) for m in mds]
 
@@ -386,3 +407,55 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
 
     st.subheader("Average similarity between groups")
     similarity_heatmap(X, mds)
+    if fams:
+        family_section(fams, name, count, home, info)
+
+
+def family_section(fams: dict[str, int], name: str, count: int, home: str, info: dict) -> None:
+    """The mom / dad / child question for a chosen family: each child's kinship score with
+    each parent beside the same-person similarity, every pair of members, and the caveat
+    the measurements support. Labels are data: tables and escaped captions only."""
+    st.subheader("A family: children and parents")
+    options = list(fams)
+    fam = st.selectbox("Family", options, key="family_view", format_func=lambda f: f"{f} ({fams[f]} members)")
+    view = family_scores(name, count, home, info, fam)
+    gal = _open(info, home)
+    cols = st.columns(min(8, max(1, len(view.members))))
+    for i, mem in enumerate(view.members[:8 * 3]):
+        with cols[i % len(cols)]:
+            p = gal.thumb_path(view.face_ids[mem])
+            label = mem + (f" ({view.names[mem]})" if mem in view.names else "")
+            if p.is_file():
+                st.image(str(p), caption=md_escape(label), width=96)
+            else:
+                st.caption(md_escape(label))
+    shown = lambda v: round(v, 3) if v is not None else None  # noqa: E731
+    if view.parent_child:
+        st.dataframe(
+            [{"child": pc.child, "parent": pc.parent, "parent is": pc.role,
+              "kinship score": shown(pc.kinship), "same-person similarity": round(pc.same_person, 3),
+              "relation ROC AUC (held out)": pc.auc}
+             for pc in sorted(view.parent_child, key=lambda pc: (pc.child, pc.role, pc.parent))],
+            hide_index=True, key="family_parents",
+        )
+        closer = []
+        for child in view.children:
+            mine = [pc for pc in view.parent_child if pc.child == child and pc.kinship is not None]
+            if len(mine) == 2:
+                a, b = sorted(mine, key=lambda pc: -pc.kinship)
+                closer.append(f"{child} scores closer to its {a.role} {a.parent} ({a.kinship:.3f}) than to its "
+                              f"{b.role} {b.parent} ({b.kinship:.3f}); same-person similarity "
+                              f"{a.same_person:.3f} vs {b.same_person:.3f}.")
+        for line in closer:
+            st.caption(md_escape(line))
+    else:
+        st.caption("The gallery does not record who is a parent in this family (FIW's mid.csv gives it at ingest; "
+                   "a CSV may give a parents column): every pair of members is shown instead.")
+    pairs = view.pairs()
+    with st.expander(f"Every pair of members ({len(pairs)})", expanded=not view.parent_child):
+        st.dataframe([{"member a": a, "member b": b, "relation": r, "kinship score": shown(k),
+                       "same-person similarity": round(sp, 3)} for a, b, r, k, sp in pairs],
+                     hide_index=True, key="family_pairs")
+    st.caption("Kinship scores: " + md_escape(view.space) + ". Same-person similarity: the model's cosine between "
+               "the two members' mean faces.")
+    st.info(md_escape(view.caveat), icon=":material/info:")

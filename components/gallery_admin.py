@@ -145,12 +145,17 @@ def calibration_section(rule) -> None:
 
 def folder_section(act: common.Active, busy: bool = False) -> None:
     """``busy``: an ingest of this session is running (one at a time)."""
-    st.caption("A folder on the server: one sub-folder per person (`NAME/*.jpg`), or a CelebA, LFW, "
-               "FIW or CSV dataset. Only the largest face of each photo is stored.")
+    st.caption("A folder on the server: one sub-folder per person (`NAME/*.jpg`), one per family holding one per "
+               "person (`FAMILY/PERSON/*.jpg`, tick the box), or a CelebA, LFW, FIW or CSV dataset (a `family` column "
+               "gives families). Only the largest face of each photo is stored.")
     path = st.text_input("Folder on the server", key="ingest_path", placeholder="/data/people")
     c1, c2 = st.columns(2)
     fmt = c1.selectbox("Format", ["auto", *FORMATS], key="ingest_format")
     limit = c2.number_input("Limit (0 = every photo)", min_value=0, value=0, step=100, key="ingest_limit")
+    # Never detected: PERSON/EVENT/*.jpg folders have the same shape (facesearch.datasets.families).
+    as_families = st.checkbox("Sub-folders are families (FAMILY/PERSON/*.jpg)", key="ingest_families",
+                              help="Each family folder holds one folder per person; the relatives search on Match "
+                                   "and Explore's family colouring use the families.")
     # Buttons are not disabled on empty text: a text input only commits when it loses
     # focus, so a disabled button would swallow the click that follows typing.
     if st.button("Ingest folder", key="ingest_go", type="primary", disabled=busy):
@@ -160,6 +165,11 @@ def folder_section(act: common.Active, busy: bool = False) -> None:
                 raise ConfigError("type the folder's path on the server first")
             if not p.exists():
                 raise DatasetError(f"{p}: no such folder on the server")
+            if as_families:
+                if fmt not in ("auto", "families"):
+                    raise ConfigError(f"families are read from FAMILY/PERSON/ folders, not the {fmt} format: "
+                                      "choose auto or untick the box")
+                fmt = "families"
             st.session_state["ingest_job"] = start_ingest(act, p, fmt=fmt, limit=int(limit) or None,
                                                           what=f"Ingested {p}")
         st.rerun()

@@ -1,12 +1,13 @@
-"""Match: who is in this photo? Upload, camera snapshot, live webcam, or verify two photos."""
+"""Match: who is in this photo? Upload, camera snapshot, live webcam, verify two photos, or
+find a face's possible relatives among the gallery's families."""
 
 import streamlit as st
 
-from components import common, match_view
+from components import common, match_view, relatives_view
 
 act = common.sidebar()
 st.title("Match faces")
-MODES = ["Upload photos", "Camera snapshot", "Live webcam", "Verify two photos"]
+MODES = ["Upload photos", "Camera snapshot", "Live webcam", "Verify two photos", relatives_view.MODE]
 mode = st.radio("Input", MODES, horizontal=True, key="match_mode", label_visibility="collapsed")
 k = st.slider("Matches per face (k)", 1, 20, act.settings.top_k, key="match_k")
 # This session's results by photo, in memory only: a rerun re-renders them (issue 10: the
@@ -31,6 +32,16 @@ elif mode in ("Upload photos", "Camera snapshot"):
         st.session_state["last_query"] = match_view.as_query(shown[-1])
     elif not files and mode == "Upload photos":
         st.caption("Upload one or more photos: group photos work, every detected face gets its own block.")
+
+elif mode == relatives_view.MODE:
+    st.caption("Who in the gallery could be this person's family? Each face is searched as the same person first, "
+               "then the gallery's families (FIW, FAMILY/PERSON/ folders or a CSV family column) are ranked by "
+               "kinship. A family is a possible relative to check, never a match.")
+    files = st.file_uploader("Photos (every face is searched)", type=None, accept_multiple_files=True,
+                             key="relatives_upload")
+    shown = relatives_view.show_relatives(match_view.uploads_to_photos(files), k, act, memo)
+    if shown and shown[-1].match.faces:
+        st.session_state["last_query"] = match_view.as_query(shown[-1].match)
 
 elif mode == "Live webcam":
     from components.webcam import live_webcam

@@ -132,6 +132,40 @@ def test_home_ingest_folder_reports_failed_and_no_face_files(celeba_gallery, tmp
     assert any("No face detected (1)" in e.label for e in at.expander)
 
 
+def test_home_ingest_families_folder(monkeypatch, tmp_path, session_home):
+    """The Home page's families box reads FAMILY/PERSON/*.jpg: each person gets its family
+    in the gallery (its own data folder over the session's cache: the test is about the
+    page); with another format chosen it says why not."""
+    import shutil
+
+    from facesearch.settings import Settings
+    from store import FaceGallery, list_galleries
+
+    for fam, person, mid in (("Okafor", "ada", "MID1"), ("Okafor", "chidi", "MID3"), ("Lee", "min", "MID2")):
+        (tmp_path / "fams" / fam / person).mkdir(parents=True)
+        for p in sorted((DATA / "fiw/train-faces/F0001" / mid).glob("*.jpg"))[:2]:
+            shutil.copy(p, tmp_path / "fams" / fam / person / p.name)
+    monkeypatch.setenv("FACESEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    at = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    at.text_input(key="ingest_path").set_value(str(tmp_path / "fams"))
+    at.checkbox(key="ingest_families").check()
+    at.selectbox(key="ingest_format").set_value("folders")
+    at.button(key="ingest_go").click()
+    _run(at)
+    assert any("not the folders format" in e.value for e in at.error), [e.value for e in at.error]
+    at.selectbox(key="ingest_format").set_value("auto")
+    at.button(key="ingest_go").click()
+    _until_ingested(_run(at))
+    n = len(list((tmp_path / "fams").glob("*/*/*.jpg")))
+    assert f"{n} faces added" in _texts(at), _texts(at)
+    s = Settings.from_env()
+    g = next(g for g in list_galleries(s) if g["model"] == s.model)
+    mds = [md for _, md in FaceGallery(s.model, g["dim"], s.detector, s).iter_metadata()]
+    assert sorted({(md["identity"], md["family"]) for md in mds}) == [
+        ("Lee/min", "Lee"), ("Okafor/ada", "Okafor"), ("Okafor/chidi", "Okafor")]
+
+
 def test_home_enroll_then_delete(celeba_gallery, tmp_path):
     at = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
     at.text_input(key="enroll_name").set_value("Barack Obama")
@@ -298,6 +332,23 @@ def test_match_empty_gallery_says_so(celeba_gallery, monkeypatch, tmp_path, sess
     at.radio(key="match_mode").set_value("Verify two photos")  # two photos need no gallery
     _run(at)
     assert not at.warning and len(at.file_uploader) == 2
+
+
+def test_match_relatives_mode_on_a_gallery_without_families_says_so(celeba_gallery):
+    """The CelebA gallery knows no family: the relatives mode says how to give it some."""
+    probe = celeba_gallery[0]
+    at = _run(AppTest.from_file(MATCH, default_timeout=TIMEOUT))
+    at.radio(key="match_mode").set_value("Find relatives")
+    _run(at)
+    assert "never a match" in _texts(at) and not at.error
+    at.file_uploader(key="relatives_upload").set_value([_photo(probe.path)])
+    _run(at)
+    from components.text import md_unescape
+
+    errors = [md_unescape(e.value) for e in at.error]
+    assert errors == ["this gallery knows no families: ingest an FIW folder, a FAMILY/PERSON/ folder or a CSV with a "
+                      "family column to search for relatives"], errors
+    assert not _faces(at)
 
 
 def test_verify_same_and_different_person(celeba_gallery):

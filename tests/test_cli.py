@@ -40,6 +40,32 @@ def test_ingest_then_match_names_the_person(tmp_path, session_home):
     assert "15 faces" in r.stdout
 
 
+def test_ingest_families_folder(data_dir, tmp_path, session_home):
+    """FAMILY/PERSON/*.jpg with --families: each person gets a family, and the relatives
+    search answers on it; without the flag the layout is not guessed, and the message
+    says how to read it."""
+    import shutil
+
+    fams = tmp_path / "fams"
+    for fam, person, src in (("Adeyemi", "mum", "F0001/MID2"), ("Adeyemi", "son", "F0001/MID4"),
+                             ("Berg", "dad", "F0002/MID1"), ("Berg", "girl", "F0002/MID3")):
+        (fams / fam / person).mkdir(parents=True)
+        for p in sorted((data_dir / "fiw/train-faces" / src).glob("*.jpg"))[:2]:
+            shutil.copy(p, fams / fam / person / p.name)
+    home = tmp_path / "home"
+    r = run("ingest", fams, "--quiet", "--home", home, home=session_home)
+    assert r.returncode != 0 and "--families" in r.stderr, r.stderr
+    r = run("ingest", fams, "--families", "--format", "csv", "--home", home, home=session_home)
+    assert r.returncode != 0 and "cannot go with --format csv" in r.stderr, r.stderr
+    r = run("ingest", fams, "--families", "--quiet", "--home", home, home=session_home)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(list(fams.glob('*/*/*.jpg')))} photos processed" in r.stdout
+    probe = sorted((data_dir / "fiw/train-faces/F0001/MID3").glob("*.jpg"))[0]  # another son of Adeyemi's mum
+    r = run("relatives", probe, "--json", "--home", home, home=session_home)
+    assert r.returncode == 0, r.stderr
+    assert {"Adeyemi", "Berg"} <= set(r.stdout.replace('"', " ").split()), r.stdout
+
+
 def test_verify_and_user_errors(data_dir, session_home):
     people = data_dir / "photos/people"
     r = run("verify", people / "obama/obama.jpg", people / "obama/obama2.jpg", home=session_home)

@@ -443,3 +443,88 @@ def test_bad_arguments(tmp_path):
         load_images(tmp_path, fmt="lfw")
     with pytest.raises(DatasetError):
         read_master_csv(tmp_path / "master.csv")
+
+
+# --------------------------------------------------------------------------- families
+
+
+def test_families_layout(tmp_path):
+    """FAMILY/PERSON/*.jpg: identities are FAMILY/PERSON (two families' "mum" are two
+    people), each with its family; chosen explicitly, never detected."""
+    for fam, people in (("smith", ("mum", "dad", "kid")), ("Nguyễn", ("mum", "bà"))):
+        for person in people:
+            _touch(tmp_path / fam / person / "1.jpg")
+            _touch(tmp_path / fam / person / "2.png")
+    _touch(tmp_path / "smith" / "empty-folder" / "notes.txt")
+    with pytest.raises(DatasetError, match="--families"):
+        detect_format(tmp_path)  # the same shape as PERSON/EVENT/*.jpg: never guessed
+    images = load_images(tmp_path, "families")
+    assert len(images) == 10
+    by = {im.identity: (im.family, im.member) for im in images}
+    assert by == {"smith/mum": ("smith", "mum"), "smith/dad": ("smith", "dad"), "smith/kid": ("smith", "kid"),
+                  "Nguyễn/mum": ("Nguyễn", "mum"), "Nguyễn/bà": ("Nguyễn", "bà")}
+    assert [im.path for im in images] == sorted(im.path for im in images)
+
+
+@pytest.mark.parametrize("bad,match", [("fam\u202eily", "cannot name a family"), ("---", "cannot name a family")])
+def test_families_layout_checks_family_names(tmp_path, bad, match):
+    _touch(tmp_path / bad / "ann" / "1.jpg")
+    with pytest.raises(DatasetError, match=match):
+        load_images(tmp_path, "families")
+
+
+def test_families_layout_checks_people_and_loose_photos(tmp_path):
+    _touch(tmp_path / "smith" / "ann\u200b" / "1.jpg")
+    with pytest.raises(DatasetError, match="cannot name a person"):
+        load_images(tmp_path, "families")
+    (tmp_path / "smith" / "ann\u200b" / "1.jpg").unlink()
+    _touch(tmp_path / "smith" / "ann" / "1.jpg")
+    _touch(tmp_path / "smith" / "group.jpg")
+    with pytest.raises(DatasetError, match="directly in the family folder"):
+        load_images(tmp_path, "families")
+
+
+def test_families_layout_is_not_the_folders_layout(tmp_path):
+    _touch(tmp_path / "obama" / "1.jpg")
+    with pytest.raises(DatasetError, match="no images"):
+        load_images(tmp_path, "families")  # PERSON/*.jpg has no person folders inside
+    assert detect_format(tmp_path) == "folders"
+
+
+def test_csv_family_column(tmp_path):
+    f = tmp_path / "list.csv"
+    f.write_text("path,label,family,source\na.jpg,ann,smith,web\nb.jpg,ann,smith,\nc.jpg,bob, Jones \n"
+                 "d.jpg,zed,,cam\n")
+    images = load_images(f)
+    assert {(im.identity, im.family) for im in images} == {("ann", "smith"), ("bob", "Jones"), ("zed", None)}
+    assert {im.identity: im.extra for im in images}["zed"] == (("source", "cam"),)  # family is not an extra
+
+
+@pytest.mark.parametrize(
+    "rows,match",
+    [
+        ("a.jpg,ann,smith\nb.jpg,ann,jones\n", r":3: 'ann' is in family 'jones' here but in 'smith' on line 2"),
+        ("a.jpg,ann,smi\u200bth\n", ":2: family .* is not usable: .*invisible"),
+        ("a.jpg,ann,...\n", ":2: family '...' is not usable: it has no letter or digit"),
+    ],
+)
+def test_csv_family_column_checked(tmp_path, rows, match):
+    f = tmp_path / "list.csv"
+    f.write_text("path,label,family\n" + rows)
+    with pytest.raises(DatasetError, match=match):
+        load_images(f)
+
+
+@needs_data
+def test_fiw_parents_from_mid_csv():
+    """A child's parents (mid.csv's relationship matrix) are in ``extra``: every
+    parent-child pair of train-pairs.csv among them."""
+    import csv
+
+    images = {im.identity: im for im in load_images(DATA / "fiw")}
+    assert images["F0001/MID3"].get("parents") == "F0001/MID1;F0001/MID2"
+    assert images["F0001/MID1"].get("parents") is None
+    listed = {(r["p1"], r["p2"]) for r in csv.DictReader((DATA / "fiw" / "train-pairs.csv").open())
+              if r["ptype"] in ("fs", "fd", "ms", "md")}
+    known = {(p, child) for child, im in images.items() for p in (im.get("parents") or "").split(";") if p}
+    assert listed and {(a, b) for a, b in listed if a in images and b in images} <= known

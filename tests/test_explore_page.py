@@ -162,3 +162,82 @@ def test_empty_gallery_message(tmp_path, monkeypatch, app):
     assert not at.exception, at.exception
     assert any("gallery is empty" in i.value for i in at.info)
     assert not _charts(at)
+
+
+@pytest.fixture
+def family_gallery(tmp_path, monkeypatch, session_home):
+    """Its own data folder over the session's embedding cache (the test is about the page):
+    three FIW families ingested from FIW's layout (with mid.csv's parents) and one family
+    from a FAMILY/PERSON/ folder made of a fourth FIW family's photos (no parents known).
+    Returns its settings."""
+    import shutil
+
+    from facesearch.datasets.registry import load_images
+    from facesearch.ingest.run import ingest
+    from facesearch.settings import Settings
+
+    from conftest import DATA
+
+    s = Settings(home=tmp_path / "home", cache_dir=session_home / "cache")
+    fiw = [im for im in load_images(DATA / "fiw", "fiw") if im.family in ("F0001", "F0002", "F0004")]
+    per = {}
+    items = [im for im in fiw if per.setdefault(im.identity, []).append(im) or len(per[im.identity]) <= 3]
+    assert not ingest(DATA / "fiw", items=items, settings=s).failed
+    for mid, who in (("MID1", "papa"), ("MID2", "mama"), ("MID3", "kid")):
+        src = sorted((DATA / "fiw" / "train-faces" / "F0005" / mid).glob("*.jpg"))[:3]
+        for p in src:
+            (tmp_path / "fams" / "Smith & co" / who).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, tmp_path / "fams" / "Smith & co" / who / p.name)
+    assert not ingest(tmp_path / "fams", "families", settings=s).failed
+    monkeypatch.setenv("FACESEARCH_HOME", str(s.home))
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    return s
+
+
+def _table(at, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_family_colours_and_the_mom_dad_child_question(family_gallery, app):
+    from components.text import md_unescape
+    from facesearch.kinship import space as KS
+    from store import FaceGallery, list_galleries
+
+    s = family_gallery
+    at = app.run()
+    assert not at.exception, at.exception
+    # The map coloured by family: FIW's families and the folder's, its name as written.
+    at.radio(key="colour_by").set_value("family").run()
+    assert not at.exception, at.exception
+    assert sorted(_points(_figures(at)[0])) == ["F0001", "F0002", "F0004", "Smith &amp; co"]  # plotly: HTML-escaped
+
+    # F0001: mid.csv says MID1 (m) and MID2 (f) are the parents of MID3 and MID4 (sons).
+    at.selectbox(key="family_view").set_value("F0001").run()
+    assert not at.exception, at.exception
+    t = _table(at, "parent is")
+    assert sorted(zip(t["child"], t["parent"], t["parent is"])) == [
+        ("F0001/MID3", "F0001/MID1", "father"), ("F0001/MID3", "F0001/MID2", "mother"),
+        ("F0001/MID4", "F0001/MID1", "father"), ("F0001/MID4", "F0001/MID2", "mother")]
+    assert sorted(t["relation ROC AUC (held out)"]) == [0.81, 0.81, 0.85, 0.85]  # fs, ms
+    # The scores are the kinship space's and the model's cosines of the members' mean faces.
+    g = next(g for g in list_galleries(s) if g["model"] == s.model)
+    _, x, mds = FaceGallery(s.model, g["dim"], s.detector, s).all_embeddings()
+    keep = [i for i, md in enumerate(mds) if md.get("family") == "F0001"]
+    names, m = KS.member_means(x[keep], [mds[i]["identity"] for i in keep])
+    z = KS.load(s.model, s).project(m)
+    pos = {n: i for i, n in enumerate(names)}
+    for child, parent, kin, same in zip(t["child"], t["parent"], t["kinship score"], t["same-person similarity"]):
+        i, j = pos[child], pos[parent]
+        assert kin == pytest.approx(float(z[i] @ z[j]), abs=1e-3) and same == pytest.approx(float(m[i] @ m[j]), abs=1e-3)
+    assert "F0001/MID3 scores closer to its" in md_unescape(_captions(at))
+    assert len(_table(at, "member b")) == len(names) * (len(names) - 1) // 2
+    caveat = " ".join(md_unescape(i.value) for i in at.info)
+    assert "0.835" in caveat and "0.810" in caveat and "grandparents near chance" in caveat
+
+    # The FAMILY/PERSON/ folder's family: no parents recorded, so every pair, said so.
+    at.selectbox(key="family_view").set_value("Smith & co").run()
+    assert not at.exception, at.exception
+    assert not any("parent is" in d.value.columns for d in at.dataframe)
+    pairs = _table(at, "member b")
+    assert sorted(pairs["member a"]) == ["Smith & co/kid", "Smith & co/kid", "Smith & co/mama"]
+    assert "does not record who is a parent" in _captions(at)

@@ -17,7 +17,14 @@ def cmd_ingest(args) -> int:
     from facesearch.ingest.run import ingest
 
     s = _settings(args)
-    rep = ingest(args.path, args.format, settings=s, limit=args.limit, workers=args.workers,
+    fmt = args.format
+    if args.families:
+        if fmt not in ("auto", "families"):
+            from facesearch.errors import ConfigError
+
+            raise ConfigError(f"--families reads FAMILY/PERSON/*.jpg folders; it cannot go with --format {fmt}")
+        fmt = "families"
+    rep = ingest(args.path, fmt, settings=s, limit=args.limit, workers=args.workers,
                  all_faces=args.all_faces, progress=progress_bar(args.quiet), restart=args.restart, dask=args.dask,
                  waiting=lambda msg: print(msg, file=sys.stderr, flush=True))
     for p, reason in rep.failed:
@@ -161,10 +168,14 @@ def cmd_stats(args) -> int:
 def register(sub, common: argparse.ArgumentParser) -> None:
     """This module's sub-commands, on ``sub`` (``common``: the options every command takes)."""
     a = sub.add_parser("ingest", parents=[common], help="add a labelled dataset to the gallery",
-                       description="Formats: folders (NAME/*.jpg), celeba, lfw, fiw, csv (path,label). "
+                       description="Formats: folders (NAME/*.jpg), celeba, lfw, fiw, csv (path,label[,family]), "
+                                   "families (FAMILY/PERSON/*.jpg, with --families). "
                                    "Resumes where an earlier run stopped.")
     a.add_argument("path")
     a.add_argument("--format", default="auto", choices=["auto", *FORMATS])
+    a.add_argument("--families", action="store_true",
+                   help="the folder is FAMILY/PERSON/*.jpg: each person gets a family (format 'families'; never "
+                        "detected, since PERSON/EVENT/*.jpg looks the same)")
     a.add_argument("--limit", type=int, help="only the first N photos")
     a.add_argument("--workers", type=int, help="worker processes for detection/embedding (default 1; with "
                    "--dask local, the LocalCluster's workers)")

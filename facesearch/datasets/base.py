@@ -28,7 +28,8 @@ _LAYOUT_HELP = (
     "  celeba:  ROOT/identity_CelebA.txt + ROOT/img_celeba/ (or img_align_celeba/)\n"
     "  lfw:     ROOT/lfw-deepfunneled/<Name>/<Name>_0001.jpg (or ROOT/lfw/), pairs.txt beside it\n"
     "  fiw:     ROOT/train-faces/F0001/MID1/*.jpg (+ mid.csv per family, train-pairs.csv)\n"
-    "  csv:     a .csv file with a header and columns path,label"
+    "  csv:     a .csv file with a header and columns path,label (and optionally family)\n"
+    "  families: ROOT/<family>/<person>/<photo>.jpg (chosen with --families, never detected)"
 )
 
 
@@ -126,9 +127,10 @@ class LabeledImage:
 
     ``identity`` is the label compared for same/different: the CelebA id (``"7201"``),
     the folder name (``"George_W_Bush"``) or the FIW member (``"F0001/MID1"``), cleaned
-    by :func:`clean_label` (which raises DatasetError for an unusable one). FIW also
-    fills ``family``/``member`` and, from ``mid.csv``, ``extra`` such as
-    ``(("name", "amina"), ("gender", "f"))``.
+    by :func:`clean_label` (which raises DatasetError for an unusable one). FIW and the
+    families layout (``"<family>/<person>"``) also fill ``family``/``member``, a csv its
+    ``family`` column (each checked by the same rule); FIW adds, from ``mid.csv``,
+    ``extra`` such as ``(("name", "amina"), ("gender", "f"))``.
     """
 
     path: Path

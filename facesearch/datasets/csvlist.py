@@ -1,11 +1,13 @@
 """A csv list of photos: a header naming the columns ``path`` and ``label`` (others are kept
-as ``extra``); relative paths are resolved against the csv's folder."""
+as ``extra``); relative paths are resolved against the csv's folder. An optional
+``family`` column gives each identity its family (checked like a label; one identity,
+one family; an empty cell: family unknown)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from facesearch.datasets.base import LabeledImage, _csv_rows, _shown, _sort_key, label_problem
+from facesearch.datasets.base import LabeledImage, _csv_rows, _shown, _sort_key, clean_label, label_problem
 from facesearch.errors import DatasetError
 
 
@@ -30,7 +32,8 @@ def _load_csv(path: Path) -> list[LabeledImage]:
         raise DatasetError(
             f"{path}: the header must name the columns 'path' and 'label', got {header}.{hint}"
         )
-    extra_cols = [h for h in header if h not in ("path", "label") and h]
+    extra_cols = [h for h in header if h not in ("path", "label", "family") and h]
+    family_of: dict[str, tuple[str, int]] = {}  # identity -> (family, first line saying so)
     base = path.parent
     out: list[LabeledImage] = []
     for lineno, row in rows:
@@ -40,7 +43,18 @@ def _load_csv(path: Path) -> list[LabeledImage]:
         why = label_problem(label)
         if why is not None:
             raise DatasetError(f"{path}:{lineno}: label {_shown(label)} is not usable: {why}")
+        family = row.get("family") or None
+        if family is not None:
+            why = label_problem(family)
+            if why is not None:
+                raise DatasetError(f"{path}:{lineno}: family {_shown(family)} is not usable: {why}")
+            family, ident = clean_label(family), clean_label(label)
+            seen = family_of.setdefault(ident, (family, lineno))
+            if seen[0] != family:
+                raise DatasetError(f"{path}:{lineno}: {_shown(ident)} is in family {_shown(family)} here but in "
+                                   f"{_shown(seen[0])} on line {seen[1]}: one person, one family")
         fp = Path(p).expanduser()
         extra = tuple((c, row[c]) for c in extra_cols if row.get(c))
-        out.append(LabeledImage(path=fp if fp.is_absolute() else base / fp, identity=label, extra=extra))
+        out.append(LabeledImage(path=fp if fp.is_absolute() else base / fp, identity=label, family=family,
+                                extra=extra))
     return out

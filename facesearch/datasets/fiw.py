@@ -1,5 +1,6 @@
 """Families in the Wild: ``ROOT/train-faces/F0001/MID1/*.jpg``, a ``mid.csv`` per family
-(name, gender) and ``train-pairs.csv`` (kin pairs ``p1,p2,ptype``).
+(name, gender, the relationship matrix: a child's ``parents`` are kept in ``extra``) and
+``train-pairs.csv`` (kin pairs ``p1,p2,ptype``).
 
 :func:`fiw_same_person_pairs` samples same-person photo pairs of FIW members;
 :func:`fiw_kin_pairs` returns :class:`MemberPair` records between *members*
@@ -43,6 +44,12 @@ log = logging.getLogger(__name__)
 _FIW_FACES_DIR = "train-faces"
 _FIW_PAIRS_FILE = "train-pairs.csv"
 _MID_RE = re.compile(r"^MID\d+$", re.IGNORECASE)
+# mid.csv's relationship codes: 1 child, 2 sibling, 3 grandchild, 4 parent, 5 spouse,
+# 6 grandparent, 7 great-grandchild, 8 great-grandparent.
+_PARENT_CODE = "4"
+# A member's parents in ``extra``/the gallery's metadata (``"parents"``): their
+# identities joined by this (FIW ids hold none).
+PARENTS_SEP = ";"
 
 
 def is_layout(root: Path) -> bool:
@@ -75,6 +82,8 @@ def _read_mid_csv(path: Path, family: str) -> dict[str, dict[str, str]]:
     if "mid" not in header:
         raise DatasetError(f"{path}: expected a 'MID' column in the header, got {header}")
     out: dict[str, dict[str, str]] = {}
+    parents: dict[str, list[str]] = defaultdict(list)
+    matrix = [h for h in header if h.isdigit()]
     for lineno, row in rows:
         mid = row.get("mid", "")
         if not mid.isdigit():
@@ -84,8 +93,23 @@ def _read_mid_csv(path: Path, family: str) -> dict[str, dict[str, str]]:
             info["name"] = row["name"]
         if row.get("gender"):
             info["gender"] = row["gender"].lower()
-        out[f"{family}/MID{int(mid)}"] = info
+        me = f"{family}/MID{int(mid)}"
+        out[me] = info
+        # The relationship matrix: row i, column j holds what i is to j; 4 = parent (on
+        # the shared slice every fs/fd/ms/md pair of train-pairs.csv is one of these).
+        for col in matrix:
+            if row.get(col) == _PARENT_CODE and int(col) != int(mid):
+                parents[f"{family}/MID{int(col)}"].append(me)
+    for child, who in parents.items():
+        out.setdefault(child, {})["parents"] = PARENTS_SEP.join(sorted(set(who)))
     return out
+
+
+def read_parents(mid_csv: str | Path, family: str) -> dict[str, list[str]]:
+    """Child member (``"F0001/MID3"``) -> its parents' member ids, from one family's
+    ``mid.csv`` relationship matrix."""
+    info = _read_mid_csv(Path(mid_csv), family)
+    return {m: i["parents"].split(PARENTS_SEP) for m, i in info.items() if i.get("parents")}
 
 
 def _fiw_index(root: str | Path) -> _FiwIndex:
@@ -120,7 +144,7 @@ def load(root: Path, limit: int | None = None) -> list[LabeledImage]:
     for member_id, paths in idx.photos.items():
         family, member = member_id.split("/", 1)
         meta = idx.info.get(member_id, {})
-        extra = tuple((k, meta[k]) for k in ("name", "gender") if k in meta)
+        extra = tuple((k, meta[k]) for k in ("name", "gender", "parents") if k in meta)
         out.extend(
             LabeledImage(path=p, identity=member_id, family=family, member=member, extra=extra)
             for p in paths

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from facesearch.datasets import celeba, csvlist, fiw, folders, lfw
+from facesearch.datasets import celeba, csvlist, families, fiw, folders, lfw
 from facesearch.datasets.base import _LAYOUT_HELP, LabeledImage, _check_limit, _has_image
 from facesearch.errors import ConfigError, DatasetError
 
@@ -24,6 +24,8 @@ FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, int | None], li
     "lfw": (lfw.is_layout, lfw.load, 3),
     "fiw": (fiw.is_layout, fiw.load, 2),
     "csv": (csvlist.is_layout, csvlist.load, 0),
+    # Never detected (families.is_layout is always False): chosen with --families.
+    "families": (families.is_layout, families.load, 5),
 }
 
 
@@ -57,6 +59,9 @@ def detect_format(path: str | Path) -> str:
         )
         if (p / "master.csv").is_file():
             hint += " (master.csv here is a pair list: read it with read_master_csv.)"
+    elif families.looks_like(p):
+        hint = ("\nIts sub-folders hold folders of photos: if they are families (FAMILY/PERSON/*.jpg), ingest it "
+                "with --families (format 'families'); a person's photos sorted into sub-folders are not read.")
     raise DatasetError(f"{p}: no known dataset layout found.\n{_LAYOUT_HELP}{hint}")
 
 
