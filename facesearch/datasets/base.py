@@ -28,7 +28,8 @@ _LAYOUT_HELP = (
     "  celeba:  ROOT/identity_CelebA.txt + ROOT/img_celeba/ (or img_align_celeba/)\n"
     "  lfw:     ROOT/lfw-deepfunneled/<Name>/<Name>_0001.jpg (or ROOT/lfw/), pairs.txt beside it\n"
     "  fiw:     ROOT/train-faces/F0001/MID1/*.jpg (+ mid.csv per family, train-pairs.csv)\n"
-    "  csv:     a .csv file with a header and columns path,label"
+    "  csv:     a .csv file with a header and columns path,label\n"
+    "  photos:  ROOT/<photo>.jpg, a photo library with no labels (faces grouped into people)"
 )
 
 
