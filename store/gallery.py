@@ -748,10 +748,13 @@ class FaceGallery:
         return ids, x, mds
 
     def identities(self) -> dict[str, int]:
-        """identity -> number of faces, most faces first."""
+        """identity -> number of faces, most faces first. A photo library's unnamed faces
+        (identity ``""``, facesearch.people) are nobody's: not counted."""
         counts: dict[str, int] = {}
         for _, md in self.iter_metadata():
             ident = str((md or {}).get("identity", "?"))
+            if not ident:
+                continue
             counts[ident] = counts.get(ident, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
