@@ -44,6 +44,7 @@ class Params:
 
     threshold: float = 0.57  # mean cosine distance under which two groups are one person
     merge: float = 0.50  # second pass: cosine distance between groups' mean directions under which they merge
+    attach: float = 0.50  # a face joins a person within this cosine distance of the person's mean direction
     min_faces: int = 2  # a smaller group is not a person yet: its faces wait
     block: int = 3000  # faces grouped exactly at once (a block x block float32 matrix)
 
@@ -241,7 +242,10 @@ def group(x: np.ndarray, photos, ok: np.ndarray | None = None, params: Params = 
                                 init[first], params.min_faces)
     todo = np.concatenate([rest, np.flatnonzero(~ok & (init < 0))]).astype(np.int64)
     waiting = np.flatnonzero(labels[first] < 0)
-    return place(x, photos, ok, labels, todo, params, forbid, waiting=first[waiting])
+    labels = place(x, photos, ok, labels, todo, params, forbid, waiting=first[waiting])
+    # Last, the faces still waiting try the people as they now are.
+    _join(x, photos, labels, np.flatnonzero(labels < 0), params, forbid, Groups.of(x, labels, photos))
+    return labels
 
 
 def place(x: np.ndarray, photos, ok: np.ndarray, labels: np.ndarray, new: np.ndarray, params: Params = DEFAULT,
@@ -272,8 +276,36 @@ def place(x: np.ndarray, photos, ok: np.ndarray, labels: np.ndarray, new: np.nda
 
 def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups) -> np.ndarray:
     thr = params.threshold
-    if g.ids:
-        dist = 1.0 - (x[new].astype(np.float64) @ g.sums.T) / g.counts[None, :]  # (len(new), people)
+    _join(x, photos, labels, new, params, forbid, g)
+    # The rest found new people with the waiting faces close to them.
+    left = new[(labels[new] < 0) & ok[new]]
+    if left.size == 0:
+        return labels
+    pool = waiting[ok[waiting]] if waiting.size else waiting
+    near = _near(x, left, pool, thr, params.block)
+    cand = np.concatenate([left, near])
+    base = max(int(labels.max()) + 1, max(g.ids, default=-1) + 1)
+    lab = _drop_small(agglomerate(x[cand], [photos[i] for i in cand], thr), np.full(len(cand), -1), params.min_faces)
+    for j in np.flatnonzero(lab >= 0):
+        i = int(cand[j])
+        labels[i] = lab[j] + base
+        g.add(int(labels[i]), x[i], photos[i])
+    return labels
+
+
+def _join(x, photos, labels, new, params: Params, forbid, g: Groups) -> None:
+    """Faces ``new`` join people of ``g`` (in place, in ``labels`` and ``g``): a face
+    joins the person it is close to on average (``params.threshold``) or close to their
+    mean direction (``params.attach``: a person of many varied photos is far from any one
+    face on average, not from their mean), never a person with a face of its photo nor
+    one it was taken out of; the faces of one photo jointly (linear_sum_assignment)."""
+    if g.ids and len(new):
+        thr = params.threshold
+        dots = x[new].astype(np.float64) @ g.sums.T  # (len(new), people)
+        avg = 1.0 - dots / g.counts[None, :]
+        cen = 1.0 - dots / np.maximum(np.linalg.norm(g.sums, axis=1), 1e-12)[None, :]
+        # <= thr when either rule admits the face; the smaller, the closer.
+        dist = np.minimum(avg, cen + (thr - params.attach))
         row = g.row
         # Conflicts: a person holding a face of the same photo, or a "not this person".
         photo_of = [photos[i] for i in new]
@@ -301,20 +333,6 @@ def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups)
                     i, pid = int(new[js[a]]), g.ids[int(cand[b])]
                     labels[i] = pid
                     g.add(pid, x[i], photos[i])
-    # The rest found new people with the waiting faces close to them.
-    left = new[(labels[new] < 0) & ok[new]]
-    if left.size == 0:
-        return labels
-    pool = waiting[ok[waiting]] if waiting.size else waiting
-    near = _near(x, left, pool, thr, params.block)
-    cand = np.concatenate([left, near])
-    base = max(int(labels.max()) + 1, max(g.ids, default=-1) + 1)
-    lab = _drop_small(agglomerate(x[cand], [photos[i] for i in cand], thr), np.full(len(cand), -1), params.min_faces)
-    for j in np.flatnonzero(lab >= 0):
-        i = int(cand[j])
-        labels[i] = lab[j] + base
-        g.add(int(labels[i]), x[i], photos[i])
-    return labels
 
 
 def _by_key(keys) -> dict:
