@@ -277,19 +277,27 @@ def place(x: np.ndarray, photos, ok: np.ndarray, labels: np.ndarray, new: np.nda
 def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups) -> np.ndarray:
     thr = params.threshold
     _join(x, photos, labels, new, params, forbid, g)
-    # The rest found new people with the waiting faces close to them.
+    # The rest found new people with the waiting faces close to them: grouped, then the
+    # groups merged by their mean directions, as a whole library is (group()).
     left = new[(labels[new] < 0) & ok[new]]
-    if left.size == 0:
-        return labels
-    pool = waiting[ok[waiting]] if waiting.size else waiting
-    near = _near(x, left, pool, thr, params.block)
-    cand = np.concatenate([left, near])
-    base = max(int(labels.max()) + 1, max(g.ids, default=-1) + 1)
-    lab = _drop_small(agglomerate(x[cand], [photos[i] for i in cand], thr), np.full(len(cand), -1), params.min_faces)
-    for j in np.flatnonzero(lab >= 0):
-        i = int(cand[j])
-        labels[i] = lab[j] + base
-        g.add(int(labels[i]), x[i], photos[i])
+    if left.size:
+        pool = waiting[ok[waiting]] if waiting.size else waiting
+        near = _near(x, left, pool, thr, params.block)
+        cand = np.concatenate([left, near])
+        cph = [photos[i] for i in cand]
+        base = max(int(labels.max()) + 1, max(g.ids, default=-1) + 1)
+        free = np.full(len(cand), -1)
+        lab = agglomerate(x[cand], cph, thr)
+        lab = _drop_small(_merge_pass(x[cand], cph, lab, free, params, set()), free, params.min_faces)
+        if (lab >= 0).any():
+            lab[lab >= 0] += base - lab[lab >= 0].min()
+        for j in np.flatnonzero(lab >= 0):
+            i = int(cand[j])
+            labels[i] = lab[j]
+            g.add(int(labels[i]), x[i], photos[i])
+        # Faces still waiting (and new ones the quality gate stops) try the people as they now are.
+        again = np.concatenate([new, near])
+        _join(x, photos, labels, again[labels[again] < 0], params, forbid, g)
     return labels
 
 
