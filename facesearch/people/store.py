@@ -60,6 +60,7 @@ class PeopleStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=120)
         with disk_full_raises(msg), self._lock:
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA secure_delete=ON")  # an erased person's rows leave no bytes behind
             for stmt in _SCHEMA:
                 self.db.execute(stmt)
 
@@ -160,3 +161,28 @@ class PeopleStore:
         db.execute("DELETE FROM rejected WHERE gallery=? AND person=?", (self.gallery, int(person)))
         db.execute("UPDATE faces SET person=NULL, pinned=0 WHERE gallery=? AND person=?", (self.gallery, int(person)))
         db.execute("DELETE FROM persons WHERE gallery=? AND id=?", (self.gallery, int(person)))
+
+
+def forget_person_named(path: Path, name: str) -> tuple[int, str | None]:
+    """Erasure (:func:`facesearch.admin.privacy.erase_identity`): every person called
+    ``name`` in every gallery, with their faces' rows (photo, path, box) and decisions,
+    then the file scrubbed. Returns (rows deleted, None or why it could not be scrubbed)."""
+    from facesearch.embedding.cache import scrub_sqlite
+
+    if not Path(path).is_file():
+        return 0, None
+    st = PeopleStore(path, "")
+    try:
+        n = 0
+        with st.write() as db:
+            for gallery, pid in db.execute("SELECT gallery, id FROM persons WHERE name=?", (name,)).fetchall():
+                faces = [r[0] for r in db.execute("SELECT face_id FROM faces WHERE gallery=? AND person=?",
+                                                  (gallery, pid))]
+                for f in faces:
+                    n += db.execute("DELETE FROM faces WHERE gallery=? AND face_id=?", (gallery, f)).rowcount
+                    db.execute("DELETE FROM rejected WHERE gallery=? AND face_id=?", (gallery, f))
+                db.execute("DELETE FROM rejected WHERE gallery=? AND person=?", (gallery, pid))
+                n += db.execute("DELETE FROM persons WHERE gallery=? AND id=?", (gallery, pid)).rowcount
+        return n, (scrub_sqlite(st.db, path) if n else None)
+    finally:
+        st.close()
