@@ -156,6 +156,19 @@ def test_name_match_move_regroup_and_new_photos(library, tmp_path):
     assert S.person_named(g, "Barack Obama") == obama
 
 
+def test_not_this_person_holds_for_an_unnamed_person_through_regroups(library):
+    from facesearch.people import service as S
+
+    s, g, lib = library
+    actress = _person_of(g, "img1.jpg")
+    face = next(f for f in S.show_person(g, actress).faces if f.path.endswith("img2.jpg"))
+    S.move_faces(g, [face.face_id], None)
+    for _ in range(2):
+        S.regroup(g)
+        assert face.face_id not in {f.face_id for f in S.show_person(g, actress).faces}
+    assert S.show_person(g, actress).person.name is None
+
+
 def test_visitor_cannot_change_people(library):
     from facesearch.access import Actor
     from facesearch.errors import PermissionDeniedError

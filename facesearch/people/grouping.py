@@ -63,6 +63,7 @@ class Groups:
         self._sums = np.zeros((16, dim))
         self._counts = np.zeros(16)
         self.photos: list[set] = []
+        self.by_photo: dict = {}  # photo key -> rows of the people holding a face of it
 
     @property
     def sums(self) -> np.ndarray:
@@ -91,7 +92,9 @@ class Groups:
                 self._counts = np.concatenate([self._counts, np.zeros_like(self._counts)])
         self._sums[r] += v
         self._counts[r] += 1
-        self.photos[r].add(photo)
+        if photo not in self.photos[r]:
+            self.photos[r].add(photo)
+            self.by_photo.setdefault(photo, []).append(r)
 
 
 def agglomerate(x: np.ndarray, photos, threshold: float, init: np.ndarray | None = None,
@@ -301,46 +304,68 @@ def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups)
     return labels
 
 
-def _join(x, photos, labels, new, params: Params, forbid, g: Groups) -> None:
+def _join(x, photos, labels, new, params: Params, forbid, g: Groups, chunk: int = 2048) -> None:
     """Faces ``new`` join people of ``g`` (in place, in ``labels`` and ``g``): a face
     joins the person it is close to on average (``params.threshold``) or close to their
     mean direction (``params.attach``: a person of many varied photos is far from any one
     face on average, not from their mean), never a person with a face of its photo nor
-    one it was taken out of; the faces of one photo jointly (linear_sum_assignment)."""
-    if g.ids and len(new):
-        thr = params.threshold
-        dots = x[new].astype(np.float64) @ g.sums.T  # (len(new), people)
-        avg = 1.0 - dots / g.counts[None, :]
-        cen = 1.0 - dots / np.maximum(np.linalg.norm(g.sums, axis=1), 1e-12)[None, :]
-        # <= thr when either rule admits the face; the smaller, the closer.
-        dist = np.minimum(avg, cen + (thr - params.attach))
-        row = g.row
-        # Conflicts: a person holding a face of the same photo, or a "not this person".
-        photo_of = [photos[i] for i in new]
-        wanted = set(photo_of)
-        for r, phs in enumerate(g.photos):
-            for ph in wanted & phs:
-                for j, pj in enumerate(photo_of):
-                    if pj == ph:
-                        dist[j, r] = np.inf
-        if forbid:
-            pos = {int(i): j for j, i in enumerate(new)}
-            for f, p in forbid:
-                if f in pos and p in row:
-                    dist[pos[f], row[p]] = np.inf
-        # Per photo, jointly: each face its own person (or none).
-        for js in _by_key(photo_of).values():
-            sub = dist[js]
-            cand = np.flatnonzero((sub <= thr).any(axis=0))
-            if cand.size == 0:
-                continue
-            cost = np.where(sub[:, cand] <= thr, sub[:, cand], 1e6)
-            rr, cc = linear_sum_assignment(cost)
-            for a, b in zip(rr, cc):
-                if cost[a, b] < 1e6:
-                    i, pid = int(new[js[a]]), g.ids[int(cand[b])]
-                    labels[i] = pid
-                    g.add(pid, x[i], photos[i])
+    one it was taken out of; the faces of one photo jointly (linear_sum_assignment).
+    ``chunk`` faces at a time (whole photos), so memory stays at ``chunk x people``."""
+    if not g.ids or not len(new):
+        return
+    by_photo = _by_key([photos[i] for i in new])
+    part: list[int] = []
+    for js in by_photo.values():
+        part += [int(new[j]) for j in js]
+        if len(part) >= chunk:
+            _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g)
+            part = []
+    if part:
+        _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g)
+
+
+def _join_chunk(x, photos, labels, new, params: Params, forbid, g: Groups) -> None:
+    thr, att = params.threshold, params.attach
+    counts = g.counts
+    norms = np.maximum(np.linalg.norm(g.sums, axis=1), 1e-12)
+    dots = x[new] @ g.sums.T.astype(np.float32)  # (len(new), people) float32
+    # Admitted by either rule: 1 - dot/n <= thr (average) or 1 - dot/|S| <= attach (mean
+    # direction). Only those pairs are looked at further: a face is near few people.
+    need = np.minimum((1.0 - thr) * counts, (1.0 - att) * norms).astype(np.float32)
+    jj, rr = np.nonzero(dots >= need[None, :])
+    if jj.size == 0:
+        return
+    d = dots[jj, rr].astype(np.float64)
+    del dots
+    # The smaller, the closer; both rules on the average rule's scale.
+    dist = np.minimum(1.0 - d / counts[rr], 1.0 - d / norms[rr] + (thr - att))
+    photo_of = [photos[int(i)] for i in new]
+    banned = set(forbid) if forbid else ()
+    cands: dict = {}
+    for j, r, dv in zip(jj.tolist(), rr.tolist(), dist.tolist()):
+        # A person holding a face of the same photo, or one the face was taken out of.
+        if r in g.by_photo.get(photo_of[j], ()) or (banned and (int(new[j]), g.ids[r]) in banned):
+            continue
+        cands.setdefault(photo_of[j], {}).setdefault(j, []).append((r, dv))
+    # Per photo, jointly: each face its own person (or none).
+    for faces in cands.values():
+        js = list(faces)
+        people = sorted({r for j in js for r, _ in faces[j]})
+        if len(js) == 1 and len(people) >= 1:
+            r, _ = min(faces[js[0]], key=lambda t: t[1])
+            pairs = [(js[0], r)]
+        else:
+            col = {r: c for c, r in enumerate(people)}
+            cost = np.full((len(js), len(people)), 1e6)
+            for a, j in enumerate(js):
+                for r, dv in faces[j]:
+                    cost[a, col[r]] = dv
+            ra, ca = linear_sum_assignment(cost)
+            pairs = [(js[a], people[c]) for a, c in zip(ra, ca) if cost[a, c] < 1e6]
+        for j, r in pairs:
+            i, pid = int(new[j]), g.ids[r]
+            labels[i] = pid
+            g.add(pid, x[i], photos[i])
 
 
 def _by_key(keys) -> dict:

@@ -11,7 +11,8 @@ Every function takes the gallery (:class:`store.FaceGallery`, whose ``actor`` sa
 asks) and works on its photo-library faces (metadata ``people``). The decisions are
 kept so that no later grouping undoes them:
 
-* a face a user put in a person (naming it, merging, moving) is *pinned* there;
+* a face a user put in a person (naming it, merging, moving) is *pinned* there, and so
+  are the faces left in a person a face was taken out of (the user looked at them);
 * two people a user made are never merged by the machine;
 * a face taken out of a person ("not this person", or moved elsewhere) never joins it
   again, whichever grouping runs;
@@ -273,7 +274,12 @@ def move_faces(gallery: FaceGallery, face_ids: Sequence[str], to: int | None) ->
             if to is not None:
                 st.unreject(db, [(r.face_id, to) for r in rows])
             st.assign(db, ids, to, to is not None)
-            _drop_empty(st, db, {r.person for r in rows if r.person is not None})
+            # The people the faces left were looked at by the user: what stays in them is
+            # pinned there, so a regroup keeps them as they are and keeps the faces out.
+            left = {r.person for r in rows if r.person is not None and r.person != to}
+            for p in left:
+                st.assign(db, [r.face_id for r in st.faces(p)], p, True)
+            _drop_empty(st, db, left)
         _sync_names(gallery, st, ids)
         return _people(st).get(to) if to is not None else None
 
@@ -281,6 +287,8 @@ def move_faces(gallery: FaceGallery, face_ids: Sequence[str], to: int | None) ->
 def new_person(gallery: FaceGallery, face_ids: Sequence[str], name: str | None = None) -> Person:
     """A new person of the given faces (split out of theirs, which they never rejoin)."""
     label = clean_label(name) if name is not None else None
+    if not face_ids:
+        raise ConfigError("a new person needs one or more faces")
     with _change(gallery, "new person") as st:
         if label is not None and st.by_name(label) is not None:
             raise ConfigError("a person already has that name: move the faces to them instead")

@@ -177,6 +177,8 @@ def search_faces(faces: Sequence[FaceResult], gallery, k: int, rule: Rule, hits:
     if not faces:
         return []
     found = gallery.query(np.stack([f.embedding for f in faces]), k=max(hits or k * 3, k))
+    # A photo library's unnamed faces (identity "") are nobody's: neither shown nor counted.
+    found = [[x for x in h if x.identity] for h in found]
     return [FaceMatches(f, h[:k], aggregate(h, rule), rule) for f, h in zip(faces, found)]
 
 
