@@ -259,10 +259,11 @@ def test_celeba_library_people_against_identities(tmp_path):
     people --json``: the people found against identity_CelebA.txt (the largest face of
     each photo is the labelled one; other faces are not judged). The parameters were
     chosen on the LFW fold (docs/BENCHMARKS.md, "People"); this is the data they were
-    not chosen on. Measured (2026-12-06): BCubed F 0.945, pairwise precision 0.999 and
-    recall 0.899, 84 people for 75 identities, 3 of 78 people of 3+ faces mixing two
-    identities (3.8%). The issue's target (BCubed F >= 0.95, < 2% mixing) is NOT reached
-    yet: this asserts the level reached, to catch a regression."""
+    not chosen on. Measured (2026-12-06): BCubed F 0.951, pairwise precision 0.999 and
+    recall 0.911, 82 people for 75 identities, 3 of 78 people of 3+ faces mixing two
+    identities (3.8%). The issue's BCubed F target (>= 0.95) is met, by a small margin;
+    its mixing target (< 2%) is NOT: this asserts the level reached, to catch a
+    regression."""
     flat = tmp_path / "celeba_flat"
     flat.mkdir()
     src = DATA / "celeba" / "img_celeba"
@@ -284,6 +285,6 @@ def test_celeba_library_people_against_identities(tmp_path):
     m = _bcubed(pred, {name: labels[name] for name in os.listdir(flat)})
     print(json.dumps(m))
     assert m["precision"] >= 0.99
-    assert m["bcubed_f"] >= 0.94
+    assert m["bcubed_f"] >= 0.945
     assert m["mixing"] < 0.05
     assert 0.9 * m["true"] <= m["people"] <= 1.3 * m["true"]
