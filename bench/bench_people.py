@@ -12,7 +12,7 @@ library is shuffled (photos do not come sorted by person), and a tenth of the ph
 hold two or three faces of different people, so the one-face-per-photo rule is at work.
 
 Timed: :func:`facesearch.people.grouping.group` over the N faces with the project's
-parameters (``grouping.DEFAULT``; an exact first block, the rest placed block by block),
+parameters (``grouping.DEFAULT``, or ``--threshold/--merge/--attach``; an exact first block, the rest placed block by block),
 then :func:`~facesearch.people.grouping.place` of ``--new`` faces (half new photos of
 people in the library, half new people) among the people found. Also printed: how well the
 synthetic people were recovered (pairwise precision/recall, BCubed F: the synthetic
@@ -30,6 +30,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -83,8 +84,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--new", type=int, default=1_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--threshold", type=float, help="override grouping.DEFAULT's threshold")
+    ap.add_argument("--merge", type=float, help="override grouping.DEFAULT's merge")
+    ap.add_argument("--attach", type=float, help="override grouping.DEFAULT's attach")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
+    params = replace(DEFAULT, **{k: getattr(a, k) for k in ("threshold", "merge", "attach")
+                                 if getattr(a, k) is not None})
     print(f"load before: {load()}")
     real = load_real(cache_dir=a.cache, datasets=("celeba", "lfw"))
     log(f"{len(real)} real faces; fitting the synthetic model")
@@ -103,10 +109,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"synthetic: {len(x):,} faces of {lab.max() + 1:,} identities, {len(set(photos.tolist())):,} photos; "
           f"fit RMS error {model.fit_error:.4f}")
     print(quantile_table(pair_distances(real.x, real.identity, rng), pair_distances(x, lab, rng)))
-    print(f"parameters: {DEFAULT}")
+    print(f"parameters: {params}")
 
     t0 = time.perf_counter()
-    labels = group(x, photos, None, DEFAULT)
+    labels = group(x, photos, None, params)
     t_group = time.perf_counter() - t0
     s = scores(labels, lab)
     print(f"group: {t_group:.1f} s; {s}")
@@ -122,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pa = np.concatenate([photos, photos.max() + 1 + np.arange(n_new)])
     la = np.concatenate([labels, np.full(n_new, -1)])
     t0 = time.perf_counter()
-    out = place(xa, pa, np.ones(len(xa), bool), la, np.arange(len(x), len(xa)), DEFAULT)
+    out = place(xa, pa, np.ones(len(xa), bool), la, np.arange(len(x), len(xa)), params)
     t_place = time.perf_counter() - t0
     moved = int((out[: len(x)] != labels).sum())
     joined = int((out[len(x):] >= 0).sum())

@@ -44,7 +44,7 @@ class Params:
 
     threshold: float = 0.55  # mean cosine distance under which two groups are one person
     merge: float = 0.50  # second pass: cosine distance between groups' mean directions under which they merge
-    attach: float = 0.55  # a face joins a person within this cosine distance of the person's mean direction
+    attach: float = 0.50  # a face joins a person within this cosine distance of the person's mean direction
     min_faces: int = 2  # a smaller group is not a person yet: its faces wait
     block: int = 3000  # faces grouped exactly at once (a block x block float32 matrix)
 
