@@ -256,13 +256,15 @@ def place(x: np.ndarray, photos, ok: np.ndarray, labels: np.ndarray, new: np.nda
     """Faces ``new`` (indices into ``x`` (n, dim)) placed among the people of ``labels``
     (n,) without regrouping them; returns the new labels.
 
-    A face joins the person it is closest to on average when that distance is at most
-    ``params.threshold`` (never a person with a face of its photo, nor one it was taken
-    out of); the faces of one photo are placed jointly (``linear_sum_assignment``), so
-    two never join one person. The good faces left over, with the faces already waiting
-    (``waiting``: indices, default every -1 face not in ``new``) that are close to them,
-    are grouped as in :func:`agglomerate`; groups of ``params.min_faces`` or more become
-    new people. More than ``params.block`` new faces go block by block."""
+    A face joins a person (:func:`_join`: on average within ``params.threshold``, or
+    within ``params.attach`` of their mean direction; never a person with a face of its
+    photo, nor one it was taken out of); the faces of one photo are placed jointly
+    (``linear_sum_assignment``), so two never join one person. The good faces left over,
+    with the faces already waiting (``waiting``: indices, default every -1 face not in
+    ``new``) that are close to them, are grouped as a library is (:func:`agglomerate`,
+    the merge pass); groups of ``params.min_faces`` or more become new people, and the
+    faces still waiting try the people once more. More than ``params.block`` new faces
+    go block by block."""
     labels = np.asarray(labels, np.int64).copy()
     new = np.asarray(new, np.int64)
     ok = np.asarray(ok, bool)

@@ -36,7 +36,7 @@ from facesearch import audit
 from facesearch.access import require_admin
 from facesearch.datasets.base import clean_label
 from facesearch.errors import ConfigError
-from facesearch.people.grouping import DEFAULT, Groups, Params, group, place
+from facesearch.people.grouping import DEFAULT, Params, group, place
 from facesearch.people.store import FaceRow, PeopleStore
 
 __all__ = ["Person", "PersonFace", "PersonView", "PhotoView", "list_people", "show_person", "person_photos",
