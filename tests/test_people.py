@@ -168,6 +168,52 @@ def test_not_this_person_holds_for_an_unnamed_person_through_regroups(library):
         assert face.face_id not in {f.face_id for f in S.show_person(g, actress).faces}
 
 
+def test_two_writers_at_once_leave_people_and_gallery_consistent(library):
+    """Two writers (each its own gallery handle, so its own file locks) change people at
+    the same time: every change lands, one after the other, and each face's identity in
+    the gallery is its person's name."""
+    import threading
+
+    from facesearch.people import service as S
+    from store import FaceGallery
+
+    s, g, lib = library
+    people = S.list_people(g)
+    a, b = people[0].id, people[-1].id
+    moving = S.show_person(g, b).faces[0].face_id
+    errors: list[BaseException] = []
+
+    def renamer():
+        try:
+            mine = FaceGallery(g.model, g.dim, g.detector, s)
+            for i in range(6):
+                S.name_person(mine, a, f"Writer one {i}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def mover():
+        try:
+            mine = FaceGallery(g.model, g.dim, g.detector, s)
+            for _ in range(3):
+                S.move_faces(mine, [moving], None)
+                S.move_faces(mine, [moving], b)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=renamer), threading.Thread(target=mover)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    assert S.show_person(g, a).person.name == "Writer one 5"
+    assert moving in {f.face_id for f in S.show_person(g, b).faces}
+    names = {p.id: p.name for p in S.list_people(g, min_faces=1)}
+    for p in S.list_people(g, min_faces=1):
+        for f in S.show_person(g, p.id).faces:
+            assert g.get(ids=[f.face_id])["metadatas"][0]["identity"] == (names[p.id] or "")
+
+
 def test_visitor_cannot_change_people(library):
     from facesearch.access import Actor
     from facesearch.errors import PermissionDeniedError
