@@ -570,6 +570,35 @@ class FaceGallery:
                 self.thumb_path(i).unlink()
         return n
 
+    def relabel(self, identities: dict[str, str], *, lock: bool = True) -> int:
+        """Set the ``identity`` of faces (face id -> name; ``""``: unnamed), vectors and
+        other metadata kept: a person of a photo library named, renamed or changed
+        (:mod:`facesearch.people`). Faces no longer stored are skipped; returns how many
+        changed."""
+        actor = require_admin(self.actor, "naming faces in the gallery")
+        if not identities:
+            return 0
+        ctx = self.writer() if lock else contextlib.nullcontext()
+        n = 0
+        with ctx:
+            ids = list(identities)
+            step = max(1, min(self.settings.batch_size * 16, self._max_batch()))
+            for i in range(0, len(ids), step):
+                got = self.get(ids=ids[i:i + step])
+                # Chroma replaces a face's whole metadata: the stored one, with the new name.
+                pairs = [(fid, {**(md or {}), "identity": identities[fid]}) for fid, md in
+                         zip(got["ids"], got["metadatas"]) if (md or {}).get("identity") != identities[fid]]
+                if not pairs:
+                    continue
+                audit.begin(self.settings)
+                self._call(f"naming {len(pairs)} faces in {self.name}", lambda: self.col.update(
+                    ids=[p[0] for p in pairs], metadatas=[p[1] for p in pairs]))
+                audit.count(self.settings, actor, "name", len(pairs), self.name)
+                n += len(pairs)
+            if n:
+                self._new_generation()
+        return n
+
     def rebuild(self, *, lock: bool = True) -> int:
         """Rewrite the collection from its live faces, so that deleted ones leave Chroma's
         files: its HNSW index keeps a deleted vector's bytes and only marks it deleted.
@@ -728,10 +757,13 @@ class FaceGallery:
         return ids, x, mds
 
     def identities(self) -> dict[str, int]:
-        """identity -> number of faces, most faces first."""
+        """identity -> number of faces, most faces first. A photo library's unnamed faces
+        (identity ``""``, facesearch.people) are nobody's: not counted."""
         counts: dict[str, int] = {}
         for _, md in self.iter_metadata():
             ident = str((md or {}).get("identity", "?"))
+            if not ident:
+                continue
             counts[ident] = counts.get(ident, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 

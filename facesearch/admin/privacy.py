@@ -184,6 +184,10 @@ def erase_identity(identity: str, settings: Settings | None = None, actor: Actor
             if ledger is not None:
                 ledger.db.close()
 
+        # A named person of a photo library: their people rows (photo paths, boxes) go too.
+        from facesearch.people.store import forget_person_named
+
+        rep.ledger_rows += forget_person_named(settings.home / "people.sqlite", identity)[0]
         if (settings.cache_path / "embeddings.sqlite").is_file():
             rep.cache_rows, why = get_cache(settings).forget(gone)
             if why:

@@ -1,6 +1,6 @@
-"""Command line: ``facesearch ingest|match|verify|delete|export|restore|audit|models|stats|
+"""Command line: ``facesearch ingest|match|verify|delete|export|restore|audit|models|stats|people|
 relatives|kinship-train|evaluate|thresholds|calibrate|serve``; each command lives in the module of its concern
-(gallery, evaluation, serve) with its options.
+(gallery, people, kinship, evaluation, serve) with its options.
 
 User mistakes (a FaceSearchError) print one line to stderr and exit non-zero; only bugs
 show a traceback.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from facesearch.cli import evaluation, gallery, kinship, serve
+from facesearch.cli import evaluation, gallery, kinship, people, serve
 from facesearch.errors import FaceSearchError
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--home", help="data folder; default $FACESEARCH_HOME or ./data")
     common.add_argument("--chroma-url", help="use a Chroma server (e.g. http://127.0.0.1:8000) instead of the local database")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for module in (gallery, kinship, evaluation, serve):
+    for module in (gallery, people, kinship, evaluation, serve):
         module.register(sub, common)
     return p
 

@@ -29,6 +29,7 @@ _LAYOUT_HELP = (
     "  lfw:     ROOT/lfw-deepfunneled/<Name>/<Name>_0001.jpg (or ROOT/lfw/), pairs.txt beside it\n"
     "  fiw:     ROOT/train-faces/F0001/MID1/*.jpg (+ mid.csv per family, train-pairs.csv)\n"
     "  csv:     a .csv file with a header and columns path,label (and optionally family)\n"
+    "  photos:  ROOT/<photo>.jpg, a photo library with no labels (faces grouped into people)\n"
     "  families: ROOT/<family>/<person>/<photo>.jpg (chosen with --families, never detected)"
 )
 

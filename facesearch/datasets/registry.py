@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from facesearch.datasets import celeba, csvlist, families, fiw, folders, lfw
+from facesearch.datasets import celeba, csvlist, families, fiw, folders, lfw, photos
 from facesearch.datasets.base import _LAYOUT_HELP, LabeledImage, _check_limit, _has_image
 from facesearch.errors import ConfigError, DatasetError
 
@@ -26,6 +26,9 @@ FORMATS: dict[str, tuple[Callable[[Path], bool], Callable[[Path, int | None], li
     "csv": (csvlist.is_layout, csvlist.load, 0),
     # Never detected (families.is_layout is always False): chosen with --families.
     "families": (families.is_layout, families.load, 5),
+    # Unlabelled: every face stored unnamed, grouped into people (facesearch.people).
+    # Last when detecting: loose images beside per-person sub-folders stay "folders".
+    "photos": (photos.is_layout, photos.load, 6),
 }
 
 
@@ -35,7 +38,8 @@ def detect_format(path: str | Path) -> str:
     Checks, in order: a ``.csv`` file -> ``csv``; ``identity_CelebA.txt`` -> ``celeba``;
     ``train-faces/`` or family folders -> ``fiw``; ``lfw-deepfunneled/``, ``lfw/``, or
     name folders next to a ``pairs.txt`` -> ``lfw``; sub-folders with images ->
-    ``folders``. Raises :class:`DatasetError` describing the expected layouts otherwise.
+    ``folders``; images directly in the folder (and no pair list) -> ``photos``, a photo
+    library with no labels. Raises :class:`DatasetError` describing the expected layouts otherwise.
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -55,7 +59,7 @@ def detect_format(path: str | Path) -> str:
         hint = (
             "\nThe images are directly in the folder, so they have no identity: put each "
             "person's photos in a sub-folder named after them, or list them in a csv "
-            "with columns path,label."
+            "with columns path,label; or ingest them as a photo library with --format photos."
         )
         if (p / "master.csv").is_file():
             hint += " (master.csv here is a pair list: read it with read_master_csv.)"

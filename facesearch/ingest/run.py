@@ -38,6 +38,7 @@ from store import FaceGallery
 from facesearch import audit
 from facesearch.access import Actor, check_ingest_path, require_admin
 from facesearch.datasets.base import LabeledImage, path_text
+from facesearch.datasets.photos import UnlabeledImage
 from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, FaceSearchError, GalleryBusyError, ImageError, StorageFullError
 from facesearch.imaging.decode import load_image, to_jpeg
@@ -91,9 +92,15 @@ def face_id(sha1: str, index: int, identity: str) -> str:
     return f"{sha1[:20]}-{index}-{label}"
 
 
+def _label_key(md: dict) -> str:
+    """The label a face was ingested under: a photo library's face (``people``) was
+    ingested unnamed and stays that face when its person is named."""
+    return "" if md.get("people") else str(md.get("identity"))
+
+
 def _face_key(md: dict) -> tuple[str, int, str]:
     """What makes a stored face the same face, whatever its id: (photo, face index, label)."""
-    return str(md.get("image_sha1")), int(md.get("face_index", 0)), str(md.get("identity"))
+    return str(md.get("image_sha1")), int(md.get("face_index", 0)), _label_key(md)
 
 
 # -- worker side (also used in-process when workers == 1) ------------------------------
@@ -134,7 +141,8 @@ def _process(path: str, max_faces: int | None = None, data: bytes | None = None,
         return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
     return {
         "path": path, "sha1": a.sha1,
-        "faces": [(fr.face.to_dict(), fr.embedding, to_jpeg(fr.thumb)) for fr in a.faces],
+        "faces": [({**fr.face.to_dict(), "quality": "" if fr.quality is None or fr.quality.ok else fr.quality.kind},
+                   fr.embedding, to_jpeg(fr.thumb)) for fr in a.faces],
     }
 
 
@@ -162,6 +170,12 @@ def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: 
         md["member"] = item.member
     for k, v in item.extra:
         md.setdefault(k, v)
+    if isinstance(item, UnlabeledImage):
+        # A photo library's face: unnamed ("") until its person is named, and grouped into
+        # people by facesearch.people; "quality" ("" or why it fails the gate) tells the
+        # grouping which faces it can trust.
+        md["people"] = True
+        md["quality"] = str(face.get("quality") or "")
     return md
 
 
@@ -266,7 +280,9 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     """Add the photos under ``path`` to the (model, detector) gallery.
 
     Only the largest face of each labelled photo is stored, since the label names one
-    person; ``all_faces=True`` stores every face under the same label. ``workers``: local
+    person; ``all_faces=True`` stores every face under the same label. A photo library
+    (format ``photos``: no labels) stores every face unnamed, and its new faces then join
+    the people already found (:func:`facesearch.people.service.place_new_faces`). ``workers``: local
     worker processes; ``dask``: run detection and embedding on a Dask cluster instead
     (``"local"`` or a scheduler address) while this process writes, as it does for workers.
     ``actor``: who asks (None: the command line); see :mod:`facesearch.access`.
@@ -291,6 +307,9 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
     if restart:
         ledger.forget()
     report = IngestReport(total=len(images))
+    # A photo library (no labels): every face, each its own unnamed face, then grouped.
+    library = any(isinstance(it, UnlabeledImage) for it in images)
+    all_faces = all_faces or library
     max_faces = None if all_faces else 1
     source = _audit_source(settings, path, action)
     try:
@@ -311,6 +330,11 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
                         report.stopped = "stopped on request (run it again to go on from there)"
                         break
             batch.flush()
+            if library:
+                # New faces join the people already found (the library is not regrouped).
+                from facesearch.people.service import place_new_faces
+
+                place_new_faces(gallery, settings)
     except StorageFullError as exc:
         report.stopped = str(exc)
         report.seconds = time.perf_counter() - t0
@@ -356,7 +380,7 @@ def _files_to_do(images: list[LabeledImage], ledger: Ledger, gallery: FaceGaller
     # A file done earlier whose faces were deleted since (an identity erased) is done
     # again; one metadata scan of the gallery tells which (photo, label) pairs are still in
     # it: the same photo kept under another label does not make this one done.
-    present = {(str(md.get("image_sha1")), str(md.get("identity"))) for _, md in gallery.iter_metadata() if md} \
+    present = {(str(md.get("image_sha1")), _label_key(md)) for _, md in gallery.iter_metadata() if md} \
         if any(v[2] == "ok" for v in done.values()) else set()
     todo: list[tuple[LabeledImage, int, float]] = []
     for it in images:

@@ -4,7 +4,8 @@
 against the gallery -> a verdict per face by the rule for the gallery's current size
 (:mod:`facesearch.search.verdicts`, the only module that decides or shows a verdict).
 Upload, camera snapshot, live webcam, the CLI's ``match`` and the Explore page's query
-all call :func:`match`; open-set evaluation, whose photos are embedded already, calls
+all call :func:`match`, which gives one identity to at most one face of the photo
+(:func:`assign_jointly`); open-set evaluation, whose photos are embedded already, calls
 :func:`search_faces` with an in-memory gallery (:class:`store.ArrayGallery`). Verify
 (1:1) compares the largest face of two photos by the model's verify rule.
 
@@ -126,10 +127,45 @@ def aggregate(hits: list[Hit], rule: Rule) -> list[IdentityScore]:
     best face, and ``n_hits`` tells how many agree."""
     groups: dict[str, list[float]] = {}
     for h in hits:
+        if not h.identity:
+            continue  # an unnamed face of a photo library (facesearch.people) names nobody
         groups.setdefault(h.identity, []).append(h.distance)
     scores = [IdentityScore(i, min(d), float(np.mean(d)), len(d), rule.decide(min(d)))
               for i, d in groups.items()]
     return sorted(scores, key=lambda s: (s.distance, -s.n_hits))
+
+
+def assign_jointly(faces: list[FaceMatches]) -> None:
+    """One identity per photo: no two faces of one photo are a "match" to the same
+    identity. The identities each face matches are assigned to the photo's faces jointly
+    (``scipy.optimize.linear_sum_assignment``, smallest total distance; every face may
+    also get no identity); a face loses the identities given to another face of the
+    photo, so its next candidate (or none) decides its verdict. In place."""
+    if len(faces) < 2:
+        return
+    names = sorted({s.identity for fm in faces if fm.quality_reason is None for s in fm.identities
+                    if s.verdict == V.MATCH})
+    if not names:
+        return
+    from scipy.optimize import linear_sum_assignment
+
+    col = {n: j for j, n in enumerate(names)}
+    m = len(faces)
+    # Columns: the identities, then one "no identity" per face (costlier than any match).
+    cost = np.full((m, len(names) + m), 1e9)
+    cost[np.arange(m), len(names) + np.arange(m)] = 1e3
+    for i, fm in enumerate(faces):
+        if fm.quality_reason is not None:
+            continue  # a face the quality gate stops is never a match: it claims nothing
+        for s in fm.identities:
+            if s.verdict == V.MATCH:
+                cost[i, col[s.identity]] = s.distance
+    rows, cols = linear_sum_assignment(cost)
+    given = {int(r): (names[c] if c < len(names) else None) for r, c in zip(rows, cols)}
+    for i, fm in enumerate(faces):
+        taken = {n for j, n in given.items() if j != i and n is not None}
+        if taken & {s.identity for s in fm.identities}:
+            fm.identities = [s for s in fm.identities if s.identity not in taken]
 
 
 def open_gallery(pipeline: Pipeline, create: bool = True, actor=None, memory_index: bool = False) -> FaceGallery:
@@ -164,6 +200,8 @@ def search_faces(faces: Sequence[FaceResult], gallery, k: int, rule: Rule, hits:
     if not faces:
         return []
     found = gallery.query(np.stack([f.embedding for f in faces]), k=max(hits or k * 3, k))
+    # A photo library's unnamed faces (identity "") are nobody's: neither shown nor counted.
+    found = [[x for x in h if x.identity] for h in found]
     return [FaceMatches(f, h[:k], aggregate(h, rule), rule) for f, h in zip(faces, found)]
 
 
@@ -192,6 +230,7 @@ def match(src: ImageSource, name: str | None = None, *, model: str | None = None
         raise NoFaceError(analysis.source)
     rule = gallery_rule(gallery, pipe.model.name, settings, wait=wait_calibration, model_key=pipe.model.key)
     faces = search_faces(analysis.faces, gallery, k or settings.top_k, rule)
+    assign_jointly(faces)
     return MatchResult(analysis, faces, pipe.model.name, pipe.detector.name, rule)
 
 
