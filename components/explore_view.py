@@ -39,6 +39,11 @@ def load_faces(name: str, count: int, home: str, info: dict) -> tuple[list[str],
     return _open(info, home).all_embeddings()
 
 
+def _who(md: dict | None) -> str:
+    """A face's identity as the map labels it: a photo library's unnamed face is "unnamed"."""
+    return str((md or {}).get("identity") or "unnamed")
+
+
 @st.cache_data(max_entries=4)
 def identity_counts(name: str, count: int, home: str, info: dict) -> dict[str, int]:
     return _open(info, home).identities()
@@ -174,7 +179,7 @@ def scatter(coords: np.ndarray, groups: list[str], mds: list[dict], ids: list[st
         # hovertemplate substitutes: labels go in escaped (columns 3, 4); columns 0-2 stay as
         # they are for the selection (selected_thumbs).
         custom = [[ids[i], ident, fname, html_text(ident), html_text(fname)]
-                  for i in sel for ident, fname in [(str(mds[i].get("identity", "?")),
+                  for i in sel for ident, fname in [(_who(mds[i]),
                                                      Path(str(mds[i].get("path", ""))).name)]]
         hover = "%{customdata[3]}<br>%{customdata[4]}<extra>" + html_text(g) + "</extra>"
         if three:
@@ -253,7 +258,7 @@ def barcode_strip(q: np.ndarray, X: np.ndarray, mds: list[dict], nn: np.ndarray,
     import plotly.express as px
 
     rows = projection.barcode(q, X[nn])
-    names = ["query"] + [html_text(f"{i + 1}. {mds[j].get('identity', '?')} ({s:.2f})") for i, (j, s) in enumerate(zip(nn, sims))]
+    names = ["query"] + [html_text(f"{i + 1}. {_who(mds[j])} ({s:.2f})") for i, (j, s) in enumerate(zip(nn, sims))]
     lim = float(np.abs(rows).max()) or 1.0
     fig = px.imshow(rows, y=names, aspect="auto", color_continuous_scale="RdBu_r", zmin=-lim, zmax=lim,
                     labels={"x": "embedding dimension", "color": "value"})
@@ -383,7 +388,7 @@ def render(act, pipe, last_query: dict | None, memo: dict) -> None:
     elif p["colour"] == "family":
         groups = [str(m.get("family") or "no family") for m in mds]
     else:
-        groups = [str(m.get("identity", "?")) for m in mds]
+        groups = [_who(m) for m in mds]
 
     map_box = st.container()  # the map goes above the query's uploader, drawn after it is read
     query = _query_face(pipe, act, last_query, memo)  # the active model's: the gallery's dimension
