@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, TypeVar
 
@@ -145,8 +146,10 @@ def assign_jointly(faces: list[FaceMatches]) -> None:
         return
     names = sorted({s.identity for fm in faces if fm.quality_reason is None for s in fm.identities
                     if s.verdict == V.MATCH})
-    if not names:
-        return
+    claims = Counter(s.identity for fm in faces if fm.quality_reason is None for s in fm.identities
+                     if s.verdict == V.MATCH)
+    if not names or max(claims.values()) < 2:
+        return  # no identity is a match for two faces: nothing to assign (and no scipy to import)
     from scipy.optimize import linear_sum_assignment
 
     col = {n: j for j, n in enumerate(names)}
