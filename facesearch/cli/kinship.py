@@ -48,7 +48,7 @@ def cmd_relatives(args) -> int:
 
 
 def cmd_kinship_train(args) -> int:
-    from facesearch.kinship.space import train
+    from facesearch.kinship.training import train
 
     s = _settings(args)
     space, path = train(args.path, s.model, s, Path(args.out) if args.out else None,

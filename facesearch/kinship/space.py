@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -173,7 +172,8 @@ def fit(model: str, model_key: str, source: str, member_vectors: np.ndarray, fam
     return KinshipSpace(model, model_key, source, float(lam), mean, w, np.asarray(unrel), np.asarray(kin))
 
 
-def _user_dir(settings: Settings) -> Path:
+def user_dir(settings: Settings) -> Path:
+    """Where this data folder's own kinship spaces are kept."""
     return settings.home / "kinship"
 
 
@@ -181,7 +181,7 @@ def load(model: str, settings: Settings | None = None) -> KinshipSpace | None:
     """The kinship space for ``model``: the data folder's own if trained, else the shipped
     one; None when there is neither."""
     settings = settings or get_settings()
-    for folder in (_user_dir(settings), SHIPPED):
+    for folder in (user_dir(settings), SHIPPED):
         p = folder / f"{model}.json"
         try:
             mtime = p.stat().st_mtime_ns
@@ -202,50 +202,3 @@ def _read(path: str, mtime_ns: int) -> KinshipSpace:
 
 def save(space: KinshipSpace, folder: Path) -> Path:
     return write_atomic(folder / f"{space.model}.json", space.to_json())
-
-
-def train(path: str | Path, model: str | None = None, settings: Settings | None = None, folder: Path | None = None,
-          training_only: bool = True, progress=None) -> tuple[KinshipSpace, Path]:
-    """Learn a kinship space from an FIW-layout folder (its members' photos, their
-    families and ``train-pairs.csv``) and save it (default: the data folder's
-    ``kinship/``). ``training_only``: fit on the training families of the fixed split
-    only (:func:`held_out`), so the held-out families stay unseen."""
-    from facesearch.datasets.fiw import fiw_kin_pairs
-    from facesearch.datasets.registry import load_images
-    from facesearch.embedding.batch import ModelState, embed_all
-    from facesearch.embedding.pipeline import Pipeline
-
-    from dataclasses import replace
-
-    from facesearch.kinship.retrieval import retrieval
-
-    settings = settings or get_settings()
-    pipe = Pipeline(model, None, settings)
-    images = load_images(path, "fiw")
-    state = ModelState(pipe.model.name, pipe)
-    embed_all([str(im.path) for im in images], [state], False, progress, "kinship space")
-    every = [(state.emb[str(im.path)], im) for im in images if state.emb.get(str(im.path)) is not None]
-    kept = [(v, im) for v, im in every if not (training_only and held_out(im.family or ""))]
-    if not kept:
-        raise DatasetError(f"{path}: no face found in the training families' photos")
-    names, m = member_means(np.stack([v for v, _ in kept]), [im.identity for _, im in kept])
-    fam_of = {im.identity: im.family for _, im in every}
-    pos = {n: i for i, n in enumerate(names)}
-    kin_pairs = fiw_kin_pairs(path)
-    pairs = [(pos[p.a], pos[p.b], p.same) for p in kin_pairs if p.a in pos and p.b in pos]
-    src = (f"{Path(path).name}: {len(names)} members of {len(set(fam_of[n] for n in names))} "
-           f"{'training ' if training_only else ''}families, {time.strftime('%Y-%m-%d')}")
-    space = fit(pipe.model.name, pipe.model.key, src, m, [fam_of[n] for n in names], pairs)
-    if training_only:
-        # Judge it on the held-out families, searched among every family: what a rank means.
-        kin: dict[str, dict[str, str]] = {}
-        for p in kin_pairs:
-            if p.same:
-                kin.setdefault(p.a, {})[p.b] = p.kind
-                kin.setdefault(p.b, {})[p.a] = p.kind
-        r = retrieval(np.stack([v for v, _ in every]), [im.identity for _, im in every],
-                      [im.family for _, im in every], kin, space, held_out)
-        if r.ranks.size:
-            space = replace(space, rank_share=tuple(float(np.mean(r.ranks == k)) for k in range(1, 6)),
-                            heldout_people=int(r.ranks.size))
-    return space, save(space, folder or _user_dir(settings))
