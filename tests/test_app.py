@@ -481,3 +481,33 @@ def test_people_page_admin_names_a_person_shown_as_text(people_library, monkeypa
     _run(at)
     assert "*Ann* [x](y)" in [t.value for t in at.text], _texts(at)
     assert any("Named person" in s.value for s in at.success)
+
+
+def test_match_links_a_named_person_to_their_people_page(people_library, monkeypatch, session_home):
+    """A Match result whose best identity is a named person of the library links to the
+    People page with that person open (?person=NAME)."""
+    from facesearch.people import service as S
+    from facesearch.search.identify import open_gallery
+    from facesearch.embedding.pipeline import Pipeline
+    from facesearch.settings import Settings
+
+    home, truth = people_library
+    _people_env(monkeypatch, home, session_home)
+    g = open_gallery(Pipeline(settings=Settings.from_env()))
+    person = S.list_people(g)[0]
+    S.name_person(g, person.id, "Linked Person")
+    photo = next(f for f in S.show_person(g, person.id).faces)
+    at = _match([_photo(Path(photo.path))])
+    assert "Linked Person" in _best(at)
+    # In app.py's menu it is a st.page_link to the People page.
+    app = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    _run(app.switch_page("pages/1_Match.py"))
+    _match([_photo(Path(photo.path))], at=app)
+    links = [l.proto for l in app.get("page_link")]
+    assert any(l.label == "Show this person's photos" for l in links), links
+    # Outside app.py's menu (this AppTest) the link is a Markdown one; in the app, st.page_link.
+    assert any(m.value == "[Show this person's photos](People?person=Linked%20Person)" for m in at.markdown), _texts(at)
+    at = AppTest.from_file(PEOPLE, default_timeout=TIMEOUT)
+    at.query_params["person"] = "Linked Person"
+    _run(at)
+    assert any(h.value == f"Person #{person.id}" for h in at.subheader) and "Linked Person" in [t.value for t in at.text]
