@@ -114,7 +114,11 @@ def test_name_merge_not_this_person_survive_a_regroup(page, people_dashboard):
     assert len(people) >= 3, people
     a, b, c = people[:3]
     every_face = {fid: name for p in people for fid, name in p["files"].items()}
+    # "/" first: on a fresh server, Streamlit (1.67) runs a deep link's page script alone,
+    # outside app.py's st.navigation, until the app itself has run once.
+    open_page(page, url)
     open_page(page, url + "/People")
+    assert "groups" in page.inner_text('[data-testid="stSidebarNav"]')  # app.py's menu, with its icons
     page.get_by_text(re.compile("people, most faces first")).first.wait_for(timeout=MODEL_WAIT_MS)
     wait_idle(page)
     no_exception(page)
@@ -172,7 +176,7 @@ def test_name_merge_not_this_person_survive_a_regroup(page, people_dashboard):
     link = page.get_by_text("Show this person's photos").first
     link.wait_for(timeout=MODEL_WAIT_MS)
     assert "Best match:" in page.inner_text("body") and "Ada *Lovelace*" in page.inner_text("body")
-    link.click()
+    link.click()  # app.py's st.page_link, ?person=NAME
     page.get_by_text(f"Person #{a['id']}", exact=True).wait_for(timeout=60_000)
     wait_idle(page)
     no_exception(page)
