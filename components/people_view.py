@@ -21,6 +21,7 @@ from .text import md_escape
 UNNAMED = "Unnamed"
 COLS = 6
 MAX_PHOTOS = 60  # a person's photos shown at once: more is a long page, not more insight
+MAX_PEOPLE = 120  # cards in the grid (largest first): a big library has thousands of small people
 
 
 def name_of(p: Person | None) -> str:
@@ -54,6 +55,9 @@ def people_grid(people: Sequence[Person], gallery, *, selectable: bool) -> tuple
     given order. Returns (the person whose Open was clicked, the people ticked for a
     merge; always empty when not ``selectable``)."""
     opened, chosen = None, []
+    if len(people) > MAX_PEOPLE:
+        st.caption(f"The {MAX_PEOPLE} largest of {len(people)} people are shown.")
+        people = people[:MAX_PEOPLE]
     for start in range(0, len(people), COLS):
         cols = st.columns(COLS)
         for col, p in zip(cols, people[start:start + COLS]):

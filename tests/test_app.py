@@ -394,7 +394,8 @@ def test_router_pages_share_the_session(celeba_gallery):
     assert rows[1].startswith(f"1. {probe.identity} ("), rows
 
 
-@pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py"])
+@pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py",
+                                    "pages/4_People.py"])
 def test_every_page_explains_a_database_that_is_not_answering(script, monkeypatch, tmp_path):
     import socket
 
