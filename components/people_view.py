@@ -170,9 +170,10 @@ def photos_list(photos: Sequence[PhotoView], gallery) -> None:
         with st.container(border=True):
             left, right = st.columns([1, 3])
             with left:
-                if ph.path and PurePath(ph.path).is_absolute() and _exists(ph.path):
-                    st.image(ph.path, width=200)
-                else:
+                shown = _preview(ph.path, ph.face.box, _mtime(ph.path)) if ph.path else None
+                if shown is not None:
+                    st.image(shown, width=PREVIEW)
+                else:  # the photo moved or went since the ingest: the stored face
                     t = _thumb(gallery, ph.face.face_id)
                     if t:
                         st.image(t, width=96)
@@ -185,10 +186,37 @@ def photos_list(photos: Sequence[PhotoView], gallery) -> None:
                     st.caption("Nobody else in this photo.")
 
 
-def _exists(path: str) -> bool:
+PREVIEW = 240  # px: a photo as shown beside its people
+
+
+def _mtime(path: str) -> float | None:
     from pathlib import Path
 
     try:
-        return Path(path).is_file()
+        return Path(path).stat().st_mtime
     except OSError:
-        return False
+        return None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview(path: str, box: tuple[int, int, int, int], mtime: float | None):
+    """The photo, ``(h, w, 3)`` uint8 at most ``2 * PREVIEW`` px wide, the person's face
+    boxed (the box is in the pixels the ingest decoded: the same decoder); None when the
+    file is gone or unreadable. ``mtime`` keys the cache to the file's version."""
+    import cv2
+
+    from facesearch.errors import FaceSearchError
+    from facesearch.imaging.annotate import draw_faces
+    from facesearch.imaging.decode import load_image
+
+    if mtime is None:
+        return None
+    try:
+        rgb = load_image(path).rgb
+    except (FaceSearchError, OSError):
+        return None
+    img = draw_faces(rgb, [box], [""]) if box[2] > 0 and box[3] > 0 else rgb
+    h, w = img.shape[:2]
+    if w > 2 * PREVIEW:
+        img = cv2.resize(img, (2 * PREVIEW, max(1, round(h * 2 * PREVIEW / w))), interpolation=cv2.INTER_AREA)
+    return img

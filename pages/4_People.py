@@ -17,14 +17,19 @@ with common.user_errors():
     gallery = act.open(actor=me)  # bound to this session's actor: the core refuses a visitor's change
 
 
-def done(message: str, open_person: int | None = None) -> None:
-    """A change went through: say so on the next run, which shows its result."""
+def done(message: str, open_person: int | None = None, untick: list[str] = ()) -> None:
+    """A change went through: say so on the next run, which shows its result with the
+    checkboxes ``untick`` cleared."""
     st.session_state["people_msg"] = message
+    st.session_state["people_untick"] = list(untick)
     if open_person is not None:
         st.session_state["people_person"] = open_person
     st.rerun()
 
 
+# A widget's value can only be set before it is drawn: the boxes ticked for the last change.
+for key in st.session_state.pop("people_untick", []):
+    st.session_state[key] = False
 msg = st.session_state.pop("people_msg", None)
 if msg:
     st.success(msg)
@@ -83,9 +88,7 @@ if view is not None:
                 else:
                     p = S.move_faces(gallery, move.faces, move.to)
                     text = f"{len(move.faces)} faces moved to person #{p.id}."
-            for f in move.faces:
-                st.session_state.pop(f"people_face_{f}", None)
-            done(text)
+            done(text, untick=[f"people_face_{f}" for f in move.faces])
     st.markdown("**Photos**, with the other people in each")
     with common.user_errors():
         V.photos_list(S.person_photos(gallery, view.person.id), gallery)
@@ -108,9 +111,8 @@ else:
         if merge is not None:
             with common.user_errors():
                 p = S.merge_people(gallery, merge.people, merge.name)
-            for pid in merge.people:
-                st.session_state.pop(f"people_sel_{pid}", None)
-            done(f"Merged {len(merge.people)} people into person #{p.id}.")
+            done(f"Merged {len(merge.people)} people into person #{p.id}.",
+                 untick=[f"people_sel_{pid}" for pid in merge.people])
         if V.regroup_button():
             with common.user_errors(), st.spinner("Regrouping the library…"):
                 report = S.regroup(gallery)

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import ROOT
 from test_browser import (  # noqa: F401
-    ARTIFACTS, CHROMIUM, MODEL_WAIT_MS, VIEWPORT, dashboard, no_exception, open_page, playwright, wait_idle,
+    ARTIFACTS, CHROMIUM, MODEL_WAIT_MS, VIEWPORT, dashboard, no_exception, open_page, playwright, shot, wait_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -79,7 +79,7 @@ def page(playwright, people_dashboard):  # noqa: F811
     yield pg
     try:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / "people.png"), full_page=True)
+        pg.screenshot(path=str(ARTIFACTS / "people_last.png"), full_page=True)
     except Exception:
         pass
     b.close()
@@ -152,12 +152,14 @@ def test_name_merge_not_this_person_survive_a_regroup(page, people_dashboard):
     merged_msg.wait_for()
     merged = int(re.search(r"person #(\d+)", merged_msg.inner_text()).group(1))
     assert merged in (b["id"], c["id"])
+    assert not _key(page, f"people_sel_{merged}").locator("input").is_checked()  # the ticks went with the change
 
     # The whole library grouped again: every decision is kept.
     _click(page, "people_regroup")
     page.get_by_text("Regrouped:").first.wait_for(timeout=MODEL_WAIT_MS)
     body = page.inner_text("body")
     assert "Ada *Lovelace*" in body, body[:3000]
+    shot(page, "people.png")
 
     _open(page, a["id"])
     assert "Ada *Lovelace*" in page.inner_text("body")
