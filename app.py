@@ -18,6 +18,7 @@ page = st.navigation([
     st.Page("pages/1_Match.py", title="Match", icon=":material/person_search:", url_path="Match"),
     st.Page("pages/2_Explore.py", title="Explore", icon=":material/scatter_plot:", url_path="Explore"),
     st.Page("pages/3_Evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="Evaluate"),
+    st.Page("pages/4_People.py", title="People", icon=":material/groups:", url_path="People"),
 ])
 try:
     page.run()

@@ -84,6 +84,25 @@ def _thumb(gallery, face_id: str):
     return str(p) if p.is_file() else None
 
 
+def person_link(fm: FaceMatches, gallery) -> None:
+    """"Show this person's photos" on the People page, when the best identity is a named
+    person of a photo library (issue 20)."""
+    from facesearch.people.service import person_named
+
+    best = fm.best
+    if gallery is None or best is None or person_named(gallery, best.identity) is None:
+        return
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:  # the name travels as a query parameter (URL-encoded by Streamlit), never as Markdown
+        st.page_link("pages/4_People.py", label="Show this person's photos", icon=":material/photo_library:",
+                     query_params={"person": best.identity})
+    except StreamlitPageNotFoundError:  # the page runs on its own, outside app.py's menu (AppTest)
+        from urllib.parse import quote
+
+        st.markdown(f"[Show this person's photos](People?person={quote(best.identity, safe='')})")
+
+
 def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
     """One bordered block per face: crop, best identity, top-k hits, identity table."""
     best = fm.best
@@ -106,6 +125,7 @@ def render_face(i: int, fm: FaceMatches, gallery, k: int) -> None:
                     f"(distance {best.distance:.3f}, threshold {fm.threshold:.3f})"
                 )
                 st.caption(md_escape(fm.sentence))
+                person_link(fm, gallery)
             hits = fm.hits[:k]
             if hits:
                 cols = st.columns(min(len(hits), 6))

@@ -201,3 +201,16 @@ def celeba_split(n_identities: int = 20, n_gallery: int = 4, n_probe: int = 2):
         gallery += ims[:n_gallery]
         probes += ims[n_gallery:n_gallery + n_probe]
     return gallery, probes
+
+
+def celeba_library(folder: Path, n_identities: int = 5, n_photos: int = 6) -> tuple[Path, dict[str, str]]:
+    """A flat photo library (no labels anywhere): symlinks to ``n_photos`` photos of each
+    of the ``n_identities`` CelebA identities with the most photos. Returns the folder and
+    each file name's true identity (for checking, never given to the ingest)."""
+    gallery, _ = celeba_split(n_identities=n_identities, n_gallery=n_photos, n_probe=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for im in gallery:
+        (folder / im.path.name).symlink_to(im.path)
+        truth[im.path.name] = im.identity
+    return folder, truth

@@ -394,7 +394,8 @@ def test_router_pages_share_the_session(celeba_gallery):
     assert rows[1].startswith(f"1. {probe.identity} ("), rows
 
 
-@pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py"])
+@pytest.mark.parametrize("script", ["app.py", "pages/1_Match.py", "pages/2_Explore.py", "pages/3_Evaluate.py",
+                                    "pages/4_People.py"])
 def test_every_page_explains_a_database_that_is_not_answering(script, monkeypatch, tmp_path):
     import socket
 
@@ -405,3 +406,109 @@ def test_every_page_explains_a_database_that_is_not_answering(script, monkeypatc
     monkeypatch.setenv("FACESEARCH_CHROMA_URL", f"http://127.0.0.1:{port}")
     at = _run(AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT))
     assert any("not answering" in e.value and "make run" in e.value for e in at.error), _texts(at)
+
+
+# -- People ----------------------------------------------------------------------------------------
+PEOPLE = str(ROOT / "pages" / "4_People.py")
+
+
+@pytest.fixture(scope="module")
+def people_library(tmp_path_factory, session_home):
+    """A flat library of 4 CelebA identities x 5 photos, ingested unlabelled into its own data
+    folder (a page test: the session's embedding cache). Returns (home, truth by file name)."""
+    from conftest import celeba_library
+    from facesearch.ingest.run import ingest
+    from facesearch.settings import Settings
+
+    base = tmp_path_factory.mktemp("people_page")
+    lib, truth = celeba_library(base / "lib", n_identities=4, n_photos=5)
+    s = Settings(home=base / "home", cache_dir=session_home / "cache")
+    rep = ingest(lib, "photos", settings=s)
+    assert not rep.failed, rep.failed
+    return base / "home", truth
+
+
+def _people_env(monkeypatch, home: Path, session_home, password: str | None = None):
+    monkeypatch.setenv("FACESEARCH_HOME", str(home))
+    monkeypatch.setenv("FACESEARCH_CACHE", str(session_home / "cache"))
+    if password:
+        monkeypatch.setenv("FACESEARCH_ADMIN_PASSWORD", password)
+    else:
+        monkeypatch.delenv("FACESEARCH_ADMIN_PASSWORD", raising=False)
+
+
+def _keys(at) -> set[str]:
+    return {w.key for kind in ("button", "text_input", "selectbox", "checkbox", "toggle") for w in getattr(at, kind)
+            if w.key}
+
+
+def test_people_page_on_a_gallery_without_a_library_says_so(monkeypatch, tmp_path, session_home):
+    _people_env(monkeypatch, tmp_path / "empty", session_home)
+    at = _run(AppTest.from_file(PEOPLE, default_timeout=TIMEOUT))
+    assert any("No people in this gallery yet" in i.value for i in at.info), _texts(at)
+    assert not at.error and not any(k.startswith("people_open") for k in _keys(at))
+
+
+def test_people_page_visitor_sees_people_but_no_editing(people_library, monkeypatch, session_home):
+    home, truth = people_library
+    _people_env(monkeypatch, home, session_home, password="s3cret")
+    at = _run(AppTest.from_file(PEOPLE, default_timeout=TIMEOUT))
+    keys = _keys(at)
+    opens = sorted(k for k in keys if k.startswith("people_open_"))
+    assert opens, _texts(at)
+    assert "Unnamed" in [t.value for t in at.text]
+    assert not {k for k in keys if k.startswith(("people_sel_", "people_merge", "people_regroup"))}
+    assert "Only the gallery's admin" in _texts(at)
+    at.button(key=opens[0]).click()
+    _run(at)
+    keys = _keys(at)
+    assert "people_back" in keys and any(h.value.startswith("Person #") for h in at.subheader)
+    assert not {k for k in keys if k.startswith(("people_face_", "people_move", "people_name"))}, keys
+    assert any(t.value in truth for t in at.text)  # the faces' and photos' file names, as text
+
+
+def test_people_page_admin_names_a_person_shown_as_text(people_library, monkeypatch, session_home):
+    """Single-user mode (no password): the local user is the admin. A name is a label: shown as written."""
+    home, _ = people_library
+    _people_env(monkeypatch, home, session_home)
+    at = _run(AppTest.from_file(PEOPLE, default_timeout=TIMEOUT))
+    assert {"people_merge_go", "people_regroup"} <= _keys(at)
+    first = sorted(k for k in _keys(at) if k.startswith("people_open_"))[0]
+    pid = int(first.rsplit("_", 1)[1])
+    at.button(key=first).click()
+    _run(at)
+    at.text_input(key=f"people_name_{pid}").set_value("*Ann* [x](y)")
+    at.button(key=f"people_name_go_{pid}").click()
+    _run(at)
+    assert "*Ann* [x](y)" in [t.value for t in at.text], _texts(at)
+    assert any("Named person" in s.value for s in at.success)
+
+
+def test_match_links_a_named_person_to_their_people_page(people_library, monkeypatch, session_home):
+    """A Match result whose best identity is a named person of the library links to the
+    People page with that person open (?person=NAME)."""
+    from facesearch.people import service as S
+    from facesearch.search.identify import open_gallery
+    from facesearch.embedding.pipeline import Pipeline
+    from facesearch.settings import Settings
+
+    home, truth = people_library
+    _people_env(monkeypatch, home, session_home)
+    g = open_gallery(Pipeline(settings=Settings.from_env()))
+    person = S.list_people(g)[0]
+    S.name_person(g, person.id, "Linked Person")
+    photo = next(f for f in S.show_person(g, person.id).faces)
+    at = _match([_photo(Path(photo.path))])
+    assert "Linked Person" in _best(at)
+    # In app.py's menu it is a st.page_link to the People page.
+    app = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
+    _run(app.switch_page("pages/1_Match.py"))
+    _match([_photo(Path(photo.path))], at=app)
+    links = [l.proto for l in app.get("page_link")]
+    assert any(l.label == "Show this person's photos" for l in links), links
+    # Outside app.py's menu (this AppTest) the link is a Markdown one; in the app, st.page_link.
+    assert any(m.value == "[Show this person's photos](People?person=Linked%20Person)" for m in at.markdown), _texts(at)
+    at = AppTest.from_file(PEOPLE, default_timeout=TIMEOUT)
+    at.query_params["person"] = "Linked Person"
+    _run(at)
+    assert any(h.value == f"Person #{person.id}" for h in at.subheader) and "Linked Person" in [t.value for t in at.text]

@@ -79,8 +79,12 @@ class PhotoView:
     others: list[tuple[PersonFace, Person | None]]  # the other faces, each with its person (None: none yet)
 
 
+def _db(gallery: FaceGallery):
+    return gallery.settings.home / "people.sqlite"
+
+
 def open_store(gallery: FaceGallery) -> PeopleStore:
-    return PeopleStore(gallery.settings.home / "people.sqlite", gallery.name)
+    return PeopleStore(_db(gallery), gallery.name)
 
 
 def _face(r: FaceRow) -> PersonFace:
@@ -157,6 +161,8 @@ def waiting_faces(gallery: FaceGallery) -> list[PersonFace]:
 def person_named(gallery: FaceGallery, name: str) -> int | None:
     """The person called ``name`` (a Match result's identity), or None: for "show this
     person's photos"."""
+    if not _db(gallery).is_file():  # no photo library yet: a read creates nothing (Match asks for every face)
+        return None
     st = open_store(gallery)
     try:
         return st.by_name(name)

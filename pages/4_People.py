@@ -1,0 +1,121 @@
+"""People: the faces of a photo library grouped into people. Browse them, open one to see
+their faces and photos; the admin names, merges, moves faces and regroups. The work is in
+facesearch.people.service; the widgets in components.people_view."""
+
+import streamlit as st
+
+from components import common
+from components import people_view as V
+from components.text import md_escape
+from facesearch.errors import ConfigError
+from facesearch.people import service as S
+
+act = common.sidebar()
+st.title("People")
+me = common.actor()
+with common.user_errors():
+    gallery = act.open(actor=me)  # bound to this session's actor: the core refuses a visitor's change
+
+
+def done(message: str, open_person: int | None = None, untick: list[str] = ()) -> None:
+    """A change went through: say so on the next run, which shows its result with the
+    checkboxes ``untick`` cleared."""
+    st.session_state["people_msg"] = message
+    st.session_state["people_untick"] = list(untick)
+    if open_person is not None:
+        st.session_state["people_person"] = open_person
+    st.rerun()
+
+
+# A widget's value can only be set before it is drawn: the boxes ticked for the last change.
+for key in st.session_state.pop("people_untick", []):
+    st.session_state[key] = False
+msg = st.session_state.pop("people_msg", None)
+if msg:
+    st.success(msg)
+
+# From a Match result ("show this person's photos"): ?person=NAME opens that person.
+asked = st.query_params.get("person")
+if asked is not None and gallery is not None:
+    del st.query_params["person"]
+    with common.user_errors():
+        found = S.person_named(gallery, asked)
+    if found is None:
+        common.show_warning(f"Nobody called {asked} among the people of this gallery.")
+    else:
+        st.session_state["people_person"] = found
+
+with common.user_errors():
+    everyone = S.list_people(gallery, min_faces=1) if gallery is not None else []
+if not everyone:
+    st.info("No people in this gallery yet. Ingest a photo library on the Home page (a folder of photos with no "
+            "per-person folders, or `facesearch ingest PATH --format photos`): its faces are grouped into people "
+            "here, to name, merge and correct.")
+    st.stop()
+
+opened = st.session_state.get("people_person")
+view = None
+if opened is not None:
+    try:
+        view = S.show_person(gallery, opened)
+    except ConfigError:  # merged away or emptied since: back to the grid
+        st.session_state.pop("people_person", None)
+
+if view is not None:
+    # -- one person --------------------------------------------------------------------------
+    if st.button("← All people", key="people_back"):
+        st.session_state.pop("people_person", None)
+        st.rerun()
+    V.person_header(view)
+    if me.admin:
+        new_name = V.rename_controls(view.person)
+        if new_name is not None:
+            with common.user_errors():
+                p = S.name_person(gallery, view.person.id, new_name)
+            done(f"Named person #{p.id} {md_escape(p.name)}.", p.id)
+    st.markdown(f"**Faces** ({len(view.faces)})")
+    chosen = V.faces_grid(view, gallery, selectable=me.admin)
+    if me.admin:
+        move = V.move_controls(view.person, everyone, chosen)
+        if move is not None:
+            with common.user_errors():
+                if move.new:
+                    p = S.new_person(gallery, move.faces)
+                    text = f"{len(move.faces)} faces are now person #{p.id}."
+                elif move.to is None:
+                    S.move_faces(gallery, move.faces, None)
+                    text = f"{len(move.faces)} faces taken out of person #{view.person.id}: they never return to it."
+                else:
+                    p = S.move_faces(gallery, move.faces, move.to)
+                    text = f"{len(move.faces)} faces moved to person #{p.id}."
+            done(text, untick=[f"people_face_{f}" for f in move.faces])
+    st.markdown("**Photos**, with the other people in each")
+    with common.user_errors():
+        V.photos_list(S.person_photos(gallery, view.person.id), gallery)
+else:
+    # -- the grid ----------------------------------------------------------------------------
+    single = st.toggle("Show people with one face", key="people_show_single")
+    shown = [p for p in everyone if single or p.faces >= 2]
+    hidden = len(everyone) - len(shown)
+    with common.user_errors():
+        waiting = len(S.waiting_faces(gallery))
+    st.caption(f"{len(shown)} people, most faces first"
+               + (f" ({hidden} with one face hidden)" if hidden else "")
+               + (f"; {waiting} faces waiting for more faces like them" if waiting else "") + ".")
+    pick, chosen = V.people_grid(shown, gallery, selectable=me.admin)
+    if pick is not None:
+        st.session_state["people_person"] = pick
+        st.rerun()
+    if me.admin:
+        merge = V.merge_controls(chosen)
+        if merge is not None:
+            with common.user_errors():
+                p = S.merge_people(gallery, merge.people, merge.name)
+            done(f"Merged {len(merge.people)} people into person #{p.id}.",
+                 untick=[f"people_sel_{pid}" for pid in merge.people])
+        if V.regroup_button():
+            with common.user_errors(), st.spinner("Regrouping the library…"):
+                report = S.regroup(gallery)
+            done(f"Regrouped: {md_escape(report.summary())}.")
+    else:
+        st.caption("Only the gallery's admin can name, merge or correct people (sign in from the sidebar).")
