@@ -239,7 +239,7 @@ def test_home(page, server, settings):
     assert settings.model in body and "Faces" in body and str(settings.home) in body
     # The page menu: each page by its title (the first one read "app" before), with an icon.
     links = page.locator('[data-testid="stSidebarNav"]').get_by_role("link")
-    assert [t.split()[-1] for t in links.all_inner_texts()] == ["Home", "Match", "Explore", "Evaluate"]
+    assert [t.split()[-1] for t in links.all_inner_texts()] == ["Home", "Match", "Explore", "Evaluate", "People"]
     assert page.title() == "Home"
     # .streamlit/config.toml runs the toolbar in viewer mode: no Deploy button for visitors.
     assert page.get_by_role("button", name="Deploy").count() == 0

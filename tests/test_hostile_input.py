@@ -515,7 +515,6 @@ HOSTILE_ZIPS = {
     "encrypted": (lambda home: _encrypted_zip(), "encrypted"),
     "not a zip": (lambda home: b"PK\x03\x04 this is not really a zip" * 10, "not a zip"),
     "no photos": (lambda home: zip_of([("ann/readme.txt", b"hello")]), "no photos"),
-    "photos without folders": (lambda home: zip_of([("1.jpg", PHOTO), ("2.jpg", PHOTO)]), "cannot be ingested"),
     "label without letters": (lambda home: zip_of([("people/--/1.jpg", PHOTO), ("people/bo/1.jpg", PHOTO)]),
                               "no letter or digit"),
     "label too long": (lambda home: zip_of([("people/" + "a" * 200 + "/1.jpg", PHOTO), ("people/bo/1.jpg", PHOTO)]),
@@ -523,6 +522,15 @@ HOSTILE_ZIPS = {
     "lying header": (lambda home: raw_zip([("ann/1.jpg", deflated_zeros(_ZEROS_16M), zlib.crc32(bytes(_ZEROS_16M)),
                                             1000)]), "damaged"),
 }
+
+
+@pytest.mark.timeout(60)
+def test_a_zip_of_loose_photos_is_a_photo_library(tmp_path):
+    """Photos without folders were refused before photo libraries (issue 20); now they are
+    one: every face unnamed, to be grouped into people."""
+    root = U.extract_zip(zip_of([("1.jpg", PHOTO), ("2.jpg", PHOTO)]), tmp_path / "home")
+    images = load_images(root)
+    assert len(images) == 2 and all(not im.identity for im in images)
 
 
 @pytest.mark.timeout(60)
