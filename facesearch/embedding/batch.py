@@ -77,6 +77,13 @@ def embed_all(paths: Sequence[str], states: list[ModelState], crop_fallback: boo
                 done += 1
                 if progress:
                     progress(done, total, stage)
+            if s.error is None and misses:
+                try:
+                    # Loaded here too before workers start: a model that cannot run (its
+                    # weights missing, a download refused) is known once, at once.
+                    s.pipe.model.load()
+                except FaceSearchError as exc:
+                    s.error = str(exc)
             if s.error is not None:
                 continue
             todo = misses
