@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from facesearch.errors import FaceSearchError, ImageError
-from facesearch.embedding.workers import PhotoWorkers, Work
+from facesearch.embedding.workers import MIN_POOL, PhotoWorkers, Work
 
 # progress(done, total, stage): ``done`` of ``total`` photos embedded for ``stage``, "model,
 # task"; each stage is announced with done 0 before its first photo.
@@ -70,6 +70,8 @@ def embed_all(paths: Sequence[str], states: list[ModelState], crop_fallback: boo
                 res = embed_job(s.pipe, p, None, crop_fallback, cached_only=True)
                 if res is None:
                     misses.append(p)
+                    if len(misses) == MIN_POOL:
+                        runner.warm(s.work)  # the workers start while the rest is looked up
                     continue
                 record(s, res)
                 if s.error is not None:

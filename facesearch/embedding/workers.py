@@ -93,6 +93,11 @@ def _pipeline(work: Work, use_cache: bool):
     return pipe
 
 
+def _warm(work: Work) -> None:
+    """Build ``work``'s pipeline and load its model in this worker ahead of its photos."""
+    _pipeline(work, True).model.load()
+
+
 def _task(job: Job, work: Work, path: str, args: tuple) -> dict:
     """One photo in a pool worker."""
     return job(_pipeline(work, True), path, None, *args)
@@ -163,12 +168,25 @@ class PhotoWorkers:
         for p in paths:
             yield job(pipe, p, None, *args)
 
-    def _pool_results(self, job: Job, work: Work, paths: list[str], args: tuple) -> Iterator[dict]:
+    def warm(self, work: Work) -> None:
+        """Start the worker processes and load ``work``'s model in them now, without
+        waiting: for a run that is about to come (they start while this process does
+        something else). Nothing with Dask or one worker."""
+        if self.dask or self.workers == 1:
+            return
+        pool = self._executor()
+        for _ in range(self.workers):
+            pool.submit(_warm, work)
+
+    def _executor(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
                                                 initargs=(True,))
-        pool = self._pool
+        return self._pool
+
+    def _pool_results(self, job: Job, work: Work, paths: list[str], args: tuple) -> Iterator[dict]:
+        pool = self._executor()
         # A bounded window keeps memory flat on 200k-photo datasets.
         it = iter(paths)
         futs = {pool.submit(_task, job, work, p, args) for p in itertools.islice(it, self.workers * 8)}
