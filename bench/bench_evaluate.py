@@ -11,6 +11,12 @@ processes, default one per core) from this process. Each time covers the whole
 embedding every photo and scoring. The two comparisons must give the same figures (only
 the measured seconds differ); a cached second run of ours must compute nothing.
 
+Each side also prints its CPU seconds (user + system, this process and its workers):
+photos per CPU-second says what the workers cost beyond the one process's work, a
+figure the machine's other jobs do not change as much as the wall-clock ratio (on a
+shared machine with the kernel's autogroup scheduling, a busy machine gives this
+session about one share however many processes it starts).
+
 Defaults: lfw (the shared slice: 600 pairs, 807 photos), every pair, sface. Last line:
 ``evaluate: ours X photos/s, one process Y photos/s, ratio Z`` (photos: embedded photos
 summed over the models).
@@ -22,6 +28,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -36,15 +43,24 @@ def _figures(text: str) -> dict:
     return data
 
 
-def _run(home: str, dataset: str, limit: int | None, models: list[str], workers: int) -> tuple[float, str, int, int]:
-    """(seconds, JSON, photos embedded, photos computed) of one cold ``evaluate``."""
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its reaped children so far."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def _run(home: str, dataset: str, limit: int | None, models: list[str], workers: int
+         ) -> tuple[float, str, int, int, float]:
+    """(seconds, JSON, photos embedded, photos computed, CPU seconds) of one cold
+    ``evaluate`` (the CPU of worker processes counts once they have ended, as they have
+    when it returns)."""
     from facesearch.evaluation.pairs import evaluate
     from facesearch.settings import Settings
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     cmp = evaluate(dataset, None, models, Settings(home=Path(home)), limit=limit, workers=workers)
     secs = time.perf_counter() - t0
-    return secs, cmp.to_json(pairs=True), sum(r.n_images for r in cmp.results), cmp.n_computed
+    return secs, cmp.to_json(pairs=True), sum(r.n_images for r in cmp.results), cmp.n_computed, _cpu() - c0
 
 
 def _one_process(q, home: str, dataset: str, limit: int | None, models: list[str]) -> None:
@@ -78,16 +94,16 @@ def main(argv: list[str]) -> int:
     q = ctx.Queue()
     p = ctx.Process(target=_one_process, args=(q, str(homes["one"]), a.dataset, a.limit, models))
     p.start()
-    s1, j1, n1, c1 = q.get()
+    s1, j1, n1, c1, cpu1 = q.get()
     p.join()
-    print(f"one process (one thread per library): {n1} photos in {s1:.1f} s, computed {c1}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"one process (one thread per library): {n1} photos in {s1:.1f} s, computed {c1}, CPU {cpu1:.1f} s "
+          f"({n1 / cpu1:.2f} photos per CPU-second); load {os.getloadavg()[0]:.2f}", flush=True)
 
-    s2, j2, n2, c2 = _run(str(homes["ours"]), a.dataset, a.limit, models, a.workers)
-    print(f"ours ({a.workers} worker processes): {n2} photos in {s2:.1f} s, computed {c2}; "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    s2, j2, n2, c2, cpu2 = _run(str(homes["ours"]), a.dataset, a.limit, models, a.workers)
+    print(f"ours ({a.workers} worker processes): {n2} photos in {s2:.1f} s, computed {c2}, CPU {cpu2:.1f} s "
+          f"({n2 / cpu2:.2f} photos per CPU-second); load {os.getloadavg()[0]:.2f}", flush=True)
 
-    s3, _, _, c3 = _run(str(homes["ours"]), a.dataset, a.limit, models, a.workers)
+    s3, _, _, c3, _ = _run(str(homes["ours"]), a.dataset, a.limit, models, a.workers)
     print(f"ours again, cached: {s3:.1f} s, computed {c3}", flush=True)
 
     ok = True
