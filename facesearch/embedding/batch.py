@@ -79,10 +79,10 @@ def embed_all(paths: Sequence[str], states: list[ModelState], crop_fallback: boo
                 done += 1
                 if progress:
                     progress(done, total, stage)
-            if s.error is None and misses:
+            if s.error is None and misses and not s.pipe.model.status()[0]:
                 try:
-                    # Loaded here too before workers start: a model that cannot run (its
-                    # weights missing, a download refused) is known once, at once.
+                    # Weights not on disk: fetched here, once, before the workers need
+                    # them, and a model that cannot run (a download refused) is known at once.
                     s.pipe.model.load()
                 except FaceSearchError as exc:
                     s.error = str(exc)
