@@ -79,8 +79,9 @@ def dataset_path(dataset: str, path: str | Path | None) -> Path:
 
 def model_states(names: Sequence[str], settings: Settings, load: bool = True) -> list[ModelState]:
     """One state per model. ``load``: load each model here now, so one that cannot run is
-    known before any photo (False when workers embed: :func:`~facesearch.embedding.batch.embed_all`
-    loads it only when some photo is not cached)."""
+    known before any photo (False when workers embed: they load their own, and
+    :func:`~facesearch.embedding.batch.embed_all` loads it here first only when its weights
+    are not on disk and some photo is not cached)."""
     from facesearch.embedding.pipeline import Pipeline
     from facesearch.embedding.workers import Work
 
