@@ -151,6 +151,8 @@ class PhotoWorkers:
         process's pipeline for ``work``, used when the photos are done here (else one is
         built)."""
         paths = list(paths)
+        if not paths:
+            return iter(())  # nothing to start a cluster for
         if self.dask:
             return self._dask_results(job, work, paths, args)
         if self.workers == 1 or len(paths) < MIN_POOL:
