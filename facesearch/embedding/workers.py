@@ -112,6 +112,10 @@ def _dask_process(job: Job, work: Work, path: str, data: bytes | None, args: tup
     return job(_pipeline(work, data is None), path, data, *args)
 
 
+def _nothing() -> Iterator[dict]:
+    yield from ()
+
+
 # -- client side --------------------------------------------------------------------------
 class PhotoWorkers:
     """Where jobs run (see the module docstring); a context manager that ends the worker
@@ -152,7 +156,7 @@ class PhotoWorkers:
         built)."""
         paths = list(paths)
         if not paths:
-            return iter(())  # nothing to start a cluster for
+            return _nothing()  # nothing to start a cluster for (a generator: callers close it)
         if self.dask:
             return self._dask_results(job, work, paths, args)
         if self.workers == 1 or len(paths) < MIN_POOL:
