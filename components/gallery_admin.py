@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import streamlit as st
+from tqdm import tqdm
 
 from components.text import md_escape
 
@@ -76,8 +77,10 @@ def _job_progress(job: IngestJob) -> None:
     if not job.running:
         st.rerun()  # the whole page: it collects the report and refreshes the gallery status
     frac = job.done / job.total if job.total else 0.0
-    text = f"{job.what}: {job.done:,}/{job.total:,}" + (f" · {Path(job.current).name}" if job.current else
-                                                         f" · {job.waiting}" if job.waiting else " · starting")
+    rate, left = job.rate, job.seconds_left
+    pace = (f" · {rate:.1f} photos/s · {tqdm.format_interval(left)} left" if rate and left is not None else "")
+    text = f"{job.what}: {job.done:,}/{job.total:,}{pace}" + (f" · {Path(job.current).name}" if job.current else
+                                                              f" · {job.waiting}" if job.waiting else " · starting")
     st.progress(min(1.0, frac), text=md_escape(text))
     if job.stopping:
         st.caption("Stopping after the photo in hand; what is done stays in the gallery.")

@@ -55,6 +55,16 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def default_workers() -> int:
+    """Worker processes for ingest, evaluate and calibrate unless told otherwise
+    (``FACESEARCH_WORKERS``, ``--workers``): one per core this process may use (its CPU
+    affinity, which a container or ``taskset`` narrows, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def parse_ice_servers(raw: str) -> tuple:
     """``FACESEARCH_ICE_SERVERS`` as RTCIceServer dicts: a JSON list (or one object), e.g.
     ``[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]``, or
@@ -94,7 +104,7 @@ class Settings:
     chroma_url: str | None = None  # e.g. http://127.0.0.1:8000 -> HttpClient instead of PersistentClient
     top_k: int = 5
     batch_size: int = 64
-    workers: int = 1
+    workers: int = field(default_factory=default_workers)  # detection/embedding processes; see default_workers
     thumb_size: int = 112
     # The embedding cache may live apart from the gallery (FACESEARCH_CACHE), so several
     # galleries, or throwaway test galleries, share already-computed embeddings.
@@ -154,7 +164,7 @@ class Settings:
             chroma_url=env.get("FACESEARCH_CHROMA_URL") or None,
             top_k=_env_int("FACESEARCH_TOP_K", 5),
             batch_size=_env_int("FACESEARCH_BATCH_SIZE", 64),
-            workers=_env_int("FACESEARCH_WORKERS", 1),
+            workers=_env_int("FACESEARCH_WORKERS", default_workers()),
             thumb_size=_env_int("FACESEARCH_THUMB_SIZE", 112),
             cache_dir=Path(env["FACESEARCH_CACHE"]).expanduser() if env.get("FACESEARCH_CACHE") else None,
             admin_password=env.get("FACESEARCH_ADMIN_PASSWORD") or None,

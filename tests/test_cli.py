@@ -66,6 +66,18 @@ def test_ingest_families_folder(data_dir, tmp_path, session_home):
     assert {"Adeyemi", "Berg"} <= set(r.stdout.replace('"', " ").split()), r.stdout
 
 
+def test_workers_default_to_the_cores_this_process_may_use(monkeypatch):
+    """Ingest, evaluate and calibrate (CLI and pages) take their worker count from the
+    settings: every core this process may use, unless FACESEARCH_WORKERS says otherwise."""
+    from facesearch.settings import Settings
+
+    monkeypatch.delenv("FACESEARCH_WORKERS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert Settings.from_env().workers == Settings().workers == cores
+    monkeypatch.setenv("FACESEARCH_WORKERS", "3")
+    assert Settings.from_env().workers == 3
+
+
 def test_verify_and_user_errors(data_dir, session_home):
     people = data_dir / "photos/people"
     r = run("verify", people / "obama/obama.jpg", people / "obama/obama2.jpg", home=session_home)

@@ -133,6 +133,26 @@ def test_killed_dask_worker_loses_no_face(tmp_path, photos, reference):
                 p.kill()
 
 
+def test_evaluate_on_a_local_cluster_gives_the_one_process_figures(tmp_path):
+    """``facesearch evaluate --dask local``: sface on 12 LFW pairs, from an empty data
+    folder, gives the JSON figures of the one-process path (its own empty folder)."""
+    import json
+
+    out = {}
+    for name, extra in (("dask", ("--dask", "local", "--workers", "2")), ("one", ("--workers", "1"))):
+        home = tmp_path / name
+        r = subprocess.run([sys.executable, "-m", "facesearch", "evaluate", "--dataset", "lfw", "--models", "sface",
+                            "--limit", "12", "--quiet", "--out", str(home / "out"), *extra],
+                           cwd=ROOT, env=_env(home), capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert "embeddings computed this run: 24; from cache: 0" in r.stdout, r.stdout
+        out[name] = json.loads((home / "out.json").read_text())
+        for res in out[name]["results"]:
+            res.pop("seconds")
+            res.pop("ms_per_face")
+    assert out["dask"] == out["one"]
+
+
 def _tasks_done(client) -> int:
     """Ingest tasks the cluster has finished so far (every transition to "memory")."""
     return client.run_on_scheduler(lambda dask_scheduler: sum(

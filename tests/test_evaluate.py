@@ -128,6 +128,31 @@ def test_second_run_computes_nothing(lfw_out, eval_settings):
     assert r.ms_per_face == pytest.approx(data["results"][0]["ms_per_face"], rel=1e-6)
 
 
+def _figures(data: dict) -> dict:
+    """A comparison's JSON without what a run measures in seconds."""
+    for r in data["results"]:
+        r.pop("seconds", None)
+        r.pop("ms_per_face", None)
+    return data
+
+
+def test_workers_give_the_one_process_figures(tmp_path):
+    """sface on 40 LFW pairs, each way from its own empty data folder and cache: the CLI
+    with two worker processes and the one-process path compute every photo and give the
+    same JSON figures (every distance, threshold and rate; only the seconds differ)."""
+    from facesearch.settings import Settings
+
+    one = evaluate("lfw", None, ["sface"], Settings(home=tmp_path / "one"), limit=40, workers=1)
+    prefix = tmp_path / "out" / "lfw"
+    rc, out = _cli("evaluate", "--dataset", "lfw", "--models", "sface", "--limit", "40", "--workers", "2",
+                   "--out", str(prefix), "--quiet", "--home", str(tmp_path / "two"))
+    assert rc == 0, out
+    two = json.loads(prefix.with_name("lfw.json").read_text())
+    (r,) = two["results"]
+    assert r["computed"] == r["n_images"] == one.results[0].n_computed > 40 and r["cached"] == 0
+    assert _figures(two) == _figures(json.loads(one.to_json()))
+
+
 def test_apply_previews_and_refuses_a_rate_too_few_pairs_tell(lfw_out, tmp_path, monkeypatch, eval_settings,
                                                                 capsys):
     """About --apply: the vectors come from the module's cache. Its best-F1 threshold lets

@@ -210,6 +210,7 @@ def test_dashboard_ingest_waits_for_another_writer(home, tmp_path):
             assert holder.wait(60) == 0
             assert job.wait(600) and job.error is None, job.error
             assert job.report.faces_added == 4 and not job.waiting, job.report.summary()
+            assert job.rate > 0 and job.seconds_left == 0  # what the Home page's progress shows
             assert _identities(s) == {f"person_{i}": 2 for i in _celeba_people(2, 2)}
         finally:
             if holder.poll() is None:

@@ -311,7 +311,7 @@ def test_deleted_identity_comes_back_on_reingest(shared_cache_settings):
 _REAL_PROCESS = ingest_mod._process
 
 
-def _process_noting_pid(path, max_faces=None, data=None, cache=True):
+def _process_noting_pid(pipe, path, data=None, max_faces=None):
     """ingest's work on one photo, in a worker process, after writing "pid path" to the
     file named by FACESEARCH_TEST_PIDS. A worker's first photo waits (up to 120 s) until
     another process has started one too, so that which worker starts faster cannot decide
@@ -326,7 +326,7 @@ def _process_noting_pid(path, max_faces=None, data=None, cache=True):
         if any(line.split()[0] != me for line in log.read_text().splitlines()):
             break
         time.sleep(0.05)
-    return _REAL_PROCESS(path, max_faces, data, cache)
+    return _REAL_PROCESS(pipe, path, data, max_faces)
 
 
 def _gallery(s: Settings) -> tuple[list[str], np.ndarray, list[str]]:

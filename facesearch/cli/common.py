@@ -56,6 +56,15 @@ def progress_bar(quiet: bool = False, stages: bool = False) -> Callable[[int, in
     return progress
 
 
+def add_worker_options(parser) -> None:
+    """``--workers`` and ``--dask``: where photos are detected and embedded (ingest,
+    evaluate, calibrate share the worker pool, :mod:`facesearch.embedding.workers`)."""
+    parser.add_argument("--workers", type=int, help="worker processes for detection/embedding (default: one per core "
+                        "this process may use, or FACESEARCH_WORKERS; with --dask local, the LocalCluster's workers)")
+    parser.add_argument("--dask", metavar="local|tcp://HOST:8786",
+                        help="detect and embed on a Dask cluster: a LocalCluster of processes, or a scheduler's address")
+
+
 def _out_prefix(given: str) -> Path:
     """``--out PREFIX`` (a trailing .json/.csv dropped), its folder created."""
     out = Path(given)

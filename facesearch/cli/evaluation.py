@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings
-from facesearch.cli.common import _fmt, _out_prefix, _pct, _settings, progress_bar
+from facesearch.cli.common import _fmt, _out_prefix, _pct, _settings, add_worker_options, progress_bar
 from facesearch.datasets.registry import FORMATS
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def cmd_evaluate(args) -> int:
                    limit=args.limit, target_precision=args.target_precision, target_fmr=args.target_fmr,
                    progress=progress_bar(args.quiet, stages=True),
                    crop_fallback=getattr(args, "crop_fallback", None),
-                   max_photos_per_member=getattr(args, "max_photos", None))
+                   max_photos_per_member=getattr(args, "max_photos", None),
+                   workers=getattr(args, "workers", None), dask=getattr(args, "dask", None))
     print(f"dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, seed {args.seed}"
           + (f", limit {args.limit}" if args.limit else "")
           + f"; thr@P: target precision {args.target_precision}, thr@FMR: target FMR {args.target_fmr}")
@@ -236,7 +237,8 @@ def _cmd_open_set(args, settings: Settings) -> int:
     cmp = evaluate_open_set(args.dataset, args.path, _models(args, settings), settings, seed=args.seed,
                             enroll=getattr(args, "enroll", 1) or 1,
                             max_identities=getattr(args, "max_identities", None),
-                            progress=progress_bar(args.quiet, stages=True))
+                            progress=progress_bar(args.quiet, stages=True),
+                            workers=getattr(args, "workers", None), dask=getattr(args, "dask", None))
     print(f"open-set identification: dataset {cmp.dataset} ({cmp.path}), detector {settings.detector}, "
           f"seed {args.seed}, {cmp.params['enroll']} photo(s) enrolled per identity"
           + (f", {cmp.params['max_identities']} identities at most" if cmp.params["max_identities"] else ""))
@@ -269,7 +271,8 @@ def cmd_calibrate(args) -> int:
     from facesearch.search.calibration import calibrate
 
     s = _settings(args)
-    cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet, stages=True))
+    cal, path = calibrate(args.path, args.format, s.model, s, progress=progress_bar(args.quiet, stages=True),
+                          workers=args.workers, dask=args.dask)
     print(f"{cal.model}: {cal.n_pairs:,} impostor pairs from {cal.source}; saved {path}")
     for n in (100, 10_000, 1_000_000):
         print(f"  gallery of {n:>9,} faces: match at distance <= {cal.threshold_for_fpir(0.01, n):.3f} "
@@ -313,6 +316,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="--open-set: photos enrolled per identity (default 1)")
     e.add_argument("--max-identities", type=int, metavar="N",
                    help="--open-set: use a seeded random subset of N identities")
+    add_worker_options(e)
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate)
 
@@ -327,5 +331,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                                    "a match come from it. Saved in the data folder; replaces the shipped one.")
     c.add_argument("path")
     c.add_argument("--format", default="auto", choices=["auto", *FORMATS])
+    add_worker_options(c)
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_calibrate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from facesearch.cli.common import _settings, progress_bar
+from facesearch.cli.common import _settings, add_worker_options, progress_bar
 from facesearch.datasets.registry import FORMATS
 
 
@@ -177,10 +177,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="the folder is FAMILY/PERSON/*.jpg: each person gets a family (format 'families'; never "
                         "detected, since PERSON/EVENT/*.jpg looks the same)")
     a.add_argument("--limit", type=int, help="only the first N photos")
-    a.add_argument("--workers", type=int, help="worker processes for detection/embedding (default 1; with "
-                   "--dask local, the LocalCluster's workers)")
-    a.add_argument("--dask", metavar="local|tcp://HOST:8786",
-                   help="detect and embed on a Dask cluster: a LocalCluster of processes, or a scheduler's address")
+    add_worker_options(a)
     a.add_argument("--all-faces", action="store_true", help="store every face of a photo, not only the largest")
     a.add_argument("--restart", action="store_true", help="forget which files earlier runs processed")
     a.add_argument("--quiet", action="store_true", help="no progress bar")

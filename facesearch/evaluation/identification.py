@@ -16,7 +16,8 @@ from facesearch.datasets.registry import load_images
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError
 from facesearch.settings import Settings, get_settings
 from facesearch.embedding.batch import Progress, ModelState, embed_all
-from facesearch.evaluation.vectors import dataset_path, jsonable, model_names, model_states, task_cost
+from facesearch.evaluation.vectors import (dataset_path, jsonable, model_names, model_states, photo_workers,
+                                           task_cost)
 
 
 # Identity datasets whose photos can be split into enrolled and not-enrolled people.
@@ -67,7 +68,8 @@ class OpenSetComparison:
 def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[str],
                       settings: Settings | None = None, seed: int = 0, enroll: int = 1,
                       max_identities: int | None = None, progress: Progress | None = None,
-                      crop_fallback: bool = False) -> OpenSetComparison:
+                      crop_fallback: bool = False, workers: int | None = None,
+                      dask: str | None = None) -> OpenSetComparison:
     """Open-set identification (1:N search) of ``models`` on an identity dataset
     (``folder``: CelebA, NAME/*.jpg or a path,label csv; ``lfw``: the LFW image folders).
 
@@ -77,7 +79,8 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     every other photo and scores it at the model's search threshold for that gallery
     size (:func:`facesearch.search.verdicts.search_thresholds`). ``max_identities``: use a
     seeded random subset of that many people. A model that cannot run is reported in its
-    result's ``error``.
+    result's ``error``. ``workers``/``dask``: where the photos are embedded, as
+    :func:`facesearch.evaluation.pairs.evaluate`.
     """
     from facesearch.evaluation import openset as OS
 
@@ -89,8 +92,9 @@ def evaluate_open_set(dataset: str, path: str | Path | None, models: Sequence[st
     label, family = _open_set_labels(dataset, path, seed, max_identities)
     photos = list(label)
 
-    states = model_states(names, settings)
-    embed_all(photos, states, crop_fallback, progress, "open-set")
+    with photo_workers(settings, workers, dask) as pool:
+        states = model_states(names, settings, load=pool.in_process)
+        embed_all(photos, states, crop_fallback, progress, "open-set", pool)
     results = [_score_open_set(s, photos, label, family, int(enroll), seed, settings) for s in states]
     params = {"open_set": True, "seed": seed, "enroll": int(enroll), "max_identities": max_identities,
               "detector": settings.detector, "models": names, "crop_fallback": crop_fallback,

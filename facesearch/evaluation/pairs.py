@@ -50,7 +50,7 @@ from facesearch.evaluation import metrics as M
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings, get_settings
 from facesearch.embedding.batch import Progress, ModelState, embed_all
-from facesearch.evaluation.vectors import dataset_path, jsonable, model_names, model_states, task_cost
+from facesearch.evaluation.vectors import dataset_path, jsonable, model_names, model_states, photo_workers, task_cost
 
 
 DATASETS = ("fiw", "lfw", "folder", "master")
@@ -443,7 +443,8 @@ def _by_relation(r: ModelResult) -> list[dict[str, Any]]:
 def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], settings: Settings | None = None,
              task: str | None = None, seed: int = 0, limit: int | None = None,
              target_precision: float = 0.95, target_fmr: float = 0.01, progress: Progress | None = None,
-             crop_fallback: bool | None = None, max_photos_per_member: int | None = None) -> Comparison:
+             crop_fallback: bool | None = None, max_photos_per_member: int | None = None,
+             workers: int | None = None, dask: str | None = None) -> Comparison:
     """Compare ``models`` on a labelled dataset.
 
     ``dataset``: one of :data:`DATASETS`; ``path``: its folder (or pairs/csv file),
@@ -452,7 +453,9 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
     ``crop_fallback`` (default: True for FIW): embed the whole photo when no face is
     detected. ``max_photos_per_member``: FIW kinship, use only a member's first N photos.
     ``progress(done, total, "model, task")`` is called with done 0 as each model starts a
-    task, then after each photo.
+    task, then after each photo. ``workers``/``dask``: where the photos are embedded, as
+    ingest's (default: the settings' worker processes, one per core); the figures are the
+    same either way.
     Raises ConfigError/UnknownModelError/DatasetError for bad arguments; a model that
     cannot run is reported in its result's ``error``.
     """
@@ -471,24 +474,24 @@ def evaluate(dataset: str, path: str | Path | None, models: Sequence[str], setti
         crop_fallback = dataset == "fiw"
 
     tasks = _build_tasks(dataset, path, task, seed, limit, max_photos_per_member)
-    states = model_states(names, settings)
-
     results: list[ModelResult] = []
-    for t in tasks:
-        photos = _task_photos(t)
-        before = {s.name: (s.computed, s.cached) for s in states}
-        embed_all(photos, states, crop_fallback, progress, t.name)
-        for s in states:
-            if s.error is not None:
-                results.append(ModelResult(model=s.name, task=t.name, n_pairs_total=len(t.a), error=s.error))
-                continue
-            r = _score(t, s, target_precision, target_fmr, seed)
-            # Photos shared with an earlier task were embedded (or fetched) then; their
-            # cost is still this task's, so take it from the stored per-photo seconds.
-            r.seconds, r.n_faces = task_cost(photos, s)
-            c0, k0 = before[s.name]
-            r.n_computed, r.n_cached = s.computed - c0, s.cached - k0
-            results.append(r)
+    with photo_workers(settings, workers, dask) as pool:
+        states = model_states(names, settings, load=pool.in_process)
+        for t in tasks:
+            photos = _task_photos(t)
+            before = {s.name: (s.computed, s.cached) for s in states}
+            embed_all(photos, states, crop_fallback, progress, t.name, pool)
+            for s in states:
+                if s.error is not None:
+                    results.append(ModelResult(model=s.name, task=t.name, n_pairs_total=len(t.a), error=s.error))
+                    continue
+                r = _score(t, s, target_precision, target_fmr, seed)
+                # Photos shared with an earlier task were embedded (or fetched) then; their
+                # cost is still this task's, so take it from the stored per-photo seconds.
+                r.seconds, r.n_faces = task_cost(photos, s)
+                c0, k0 = before[s.name]
+                r.n_computed, r.n_cached = s.computed - c0, s.cached - k0
+                results.append(r)
     params = {"task": task, "seed": seed, "limit": limit, "target_precision": target_precision,
               "target_fmr": target_fmr, "crop_fallback": crop_fallback, "detector": settings.detector,
               "max_photos_per_member": max_photos_per_member, "models": names}

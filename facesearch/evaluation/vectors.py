@@ -77,16 +77,30 @@ def dataset_path(dataset: str, path: str | Path | None) -> Path:
     return path
 
 
-def model_states(names: Sequence[str], settings: Settings) -> list[ModelState]:
+def model_states(names: Sequence[str], settings: Settings, load: bool = True) -> list[ModelState]:
+    """One state per model. ``load``: load each model here now, so one that cannot run is
+    known before any photo (False when workers embed: they load their own, and
+    :func:`~facesearch.embedding.batch.embed_all` loads it here first only when its weights
+    are not on disk and some photo is not cached)."""
     from facesearch.embedding.pipeline import Pipeline
+    from facesearch.embedding.workers import Work
 
     states = []
     for n in names:
-        st = ModelState(n, None)
+        st = ModelState(n, None, Work(n, settings.detector, settings))
         try:
             st.pipe = Pipeline(n, settings.detector, settings)
-            st.pipe.model.load()
+            if load:
+                st.pipe.model.load()
         except FaceSearchError as exc:
             st.error = str(exc)
         states.append(st)
     return states
+
+
+def photo_workers(settings: Settings, workers: int | None = None, dask: str | None = None):
+    """Where an evaluation embeds its photos: ``workers`` processes (default: the
+    settings', every core), or a Dask cluster (:class:`~facesearch.embedding.workers.PhotoWorkers`)."""
+    from facesearch.embedding.workers import PhotoWorkers
+
+    return PhotoWorkers(workers or settings.workers, dask)

@@ -31,6 +31,11 @@ class IngestJob:
     report: IngestReport | None = None
     error: str | None = None
     started: float = field(default_factory=time.time)
+    # When the first photo was counted (monotonic) and the count then (photos done in an
+    # earlier run included): the rate and time left are measured from there.
+    first_at: float | None = None
+    first_done: int = 0
+    last_at: float = 0.0  # when the count last moved
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -40,7 +45,23 @@ class IngestJob:
         return self
 
     def _progress(self, done: int, total: int, current: str) -> None:
+        self.last_at = time.monotonic()
+        if self.first_at is None:
+            self.first_at, self.first_done = self.last_at, done
         self.done, self.total, self.current, self.waiting = done, total, current, ""
+
+    @property
+    def rate(self) -> float | None:
+        """Photos per second from the first photo to the latest (None until there is a second)."""
+        if self.first_at is None or self.done <= self.first_done:
+            return None
+        return (self.done - self.first_done) / max(self.last_at - self.first_at, 1e-6)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """At :attr:`rate`, how long the rest takes (None while unknown)."""
+        r = self.rate
+        return None if not r else max(0, self.total - self.done) / r
 
     def _waiting(self, message: str) -> None:
         self.waiting = message  # another ingest writes the gallery: shown until this one starts

@@ -18,18 +18,14 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import hashlib
 import logging
-import itertools
-import multiprocessing as mp
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -40,12 +36,12 @@ from facesearch.access import Actor, check_ingest_path, require_admin
 from facesearch.datasets.base import LabeledImage, path_text
 from facesearch.datasets.photos import UnlabeledImage
 from facesearch.datasets.registry import load_images
-from facesearch.errors import ConfigError, FaceSearchError, GalleryBusyError, ImageError, StorageFullError
+from facesearch.errors import FaceSearchError, GalleryBusyError, ImageError, StorageFullError
 from facesearch.imaging.decode import load_image, to_jpeg
 from facesearch.embedding.pipeline import Pipeline
+from facesearch.embedding.workers import PhotoWorkers, Work
 from facesearch.ingest.ledger import Ledger
 from facesearch.settings import Settings, get_settings
-from facesearch.weights import quiet_tensorflow
 
 Progress = Callable[[int, int, str], None]  # (done, total, current path)
 
@@ -103,36 +99,15 @@ def _face_key(md: dict) -> tuple[str, int, str]:
     return str(md.get("image_sha1")), int(md.get("face_index", 0)), _label_key(md)
 
 
-# -- worker side (also used in-process when workers == 1) ------------------------------
-_worker_pipe: Pipeline | None = None
-_worker_args: tuple | None = None  # (model, detector, settings, use_cache) of _worker_pipe
-
-
-def _worker_init(model: str, detector: str, settings: Settings, single_thread: bool = False,
-                 use_cache: bool = True) -> None:
-    global _worker_pipe, _worker_args
-    quiet_tensorflow()
-    if single_thread:
-        # N worker processes on N cores: each TensorFlow otherwise starts a pool of N
-        # threads and they fight over the cores (2 workers were slower than 1).
-        # onnxruntime (sface) reads OMP_NUM_THREADS; TensorFlow (mtcnn, DeepFace models)
-        # reads its own variables when it starts, so it is not imported for nothing.
-        os.environ["OMP_NUM_THREADS"] = "1"
-        os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    _worker_pipe = Pipeline(model, detector, settings, use_cache=use_cache)
-    _worker_args = (model, detector, settings, use_cache)
-
-
-def _process(path: str, max_faces: int | None = None, data: bytes | None = None, cache: bool = True) -> dict:
+# -- the job each photo gets, in a worker process or this one (facesearch.embedding.workers) --
+def _process(pipe: Pipeline, path: str, data: bytes | None = None, max_faces: int | None = None) -> dict:
     """Detect + embed one file (or its bytes, read by the client, for a cluster whose
-    workers do not see the client's disk). ``max_faces``: only the largest faces get a
-    thumbnail and a quality check (the rest would be thrown away). Returns a plain,
-    picklable dict."""
-    assert _worker_pipe is not None
+    workers do not see the client's disk, and then without the embedding cache).
+    ``max_faces``: only the largest faces get a thumbnail and a quality check (the rest
+    would be thrown away). Returns a plain, picklable dict."""
     try:
-        a = _worker_pipe.analyze(data if data is not None else path, path, thumbs=True, max_faces=max_faces,
-                                 cache=cache)
+        a = pipe.analyze(data if data is not None else path, path, thumbs=True, max_faces=max_faces,
+                         cache=data is None)
     except ImageError as exc:
         return {"path": path, "error": exc.reason}
     except FaceSearchError:
@@ -144,17 +119,6 @@ def _process(path: str, max_faces: int | None = None, data: bytes | None = None,
         "faces": [({**fr.face.to_dict(), "quality": "" if fr.quality is None or fr.quality.ok else fr.quality.kind},
                    fr.embedding, to_jpeg(fr.thumb)) for fr in a.faces],
     }
-
-
-def _dask_process(path: str, data: bytes | None, model: str, detector: str, settings: Settings,
-                  max_faces: int | None) -> dict:
-    """:func:`_process` on a Dask worker: the pipeline is built once per worker process
-    and reused by every task it runs. The embedding cache is the client's folder, so a
-    remote worker (``data`` given) neither reads nor writes it."""
-    local = data is None
-    if _worker_args != (model, detector, settings, local):
-        _worker_init(model, detector, settings, single_thread=True, use_cache=local)
-    return _process(path, max_faces, data, cache=local)
 
 
 def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: str) -> dict:
@@ -177,98 +141,6 @@ def _metadata(item: LabeledImage, sha1: str, idx: int, face: dict, source_root: 
         md["people"] = True
         md["quality"] = str(face.get("quality") or "")
     return md
-
-
-def _local_results(paths: list[str], model: str, detector: str, settings: Settings,
-                   max_faces: int | None) -> Iterator[dict]:
-    _worker_init(model, detector, settings)
-    for p in paths:
-        yield _process(p, max_faces)
-
-
-def _pool_results(paths: list[str], workers: int, model: str, detector: str, settings: Settings,
-                  max_faces: int | None) -> Iterator[dict]:
-    """Results of worker processes (one model each), in completion order. Closing the
-    generator (a stop, an error) cancels what has not started."""
-    ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                initargs=(model, detector, settings, True)) as pool:
-        # A bounded window keeps memory flat on 200k-photo datasets.
-        it = iter(paths)
-        futs = {pool.submit(_process, p, max_faces) for p in itertools.islice(it, workers * 8)}
-        try:
-            while futs:
-                finished, futs = cf.wait(futs, return_when=cf.FIRST_COMPLETED)
-                for f in finished:
-                    yield f.result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        futs.add(pool.submit(_process, nxt, max_faces))
-        finally:
-            for f in futs:
-                f.cancel()
-
-
-def _dask_results(paths: list[str], address: str, workers: int, model: str, detector: str, settings: Settings,
-                  max_faces: int | None) -> Iterator[dict]:
-    """Results from a Dask cluster: ``"local"`` (a LocalCluster of ``workers`` processes,
-    one thread each) or a scheduler address (``tcp://host:8786``), whose workers get
-    each photo's bytes rather than a path on this machine's disk. A worker that dies is
-    replaced by Dask re-running its tasks elsewhere; face IDs are content hashes, so a
-    photo done twice is still stored once."""
-    import logging
-
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise ConfigError("--dask needs the dask and distributed packages (make install)") from None
-    cluster = None
-    try:
-        if address == "local":
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
-        else:
-            client = Client(address, timeout="30s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        if cluster is not None:
-            cluster.close()
-        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    remote = cluster is None
-    settings = settings.with_(admin_password=None)  # workers have no use for it
-    try:
-        n = max(1, len(client.scheduler_info().get("workers", {})))
-        it = iter(paths)
-
-        def submit(p: str):
-            data = None
-            if remote:
-                try:
-                    data = Path(p).read_bytes()
-                except OSError as exc:
-                    return {"path": p, "error": f"cannot read file ({exc.strerror or exc})"}
-            return client.submit(_dask_process, p, data, model, detector, settings, max_faces, pure=False)
-
-        first = [submit(p) for p in itertools.islice(it, n * 8)]
-        futs = [f for f in first if not isinstance(f, dict)]
-        yield from (f for f in first if isinstance(f, dict))
-        ac = as_completed(futs)
-        for f in ac:
-            yield f.result()
-            f.release()
-            nxt = next(it, None)
-            while nxt is not None:
-                sub = submit(nxt)
-                if isinstance(sub, dict):
-                    yield sub
-                    nxt = next(it, None)
-                else:
-                    ac.add(sub)
-                    break
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, detector: str | None = None,
@@ -322,7 +194,8 @@ def ingest(path: str | Path, fmt: str = "auto", *, model: str | None = None, det
             batch = _Batch(gallery, ledger, report, todo, all_faces=all_faces, root=path_text(path) if path else "None",
                            batch_size=settings.batch_size, progress=progress)
             paths = [str(it.path) for it, _, _ in todo]
-            results = _results(paths, dask, workers, emb.name, detector, settings, max_faces)
+            pool = held.enter_context(PhotoWorkers(workers, dask))
+            results = pool.run(_process, Work(emb.name, detector, settings), paths, max_faces)
             with contextlib.closing(results):
                 for res in results:
                     batch.add(res)
@@ -401,17 +274,6 @@ def _audit_source(settings: Settings, path: str | Path | None, action: str) -> s
         return None
     return "upload" if str(Path(path).resolve()).startswith(str((settings.home / "uploads").resolve())) \
         else path_text(path)
-
-
-def _results(paths: list[str], dask: str | None, workers: int, model: str, detector: str, settings: Settings,
-             max_faces: int | None) -> Iterator[dict]:
-    """Each file's :func:`_process` result: from a Dask cluster, worker processes, or
-    this process (one worker, or too few files to be worth starting a pool)."""
-    if dask:
-        return _dask_results(paths, dask, workers, model, detector, settings, max_faces)
-    if workers == 1 or len(paths) < 8:
-        return _local_results(paths, model, detector, settings, max_faces)
-    return _pool_results(paths, workers, model, detector, settings, max_faces)
 
 
 class _Batch:

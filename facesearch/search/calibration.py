@@ -197,19 +197,24 @@ def save(cal: Calibration, folder: Path) -> Path:
 
 
 def calibrate(path: str | Path, fmt: str = "auto", model: str | None = None, settings: Settings | None = None,
-              folder: Path | None = None, progress=None) -> tuple[Calibration, Path]:
+              folder: Path | None = None, progress=None, workers: int | None = None,
+              dask: str | None = None) -> tuple[Calibration, Path]:
     """Embed every photo of a labelled set (largest face) and save the model's impostor
-    distribution, to ``folder`` (default: the data folder's ``calibration/``)."""
+    distribution, to ``folder`` (default: the data folder's ``calibration/``).
+    ``workers``/``dask``: where the photos are embedded, as ingest's (default: the
+    settings' worker processes, one per core)."""
     from facesearch.datasets.registry import load_images
     from facesearch.embedding.batch import ModelState, embed_all
     from facesearch.embedding.pipeline import Pipeline
+    from facesearch.embedding.workers import PhotoWorkers, Work
 
     settings = settings or get_settings()
     pipe = Pipeline(model, None, settings)
     images = load_images(path, fmt)
-    state = ModelState(pipe.model.name, pipe)
+    state = ModelState(pipe.model.name, pipe, Work(pipe.model.name, settings.detector, settings))
     # An unreadable photo or one with no face only shrinks the sample.
-    embed_all([str(im.path) for im in images], [state], False, progress, "calibration")
+    with PhotoWorkers(workers or settings.workers, dask) as pool:
+        embed_all([str(im.path) for im in images], [state], False, progress, "calibration", pool)
     if state.error is not None:
         raise FaceSearchError(f"{pipe.model.name}: {state.error}")
     kept = [(state.emb[str(im.path)], im.identity) for im in images if state.emb.get(str(im.path)) is not None]
