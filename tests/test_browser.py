@@ -158,6 +158,24 @@ def chromium_with_camera(playwright, clip: Path):
     ])
 
 
+@contextlib.contextmanager
+def plain_page(playwright, shot: str):
+    """A page of a fresh headless Chromium (no camera) for one test; its last state is kept
+    as ``tests/_artifacts/<shot>`` for post-mortems."""
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    pg = b.new_context(viewport=VIEWPORT).new_page()
+    pg.set_default_timeout(30_000)
+    try:
+        yield pg
+    finally:
+        try:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            pg.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        except Exception:
+            pass
+        b.close()
+
+
 @pytest.fixture(scope="module")
 def browser(playwright, webcam_clip):
     b = chromium_with_camera(playwright, webcam_clip[0])

@@ -23,7 +23,8 @@ import pytest
 
 from conftest import ROOT
 from test_browser import (  # noqa: F401
-    ARTIFACTS, CHROMIUM, MODEL_WAIT_MS, VIEWPORT, dashboard, no_exception, open_page, playwright, shot, wait_idle,
+    plain_page,
+    CHROMIUM, MODEL_WAIT_MS, dashboard, no_exception, open_page, playwright, shot, wait_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -73,16 +74,8 @@ def people_dashboard(tmp_path_factory, session_home):
 
 @pytest.fixture
 def page(playwright, people_dashboard):  # noqa: F811
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-    pg = b.new_context(viewport=VIEWPORT).new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    try:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / "people_last.png"), full_page=True)
-    except Exception:
-        pass
-    b.close()
+    with plain_page(playwright, "people_last.png") as pg:
+        yield pg
 
 
 def _key(page, key: str):

@@ -25,7 +25,8 @@ import pytest
 
 from conftest import DATA, ROOT
 from test_browser import (  # noqa: F401
-    ARTIFACTS, CHROMIUM, MODEL_WAIT_MS, VIEWPORT, dashboard, no_exception, open_page, playwright, shot, wait_idle,
+    plain_page,
+    CHROMIUM, MODEL_WAIT_MS, dashboard, no_exception, open_page, playwright, shot, wait_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -94,16 +95,8 @@ def relatives_dashboard(tmp_path_factory, session_home):
 
 @pytest.fixture
 def page(playwright, relatives_dashboard):  # noqa: F811
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-    pg = b.new_context(viewport=VIEWPORT).new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    try:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / "relatives.png"), full_page=True)
-    except Exception:
-        pass
-    b.close()
+    with plain_page(playwright, "relatives.png") as pg:
+        yield pg
 
 
 def test_find_relatives_lists_the_childs_family(page, relatives_dashboard):
