@@ -24,3 +24,16 @@ def write_atomic(path: Path, text: str) -> Path:
             tmp.unlink(missing_ok=True)
             raise
     return path
+
+
+def first_present(folders, name: str) -> tuple[str, int] | None:
+    """``(path, mtime_ns)`` of ``name`` in the first of ``folders`` that holds it (a data
+    folder's own file before the shipped one); None when none does. The mtime keys a
+    parse cache, so a file written again is read again."""
+    for folder in folders:
+        p = Path(folder) / name
+        try:
+            return str(p), p.stat().st_mtime_ns
+        except OSError:
+            continue
+    return None

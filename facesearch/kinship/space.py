@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from facesearch.errors import ConfigError, DatasetError
-from facesearch.files import write_atomic
+from facesearch.files import first_present, write_atomic
 from facesearch.settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "spaces"
@@ -181,14 +181,8 @@ def load(model: str, settings: Settings | None = None) -> KinshipSpace | None:
     """The kinship space for ``model``: the data folder's own if trained, else the shipped
     one; None when there is neither."""
     settings = settings or get_settings()
-    for folder in (user_dir(settings), SHIPPED):
-        p = folder / f"{model}.json"
-        try:
-            mtime = p.stat().st_mtime_ns
-        except OSError:
-            continue
-        return _read(str(p), mtime)
-    return None
+    found = first_present((user_dir(settings), SHIPPED), f"{model}.json")
+    return _read(*found) if found else None
 
 
 @functools.lru_cache(maxsize=16)

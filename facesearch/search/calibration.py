@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from facesearch.errors import ConfigError, DatasetError, FaceSearchError
-from facesearch.files import write_atomic
+from facesearch.files import first_present, write_atomic
 from facesearch.settings import Settings, get_settings
 
 SHIPPED = Path(__file__).resolve().parent / "calibrations"
@@ -171,14 +171,8 @@ def load(model: str, settings: Settings | None = None) -> Calibration | None:
     """The calibration for ``model``: the user's own (``facesearch calibrate``) if there
     is one, else the shipped one; None when the model has neither."""
     settings = settings or get_settings()
-    for folder in (_user_dir(settings), SHIPPED):
-        p = folder / f"{model}.json"
-        try:
-            mtime = p.stat().st_mtime_ns
-        except OSError:
-            continue
-        return _read(str(p), mtime)
-    return None
+    found = first_present((_user_dir(settings), SHIPPED), f"{model}.json")
+    return _read(*found) if found else None
 
 
 @functools.lru_cache(maxsize=32)
