@@ -95,12 +95,17 @@ def dashboard(env: dict, log_name: str, timeout: float = 120):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def server(browser_gallery, session_home):
+def need_chromium() -> None:
+    """Chromium is needed: in CI (CI=true) its absence fails the test, elsewhere skips it."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed (make browser)")
         pytest.skip("chromium is not installed (make browser)")
+
+
+@pytest.fixture(scope="module")
+def server(browser_gallery, session_home):
+    need_chromium()
     env = {**os.environ, "FACESEARCH_HOME": str(session_home), "ANONYMIZED_TELEMETRY": "False"}
     with dashboard(env, "streamlit.log") as url:
         yield url
@@ -475,8 +480,7 @@ def test_models_load_as_the_dashboard_starts(browser, browser_gallery, session_h
     """`make run` loads the default model and detector in the dashboard's own process as
     it starts, before any page is opened: the log says so, Home shows no loading note,
     and the first upload is answered (an empty embedding cache: it really detects and embeds)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (make browser)")
+    need_chromium()
     env = {**os.environ, "FACESEARCH_HOME": str(session_home), "FACESEARCH_CACHE": str(tmp_path / "cache"),
            "ANONYMIZED_TELEMETRY": "False"}
     log = ARTIFACTS / "streamlit-warm.log"

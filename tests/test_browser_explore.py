@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from test_browser import CHROMIUM, VIEWPORT, dashboard, no_exception, open_page, playwright, wait_idle  # noqa: F401
+from test_browser import CHROMIUM, VIEWPORT, dashboard, need_chromium, no_exception, open_page, playwright, wait_idle  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -79,10 +79,7 @@ SAMPLER = """() => {
 
 @pytest.fixture(scope="module")
 def explore_dashboard(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (make browser)")
-        pytest.skip("chromium is not installed (make browser)")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("explore")
     env = {**os.environ, "FACESEARCH_HOME": str(tmp / "home"), "FACESEARCH_CACHE": str(tmp / "cache"),
            "ANONYMIZED_TELEMETRY": "False", "PYTHONPATH": str(ROOT)}

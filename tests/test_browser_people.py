@@ -23,6 +23,7 @@ import pytest
 
 from conftest import ROOT
 from test_browser import (  # noqa: F401
+    need_chromium,
     plain_page,
     CHROMIUM, MODEL_WAIT_MS, dashboard, no_exception, open_page, playwright, shot, wait_idle,
 )
@@ -56,10 +57,7 @@ print(json.dumps({{"people": people, "truth": truth}}))
 
 @pytest.fixture(scope="module")
 def people_dashboard(tmp_path_factory, session_home):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (make browser)")
-        pytest.skip("chromium is not installed (make browser)")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("people_browser")
     env = {**os.environ, "FACESEARCH_HOME": str(tmp / "home"), "FACESEARCH_CACHE": str(session_home / "cache"),
            "ANONYMIZED_TELEMETRY": "False", "PYTHONPATH": str(ROOT)}

@@ -25,6 +25,7 @@ import pytest
 
 from conftest import DATA, ROOT
 from test_browser import (  # noqa: F401
+    need_chromium,
     plain_page,
     CHROMIUM, MODEL_WAIT_MS, dashboard, no_exception, open_page, playwright, shot, wait_idle,
 )
@@ -79,10 +80,7 @@ sys.exit("no probe whose family the core ranks among the families shown")
 
 @pytest.fixture(scope="module")
 def relatives_dashboard(tmp_path_factory, session_home):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (make browser)")
-        pytest.skip("chromium is not installed (make browser)")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("relatives")
     env = {**os.environ, "FACESEARCH_HOME": str(tmp / "home"), "FACESEARCH_CACHE": str(session_home / "cache"),
            "ANONYMIZED_TELEMETRY": "False", "PYTHONPATH": str(ROOT)}
