@@ -64,6 +64,12 @@ class Detector:
     # cost grows with pixels, and faces in a 4000-px phone photo are far above the
     # detectors' minimum size anyway.
     max_side: int = 1024
+    # The score from which a detection is a whole, clear face. Below it a detection may
+    # be a false or half-hidden face (a hand under a hat, hair, a face turned away), whose
+    # vector lies near other such faces rather than near its person's: it never founds or
+    # links a person when faces are grouped (facesearch.people), it only joins one it is
+    # close to. None: not measured for this detector, no such gate.
+    clear_score: float | None = None
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -154,6 +160,11 @@ def detector_status(name: str, settings: Settings | None = None) -> tuple[bool, 
     settings = settings or get_settings()
     cls, args = _detector_class(check_detector_name(name))
     return cls.status(settings, *args)
+
+
+def clear_score(name: str) -> float | None:
+    """:attr:`Detector.clear_score` of the detector called ``name`` (nothing loaded)."""
+    return _detector_class(check_detector_name(name))[0].clear_score
 
 
 def _detector_class(name: str) -> tuple[type[Detector], tuple[str, ...]]:

@@ -9,8 +9,13 @@ constraints no library clustering takes, which is why it is written here:
 * **user decisions**: faces a user put in a person (named, merged, moved) start
   together as that person and stay there; two such people are never merged by the
   machine; a face a user took out of a person ("not this person") never joins it again;
-* **quality gate**: a face too small, blurred or turned (:mod:`facesearch.imaging.quality`)
-  never founds or links a person; it only joins one it is close to on average.
+* **quality gate**: a face too small, blurred or turned (:mod:`facesearch.imaging.quality`),
+  or one whose detection is not clearly a face (below the detector's ``clear_score``),
+  never founds or links a person; it only joins one it is close to (``ok`` below).
+
+Last, a face still waiting joins the person whose mean direction is within
+:attr:`Params.reach` when no other person's comes within :attr:`Params.margin` of it:
+one clear candidate, never a choice between look-alikes.
 
 Groups smaller than :attr:`Params.min_faces` are not people yet: their faces wait,
 unassigned, for more faces like them.
@@ -45,6 +50,11 @@ class Params:
     threshold: float = 0.55  # mean cosine distance under which two groups are one person
     merge: float = 0.50  # second pass: cosine distance between groups' mean directions under which they merge
     attach: float = 0.50  # a face joins a person within this cosine distance of the person's mean direction
+    # Last step, for the faces still waiting: one joins the person whose mean direction is
+    # within ``reach`` when every other person's is at least ``margin`` farther (one
+    # clear candidate, never a choice between look-alikes).
+    reach: float = 0.55
+    margin: float = 0.15
     min_faces: int = 2  # a smaller group is not a person yet: its faces wait
     block: int = 3000  # faces grouped exactly at once (a block x block float32 matrix)
 
@@ -247,7 +257,7 @@ def group(x: np.ndarray, photos, ok: np.ndarray | None = None, params: Params = 
     waiting = np.flatnonzero(labels[first] < 0)
     labels = place(x, photos, ok, labels, todo, params, forbid, waiting=first[waiting])
     # Last, the faces still waiting try the people as they now are.
-    _join(x, photos, labels, np.flatnonzero(labels < 0), params, forbid, Groups.of(x, labels, photos))
+    _join(x, photos, labels, np.flatnonzero(labels < 0), params, forbid, Groups.of(x, labels, photos), reach=True)
     return labels
 
 
@@ -285,6 +295,7 @@ def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups)
     # The rest found new people with the waiting faces close to them: grouped, then the
     # groups merged by their mean directions, as a whole library is (group()).
     left = new[(labels[new] < 0) & ok[new]]
+    near = np.zeros(0, np.int64)
     if left.size:
         pool = waiting[ok[waiting]] if waiting.size else waiting
         near = _near(x, left, pool, thr, params.block)
@@ -300,18 +311,20 @@ def _place_block(x, photos, ok, labels, new, params, forbid, waiting, g: Groups)
             i = int(cand[j])
             labels[i] = lab[j]
             g.add(int(labels[i]), x[i], photos[i])
-        # Faces still waiting (and new ones the quality gate stops) try the people as they now are.
-        again = np.concatenate([new, near])
-        _join(x, photos, labels, again[labels[again] < 0], params, forbid, g)
+    # Faces still waiting (and new ones the quality gate stops) try the people as they now
+    # are, with the last step's rule too (Params.reach).
+    again = np.concatenate([new, near])
+    _join(x, photos, labels, again[labels[again] < 0], params, forbid, g, reach=True)
     return labels
 
 
-def _join(x, photos, labels, new, params: Params, forbid, g: Groups, chunk: int = 2048) -> None:
+def _join(x, photos, labels, new, params: Params, forbid, g: Groups, chunk: int = 2048, reach: bool = False) -> None:
     """Faces ``new`` join people of ``g`` (in place, in ``labels`` and ``g``): a face
     joins the person it is close to on average (``params.threshold``) or close to their
     mean direction (``params.attach``: a person of many varied photos is far from any one
     face on average, not from their mean), never a person with a face of its photo nor
     one it was taken out of; the faces of one photo jointly (linear_sum_assignment).
+    ``reach``: also the last step's rule (:attr:`Params.reach`, :attr:`Params.margin`).
     ``chunk`` faces at a time (whole photos), so memory stays at ``chunk x people``."""
     if not g.ids or not len(new):
         return
@@ -320,13 +333,13 @@ def _join(x, photos, labels, new, params: Params, forbid, g: Groups, chunk: int 
     for js in by_photo.values():
         part += [int(new[j]) for j in js]
         if len(part) >= chunk:
-            _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g)
+            _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g, reach)
             part = []
     if part:
-        _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g)
+        _join_chunk(x, photos, labels, np.asarray(part, np.int64), params, forbid, g, reach)
 
 
-def _join_chunk(x, photos, labels, new, params: Params, forbid, g: Groups) -> None:
+def _join_chunk(x, photos, labels, new, params: Params, forbid, g: Groups, reach: bool = False) -> None:
     thr, att = params.threshold, params.attach
     counts = g.counts
     norms = np.maximum(np.linalg.norm(g.sums, axis=1), 1e-12)
@@ -334,7 +347,22 @@ def _join_chunk(x, photos, labels, new, params: Params, forbid, g: Groups) -> No
     # Admitted by either rule: 1 - dot/n <= thr (average) or 1 - dot/|S| <= attach (mean
     # direction). Only those pairs are looked at further: a face is near few people.
     need = np.minimum((1.0 - thr) * counts, (1.0 - att) * norms).astype(np.float32)
-    jj, rr = np.nonzero(dots >= need[None, :])
+    hit = dots >= need[None, :]
+    if reach and len(g.ids) > 0:
+        # The last step's rule: the nearest mean direction within reach, the second one
+        # at least margin farther (over every person, whatever they hold: a clash with
+        # the second one still counts as a rival, which only makes the rule stricter).
+        cos = dots / norms[None, :].astype(np.float32)  # (len(new), people)
+        if cos.shape[1] > 1:
+            two = -np.partition(-cos, 1, axis=1)[:, :2]  # the two largest cosines per face
+            best, second = two[:, 0], two[:, 1]
+        else:
+            best, second = cos[:, 0], np.full(len(new), -np.inf, np.float32)
+        clear = (best >= 1.0 - params.reach) & (best - second >= params.margin)
+        hit |= clear[:, None] & (cos >= best[:, None])
+        del cos
+    jj, rr = np.nonzero(hit)
+    del hit
     if jj.size == 0:
         return
     d = dots[jj, rr].astype(np.float64)

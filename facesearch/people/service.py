@@ -36,6 +36,7 @@ from facesearch import audit
 from facesearch.access import require_admin
 from facesearch.datasets.base import clean_label
 from facesearch.errors import ConfigError
+from facesearch.imaging.detection import clear_score
 from facesearch.people.grouping import DEFAULT, Params, group, place
 from facesearch.people.store import FaceRow, PeopleStore
 
@@ -364,7 +365,11 @@ def _state(gallery: FaceGallery, st: PeopleStore):
     index = {f: i for i, f in enumerate(ids)}
     known = {r.face_id: r for r in st.faces()}
     photos = [str(m.get("image_sha1", "")) for m in mds]
-    ok = np.array([not m.get("quality") for m in mds], bool)
+    # A face may found or link a person if it passed the quality gate and its detection
+    # is a clear face (the detector's clear_score): see facesearch.people.grouping.
+    sure = clear_score(gallery.detector)
+    ok = np.array([not m.get("quality") and (sure is None or float(m.get("det_confidence", 1.0)) >= sure)
+                   for m in mds], bool)
     forbid = {(index[f], p) for f, p in st.rejected() if f in index}
     return ids, x, mds, index, known, photos, ok, forbid
 

@@ -78,6 +78,11 @@ class YunetDetector(Detector):
     # yuface's default; on the CelebA and group photos lower values add background
     # false positives (docs/BENCHMARKS.md).
     conf_threshold = 0.5
+    # Chosen on the LFW fold's faces (every face of each photo, grouped into people): the
+    # strictest score that leaves the grouping there unchanged (up to 0.89; 0.90 costs
+    # BCubed F); judged on the CelebA photos, where it keeps junk detections from
+    # founding a person of strangers (docs/BENCHMARKS.md, "People").
+    clear_score = 0.89
     # yuface reports landmarks as the subject's right eye, left eye, nose, right and left
     # mouth corner: the order cv2.FaceRecognizerSF.alignCrop takes.
     _LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
