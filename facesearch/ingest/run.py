@@ -37,7 +37,7 @@ from facesearch.datasets.base import LabeledImage, path_text
 from facesearch.datasets.photos import UnlabeledImage
 from facesearch.datasets.registry import load_images
 from facesearch.errors import FaceSearchError, GalleryBusyError, ImageError, StorageFullError
-from facesearch.imaging.decode import load_image, to_jpeg
+from facesearch.imaging.decode import to_jpeg
 from facesearch.embedding.pipeline import Pipeline
 from facesearch.embedding.workers import PhotoWorkers, Work
 from facesearch.ingest.ledger import Ledger
