@@ -353,6 +353,15 @@ def test_people_command(tmp_path):
     moved = json.loads(fs("people", "move", "--face", face, "--out", "--json").stdout)
     assert moved == {"moved": 1, "to": None}
     assert face not in {f["face"] for f in json.loads(fs("people", "show", str(pid), "--json").stdout)["faces"]}
+    # The face taken out waits for a person: listed by 'waiting', made a person of its own by 'new'.
+    waiting = json.loads(fs("people", "waiting", "--json").stdout)["waiting"]
+    assert face in {f["face"] for f in waiting} and all(f["path"] and len(f["box"]) == 4 for f in waiting)
+    assert face in fs("people", "waiting").stdout
+    made = json.loads(fs("people", "new", "--face", face, "--name", "Bo", "--json").stdout)
+    assert made["name"] == "Bo" and made["faces"] == 1
+    assert face not in {f["face"] for f in json.loads(fs("people", "waiting", "--json").stdout)["waiting"]}
+    r = fs("people", "new")
+    assert r.returncode != 0 and "--face" in r.stderr
     r = fs("people", "show", "999999")
     assert r.returncode != 0 and "no person" in r.stderr
     photos = json.loads(fs("people", "photos", str(pid), "--json").stdout)
