@@ -392,6 +392,7 @@ def place_new_faces(gallery: FaceGallery, settings=None, params: Params = DEFAUL
 
 
 REGROUP_TRIES = 3  # snapshots tried without the lock before the last try holds it throughout
+REGROUP_LOCK_WAIT = 300.0  # s a regroup waits for the gallery's write lock (an ingest): it runs in the background
 
 
 def _regroup_lock(gallery: FaceGallery) -> FileLock:
@@ -440,7 +441,7 @@ def regroup(gallery: FaceGallery, params: Params = DEFAULT, progress=None) -> Gr
             try:
                 for attempt in range(REGROUP_TRIES + 1):
                     last = attempt == REGROUP_TRIES
-                    with gallery.writer() if last else contextlib.nullcontext():
+                    with gallery.writer(REGROUP_LOCK_WAIT) if last else contextlib.nullcontext():
                         say("reading the library" if not attempt else
                             "people changed meanwhile: grouping again, with their changes")
                         before_state = _decisions(gallery, st)
@@ -451,7 +452,7 @@ def regroup(gallery: FaceGallery, params: Params = DEFAULT, progress=None) -> Gr
                         say(f"grouping {len(ids):,} faces")
                         out = group(x, photos, ok, params, init, forbid)
                         say("writing the people")
-                        with contextlib.nullcontext() if last else gallery.writer():
+                        with contextlib.nullcontext() if last else gallery.writer(REGROUP_LOCK_WAIT):
                             if last or _decisions(gallery, st) == before_state:
                                 rep = _write(gallery, st, ids, x, mds, index, known, ok, out, before,
                                              placed_from=np.arange(len(ids)), reuse=True)
