@@ -40,7 +40,7 @@ from facesearch import audit
 from facesearch.access import require_admin
 from facesearch.datasets.base import clean_label
 from facesearch.errors import ConfigError
-from facesearch.ingest.jobs import BackgroundJob
+from facesearch.jobs import BackgroundJob
 from facesearch.people.grouping import DEFAULT, Params, group, place
 from facesearch.people.store import FaceRow, PeopleStore
 
@@ -513,7 +513,7 @@ def _write(gallery, st, ids, x, mds, index, known, ok, labels, keep: set[int], p
 # -- regroup in the background (the page) ---------------------------------------------------
 @dataclass
 class RegroupJob(BackgroundJob):
-    """:func:`regroup` in a background thread (:class:`facesearch.ingest.jobs.BackgroundJob`):
+    """:func:`regroup` in a background thread (:class:`facesearch.jobs.BackgroundJob`):
     ``stage`` while ``running``, then ``report`` (a GroupingReport) or ``error``."""
 
     gallery: FaceGallery | None = None
