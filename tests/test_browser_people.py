@@ -207,6 +207,7 @@ def test_waiting_faces_become_a_person_kept_by_a_background_regroup(page, people
     page.get_by_text(re.compile(r"Waiting faces \(\d+\)")).first.wait_for()
     assert all(_key(page, f"people_face_{fid}").count() for fid in two)
     assert page.locator('[data-testid="stImage"]').count() >= 2
+    shot(page, "people_waiting.png")
     for fid in two:
         _click(page, f"people_face_{fid}", "label")
     _click(page, "people_move_go_waiting")  # the default: a new person
@@ -233,6 +234,7 @@ def test_waiting_faces_become_a_person_kept_by_a_background_regroup(page, people
         page.get_by_text(re.compile("Regrouping the library in the background: writing the people")).first.wait_for(
             timeout=MODEL_WAIT_MS)
         assert _key(page, f"people_open_{new}").count()  # the grid stays usable meanwhile
+        shot(page, "people_regrouping.png")
         _click(page, "people_regroup")
         page.get_by_text(re.compile("already running")).first.wait_for()
     page.get_by_text("Regrouped:").first.wait_for(timeout=MODEL_WAIT_MS)

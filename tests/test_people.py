@@ -233,6 +233,8 @@ def test_regroup_keeps_decisions_made_while_it_runs(library):
             S.move_faces(g, [out], None)
             with pytest.raises(ConfigError, match="already running"):
                 S.regroup(g)  # the same gallery, even from the same thread
+            job = S.start_regroup(g)  # the page's job: refused when it starts, in a sentence
+            assert job.wait(120) and job.report is None and "already running" in job.error
 
     rep = S.regroup(g, progress=meanwhile)
     assert rep.reruns == 1 and "grouped again" in rep.summary()
