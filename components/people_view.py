@@ -1,5 +1,6 @@
-"""People page widgets: the grid of people, one person's faces and photos, and the
-admin's editing controls (name, merge, move, "not this person", regroup).
+"""People page widgets: the grid of people, one person's faces and photos, the faces
+waiting for a person, and the admin's editing controls (name, merge, move, "not this
+person", a new person, regroup and its background job's progress).
 
 Every function takes what it shows (``facesearch.people.service`` objects and the
 gallery, for thumbnails) and returns what the user asked for; the page calls the core.
@@ -8,13 +9,14 @@ never as Markdown."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Sequence
 
 import streamlit as st
 
-from facesearch.people.service import Person, PersonView, PhotoView
+from facesearch.people.service import Person, PersonFace, PersonView, PhotoView, RegroupJob
 
 from .text import md_escape
 
@@ -22,6 +24,7 @@ UNNAMED = "Unnamed"
 COLS = 6
 MAX_PHOTOS = 60  # a person's photos shown at once: more is a long page, not more insight
 MAX_PEOPLE = 120  # cards in the grid (largest first): a big library has thousands of small people
+FACES_PAGE = COLS * 8  # faces shown at once (a person's, or the waiting ones), with pages for the rest
 
 
 def name_of(p: Person | None) -> str:
@@ -91,9 +94,35 @@ def merge_controls(chosen: Sequence[int]) -> Merge | None:
 
 
 def regroup_button() -> bool:
-    st.caption("Group the whole library again (after many new photos): every name, merge, move and "
-               "\"not this person\" is kept.")
+    st.caption("Group the whole library again (after many new photos), in the background: every name, merge, "
+               "move and \"not this person\", including those made while it runs, is kept.")
     return st.button("Regroup everyone", key="people_regroup")
+
+
+def regroup_panel(job: RegroupJob | None) -> bool:
+    """A running regroup's stage, refreshed every second without rerunning the page (the
+    grid stays usable meanwhile). Returns True once ``job`` has finished (the caller
+    then shows its report or error); False while it runs or when there is none."""
+    if job is None:
+        return False
+    if not job.running:
+        return True
+    _regroup_progress(job)
+    return False
+
+
+@st.fragment(run_every=1.0)
+def _regroup_progress(job: RegroupJob) -> None:
+    if not job.running:
+        st.rerun()  # the whole page: it shows the result and the new people
+    with st.container(key="people_regroup_running"):
+        st.info(f"Regrouping the library in the background: {md_escape(job.stage)} "
+                f"({time.time() - job.started:.0f} s). You can keep naming, merging and moving meanwhile.")
+
+
+def waiting_button(n: int) -> bool:
+    """Open the faces that wait for a person (``n`` of them)."""
+    return st.button(f"Show the {n} waiting face{'s' if n != 1 else ''}", key="people_waiting_open")
 
 
 def person_header(view: PersonView) -> None:
@@ -111,12 +140,19 @@ def rename_controls(person: Person) -> str | None:
     return None
 
 
-def faces_grid(view: PersonView, gallery, *, selectable: bool) -> list[str]:
-    """Every face of the person (thumbnail and photo file name); the ticked face ids."""
+def faces_grid(faces: Sequence[PersonFace], gallery, *, selectable: bool, key: str) -> list[str]:
+    """Faces (a person's, or the waiting ones) by thumbnail and photo file name,
+    ``FACES_PAGE`` at a time (a page number when there are more; ``key`` names it).
+    Returns the ticked face ids of the page shown."""
     chosen = []
-    for start in range(0, len(view.faces), COLS):
+    pages = max(1, -(-len(faces) // FACES_PAGE))
+    if pages > 1:
+        page = st.number_input(f"Page (of {pages}, {FACES_PAGE} faces each)", min_value=1, max_value=pages, value=1,
+                               step=1, key=f"people_page_{key}")
+        faces = faces[(int(page) - 1) * FACES_PAGE:int(page) * FACES_PAGE]
+    for start in range(0, len(faces), COLS):
         cols = st.columns(COLS)
-        for col, f in zip(cols, view.faces[start:start + COLS]):
+        for col, f in zip(cols, faces[start:start + COLS]):
             with col:
                 t = _thumb(gallery, f.face_id)
                 if t:
@@ -143,14 +179,18 @@ class Move:
     new: bool = False  # a new person of these faces
 
 
-def move_controls(person: Person, others: Sequence[Person], chosen: Sequence[str]) -> Move | None:
-    """Where the ticked faces go: another person, a new person or out."""
-    targets = [NOT_THIS_PERSON, NEW_PERSON, *[p.id for p in others if p.id != person.id]]
+def move_controls(person: Person | None, others: Sequence[Person], chosen: Sequence[str]) -> Move | None:
+    """Where the ticked faces go: another person, a new person or out (``person`` None:
+    the waiting faces, which are in no person: a new person first, no "out")."""
+    here = person.id if person is not None else None
+    targets = [*([NOT_THIS_PERSON] if person is not None else []), NEW_PERSON,
+               *[p.id for p in others if p.id != here]]
     by_id = {p.id: p for p in others}
+    key = str(here) if person is not None else "waiting"
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    to = c1.selectbox(f"Move the {len(chosen)} selected faces to", targets, key=f"people_move_to_{person.id}",
+    to = c1.selectbox(f"Move the {len(chosen)} selected faces to", targets, key=f"people_move_to_{key}",
                       format_func=lambda t: t if isinstance(t, str) else label(by_id[t]))
-    if c2.button("Move selected faces", key=f"people_move_go_{person.id}", disabled=not chosen):
+    if c2.button("Move selected faces", key=f"people_move_go_{key}", disabled=not chosen):
         if to == NOT_THIS_PERSON:
             return Move(list(chosen), None)
         if to == NEW_PERSON:

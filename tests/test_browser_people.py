@@ -1,6 +1,8 @@
 """The People page in headless Chromium (issue 20): name a person, merge two, take a face
 out ("not this person"), regroup the whole library, and every decision is still there;
-then Match's "show this person's photos" opens the named person.
+then Match's "show this person's photos" opens the named person. The faces waiting for a
+person open as a grid and two of them become a person; a regroup runs in the background
+(one at a time) and keeps it.
 
 Its own dashboard, as `make run` starts it, over its own data folder: a flat photo
 library (symlinks in tmp, no labels) of the CelebA identities with the most photos,
@@ -51,7 +53,7 @@ g = open_gallery(Pipeline(settings=s))
 people = [{{"id": p.id, "faces": p.faces,
             "files": {{f.face_id: Path(f.path).name for f in S.show_person(g, p.id).faces}}}}
           for p in S.list_people(g)]
-print(json.dumps({{"people": people, "truth": truth}}))
+print(json.dumps({{"people": people, "truth": truth, "gallery": g.name}}))
 """
 
 
@@ -175,3 +177,69 @@ def test_name_merge_not_this_person_survive_a_regroup(page, people_dashboard):
     no_exception(page)
     assert "Ada *Lovelace*" in page.inner_text("body")
     assert "Also in this photo:" in page.inner_text("body") or "Nobody else in this photo." in page.inner_text("body")
+
+
+def test_waiting_faces_become_a_person_kept_by_a_background_regroup(page, people_dashboard):
+    from filelock import FileLock
+
+    url, found, lib = people_dashboard
+    people = found["people"]
+    d = people[-1]
+    assert d["faces"] >= 2, people
+    two = sorted(d["files"])[:2]
+    every_face = {fid: name for p in people for fid, name in p["files"].items()}
+    open_page(page, url)
+    open_page(page, url + "/People")
+    page.get_by_text(re.compile("people, most faces first")).first.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+
+    # Two faces out of their person: they wait for a person.
+    _open(page, d["id"])
+    for fid in two:
+        _click(page, f"people_face_{fid}", "label")
+    _click(page, f"people_move_go_{d['id']}")  # "Not this person (out)"
+    page.get_by_text("taken out of person").first.wait_for()
+    if _key(page, "people_back").count():
+        _click(page, "people_back")
+
+    # Open the waiting faces: a grid of thumbnails to tick; make a person of the two.
+    _click(page, "people_waiting_open")
+    page.get_by_text(re.compile(r"Waiting faces \(\d+\)")).first.wait_for()
+    assert all(_key(page, f"people_face_{fid}").count() for fid in two)
+    assert page.locator('[data-testid="stImage"]').count() >= 2
+    shot(page, "people_waiting.png")
+    for fid in two:
+        _click(page, f"people_face_{fid}", "label")
+    _click(page, "people_move_go_waiting")  # the default: a new person
+    made = page.get_by_text(re.compile(r"2 waiting faces are now person #\d+")).first
+    made.wait_for()
+    new = int(re.search(r"#(\d+)", made.inner_text()).group(1))
+    assert _key(page, f"people_open_{new}").count(), "the new person is not in the grid"
+    _open(page, new)
+    assert _shown_faces(page, every_face) == set(two)
+    name = _key(page, f"people_name_{new}").locator("input")
+    name.fill("Two *waiting*")
+    name.press("Tab")
+    wait_idle(page)
+    _click(page, f"people_name_go_{new}")
+    page.get_by_text(f"Named person #{new}").wait_for()
+    _click(page, "people_back")
+
+    # Regroup in the background. The test holds the gallery's write lock (as an ingest
+    # would): the job groups, then waits to write, and the page says it runs; a second
+    # click is refused. Released, it finishes and every decision is there.
+    lock = FileLock(str(lib.parent / "home" / "locks" / f"{found['gallery']}.lock"))
+    with lock:
+        _click(page, "people_regroup")
+        page.get_by_text(re.compile("Regrouping the library in the background: writing the people")).first.wait_for(
+            timeout=MODEL_WAIT_MS)
+        assert _key(page, f"people_open_{new}").count()  # the grid stays usable meanwhile
+        shot(page, "people_regrouping.png")
+        _click(page, "people_regroup")
+        page.get_by_text(re.compile("already running")).first.wait_for()
+    page.get_by_text("Regrouped:").first.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    no_exception(page)
+    assert "Two *waiting*" in page.inner_text("body")
+    _open(page, new)
+    assert _shown_faces(page, every_face) == set(two), "the regroup undid the new person"

@@ -214,6 +214,64 @@ def test_two_writers_at_once_leave_people_and_gallery_consistent(library):
             assert g.get(ids=[f.face_id])["metadatas"][0]["identity"] == (names[p.id] or "")
 
 
+def test_regroup_keeps_decisions_made_while_it_runs(library):
+    """The grouping is computed without the gallery's write lock: a name and a "not this
+    person" made meanwhile land at once, and the regroup starts over to keep them (it
+    never writes a result computed before them). A second regroup meanwhile is refused."""
+    from facesearch.errors import ConfigError
+    from facesearch.people import service as S
+
+    s, g, lib = library
+    actress = _person_of(g, "img1.jpg")
+    out = next(f for f in S.show_person(g, actress).faces if f.path.endswith("img4.jpg")).face_id
+    stages: list[str] = []
+
+    def meanwhile(stage: str) -> None:
+        stages.append(stage)
+        if stage.startswith("grouping") and len(stages) == 2:  # the first try, between snapshot and write
+            S.name_person(g, actress, "Named meanwhile")
+            S.move_faces(g, [out], None)
+            with pytest.raises(ConfigError, match="already running"):
+                S.regroup(g)  # the same gallery, even from the same thread
+            job = S.start_regroup(g)  # the page's job: refused when it starts, in a sentence
+            assert job.wait(120) and job.report is None and "already running" in job.error
+
+    rep = S.regroup(g, progress=meanwhile)
+    assert rep.reruns == 1 and "grouped again" in rep.summary()
+    assert any(st.startswith("people changed meanwhile") for st in stages)
+    after = S.show_person(g, actress)
+    assert after.person.name == "Named meanwhile" and out not in {f.face_id for f in after.faces}
+    assert g.get(ids=[after.faces[0].face_id])["metadatas"][0]["identity"] == "Named meanwhile"
+    assert S.regroup(g).reruns == 0  # nothing changed meanwhile: written at once
+
+
+def test_regroup_job_runs_in_the_background_one_at_a_time(library):
+    """The page's regroup: a background job, one per gallery (a second is refused while it
+    runs); a decision made while it waits to write is kept; its report when done."""
+    import time
+
+    from facesearch.errors import ConfigError
+    from facesearch.people import service as S
+
+    s, g, lib = library
+    pid = S.list_people(g)[-1].id
+    with g.writer():  # the job computes, then waits here for the gallery's write lock
+        job = S.start_regroup(g)
+        end = time.monotonic() + 120
+        while job.stage != "writing the people" and job.running and time.monotonic() < end:
+            time.sleep(0.05)
+        assert job.running and S.running_regroup(g) is job
+        with pytest.raises(ConfigError, match="already running"):
+            S.start_regroup(g)
+        S.name_person(g, pid, "Named during the job")  # this thread holds the lock: it lands first
+    assert job.wait(300) and job.error is None, job.error
+    assert job.report.reruns == 1 and S.running_regroup(g) is None
+    assert S.show_person(g, pid).person.name == "Named during the job"
+    # Finished: a new one may start; its failure is a sentence in ``error``, not an exception.
+    again = S.start_regroup(g)
+    assert again.wait(300) and again.error is None and again.report.reruns == 0
+
+
 def test_visitor_cannot_change_people(library):
     from facesearch.access import Actor
     from facesearch.errors import PermissionDeniedError
@@ -225,6 +283,8 @@ def test_visitor_cannot_change_people(library):
     pid = S.list_people(visitor)[0].id  # reading is allowed
     with pytest.raises(PermissionDeniedError):
         S.name_person(visitor, pid, "Someone")
+    with pytest.raises(PermissionDeniedError):
+        S.start_regroup(visitor)  # refused before any thread starts
 
 
 def test_match_gives_one_identity_to_one_face_per_photo(tmp_path):
@@ -295,6 +355,15 @@ def test_people_command(tmp_path):
     moved = json.loads(fs("people", "move", "--face", face, "--out", "--json").stdout)
     assert moved == {"moved": 1, "to": None}
     assert face not in {f["face"] for f in json.loads(fs("people", "show", str(pid), "--json").stdout)["faces"]}
+    # The face taken out waits for a person: listed by 'waiting', made a person of its own by 'new'.
+    waiting = json.loads(fs("people", "waiting", "--json").stdout)["waiting"]
+    assert face in {f["face"] for f in waiting} and all(f["path"] and len(f["box"]) == 4 for f in waiting)
+    assert face in fs("people", "waiting").stdout
+    made = json.loads(fs("people", "new", "--face", face, "--name", "Bo", "--json").stdout)
+    assert made["name"] == "Bo" and made["faces"] == 1
+    assert face not in {f["face"] for f in json.loads(fs("people", "waiting", "--json").stdout)["waiting"]}
+    r = fs("people", "new")
+    assert r.returncode != 0 and "--face" in r.stderr
     r = fs("people", "show", "999999")
     assert r.returncode != 0 and "no person" in r.stderr
     photos = json.loads(fs("people", "photos", str(pid), "--json").stdout)

@@ -1,7 +1,8 @@
 """``facesearch people``: the people of a photo library (``facesearch ingest PATH --format photos``).
 
-``list``, ``show ID``, ``photos ID``, ``name ID NAME``, ``merge ID ID... [--name NAME]``,
-``move FACE... --to ID`` (or ``--out``: not this person), ``regroup``; ``--json`` for a
+``list``, ``show ID``, ``photos ID``, ``waiting`` (the faces in no person yet), ``name ID
+--name NAME``, ``merge ID ID... [--name NAME]``, ``move --face FACE... --to ID`` (or
+``--out``: not this person), ``new --face FACE...`` (a new person of them), ``regroup``; ``--json`` for a
 program. Names are printed as text (JSON escapes them; the terminal gets them with
 control characters refused by the label rule when they were set).
 """
@@ -73,6 +74,20 @@ def cmd_people(args) -> int:
                 others = ", ".join((p.name if p and p.name is not None else ("Unnamed" if p else "no person"))
                                    for _, p in ph.others)
                 print(f"{ph.path}" + (f"  with: {others}" if others else ""))
+    elif act == "waiting":
+        faces = S.waiting_faces(g)
+        if args.json:
+            out = {"waiting": [_face(f) for f in faces]}
+        else:
+            print(f"{len(faces)} faces waiting for a person (move them with 'move --face FACE --to PERSON' "
+                  "or make one with 'new --face FACE ...')")
+            for f in faces:
+                print(f"  {f.face_id}  {f.path}  box {','.join(map(str, f.box))}"
+                      + (f"  [{f.quality}]" if f.quality else ""))
+    elif act == "new":
+        if not args.faces:
+            raise _usage("new: give the faces with --face FACE (repeat)")
+        out = _person(S.new_person(g, args.faces, args.name))
     elif act == "name":
         if len(args.ids) != 1 or args.name is None:
             raise _usage("name: give one person id and --name NAME")
@@ -89,7 +104,7 @@ def cmd_people(args) -> int:
     if out is not None:
         if args.json:
             print(json.dumps(out, ensure_ascii=False, indent=1))
-        elif act not in ("list", "show", "photos"):
+        elif act not in ("list", "show", "photos", "waiting"):
             print(out["summary"] if "summary" in out else json.dumps(out, ensure_ascii=False))
     return 0
 
@@ -102,16 +117,16 @@ def _usage(msg: str):
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     """This module's sub-commands, on ``sub`` (``common``: the options every command takes)."""
-    p = sub.add_parser("people", parents=[common], help="the people found in a photo library: list, show, name, "
-                       "merge, move",
+    p = sub.add_parser("people", parents=[common], help="the people found in a photo library: list, show, waiting, "
+                       "name, merge, move, new",
                        description="People grouped from the faces of photo libraries (facesearch ingest PATH "
                                    "--format photos). Changes are remembered and survive a regroup.")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "photos", "name", "merge", "move",
-                                                                 "regroup"])
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "photos", "waiting", "name", "merge",
+                                                                 "move", "new", "regroup"])
     p.add_argument("ids", nargs="*", type=int, metavar="PERSON", help="person ids (show, photos, name, merge)")
-    p.add_argument("--name", help="the name to give (name, merge)")
+    p.add_argument("--name", help="the name to give (name, merge, new)")
     p.add_argument("--face", dest="faces", action="append", default=[], metavar="FACE",
-                   help="a face id to move (repeat)")
+                   help="a face id to move, or of the new person (repeat)")
     p.add_argument("--to", type=int, metavar="PERSON", help="move: the person the faces go to")
     p.add_argument("--out", action="store_true", help="move: take the faces out of their person (not this person)")
     p.add_argument("--min-faces", type=int, default=2, help="list: hide people with fewer faces (default 2)")

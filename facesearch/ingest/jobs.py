@@ -1,48 +1,39 @@
-"""An ingest that runs outside the caller: a background thread with progress and a stop
-switch, so a dashboard session stays responsive while a folder is ingested. No UI here;
+"""An ingest that runs outside the caller: a background thread (a
+:class:`facesearch.jobs.BackgroundJob`) with progress and a stop switch, so a dashboard
+session stays responsive while a folder is ingested. No UI here;
 ``components.gallery_admin`` polls it."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from facesearch.errors import FaceSearchError
 from facesearch.ingest.run import IngestReport, ingest
-
-log = logging.getLogger(__name__)
+from facesearch.jobs import BackgroundJob
 
 
 @dataclass
-class IngestJob:
+class IngestJob(BackgroundJob):
     """``IngestJob(what, path, **ingest_kwargs).start()``; read ``done``/``total``/
     ``current`` while ``running``; afterwards ``report`` (or ``error``, a sentence)."""
 
-    what: str
     path: Any = None
     kwargs: dict = field(default_factory=dict)
     done: int = 0
     total: int = 0
     current: str = ""
     waiting: str = ""  # why it has not started: another ingest of the gallery runs (a sentence)
-    report: IngestReport | None = None
-    error: str | None = None
-    started: float = field(default_factory=time.time)
+    report: IngestReport | None = field(default=None, kw_only=True)
     # When the first photo was counted (monotonic) and the count then (photos done in an
     # earlier run included): the rate and time left are measured from there.
     first_at: float | None = None
     first_done: int = 0
     last_at: float = 0.0  # when the count last moved
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> "IngestJob":
-        self._thread = threading.Thread(target=self._run, name=f"ingest: {self.what}", daemon=True)
-        self._thread.start()
-        return self
+    kind = "ingest"
 
     def _progress(self, done: int, total: int, current: str) -> None:
         self.last_at = time.monotonic()
@@ -66,19 +57,8 @@ class IngestJob:
     def _waiting(self, message: str) -> None:
         self.waiting = message  # another ingest writes the gallery: shown until this one starts
 
-    def _run(self) -> None:
-        try:
-            self.report = ingest(self.path, progress=self._progress, stop=self._stop, waiting=self._waiting,
-                                 **self.kwargs)
-        except FaceSearchError as exc:
-            self.error = str(exc)
-        except Exception as exc:  # a bug: logged with its traceback, told to the user in one line
-            log.exception("ingest %s failed", self.what)
-            self.error = f"the ingest stopped on an unexpected error ({type(exc).__name__}: {exc})"
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def _work(self) -> IngestReport:
+        return ingest(self.path, progress=self._progress, stop=self._stop, waiting=self._waiting, **self.kwargs)
 
     @property
     def stopping(self) -> bool:
@@ -87,8 +67,3 @@ class IngestJob:
     def stop(self) -> None:
         """Ask the ingest to stop after the photo in hand; what is done stays done."""
         self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running

@@ -5,7 +5,8 @@ Reads: :func:`list_people`, :func:`show_person`, :func:`person_photos`,
 :func:`waiting_faces`, :func:`person_named`. Changes (admin only, like every gallery
 change; each is one audit line): :func:`name_person`, :func:`merge_people`,
 :func:`move_faces` (to another person, or out: "not this person"), :func:`new_person`,
-:func:`regroup`; :func:`place_new_faces` runs after every photo-library ingest.
+:func:`regroup` (:func:`start_regroup`: in a background thread, for the page);
+:func:`place_new_faces` runs after every photo-library ingest.
 
 Every function takes the gallery (:class:`store.FaceGallery`, whose ``actor`` says who
 asks) and works on its photo-library faces (metadata ``people``). The decisions are
@@ -25,10 +26,13 @@ kept so that no later grouping undoes them:
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import hashlib
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from store import FaceGallery
 
@@ -37,12 +41,13 @@ from facesearch.access import require_admin
 from facesearch.datasets.base import clean_label
 from facesearch.errors import ConfigError
 from facesearch.imaging.detection import clear_score
+from facesearch.jobs import BackgroundJob
 from facesearch.people.grouping import DEFAULT, Params, group, place
 from facesearch.people.store import FaceRow, PeopleStore
 
 __all__ = ["Person", "PersonFace", "PersonView", "PhotoView", "list_people", "show_person", "person_photos",
            "waiting_faces", "person_named", "name_person", "merge_people", "move_faces", "new_person", "regroup",
-           "place_new_faces", "open_store"]
+           "place_new_faces", "open_store", "RegroupJob", "start_regroup", "running_regroup"]
 
 
 @dataclass(frozen=True)
@@ -354,10 +359,12 @@ class GroupingReport:
     people: int  # people now
     new_people: int
     waiting: int  # faces in no person
+    reruns: int = 0  # regroup: times it started over because people changed while it ran
 
     def summary(self) -> str:
         return (f"{self.faces} faces: {self.people} people ({self.new_people} new), {self.placed} faces placed, "
-                f"{self.waiting} waiting for more faces like them")
+                f"{self.waiting} waiting for more faces like them"
+                + (f"; grouped again {self.reruns}× to keep the changes made meanwhile" if self.reruns else ""))
 
 
 def _state(gallery: FaceGallery, st: PeopleStore):
@@ -389,19 +396,77 @@ def place_new_faces(gallery: FaceGallery, settings=None, params: Params = DEFAUL
         return _write(gallery, st, ids, x, mds, index, known, ok, out, before, placed_from=new)
 
 
-def regroup(gallery: FaceGallery, params: Params = DEFAULT) -> GroupingReport:
+REGROUP_TRIES = 3  # snapshots tried without the lock before the last try holds it throughout
+REGROUP_LOCK_WAIT = 300.0  # s a regroup waits for the gallery's write lock (an ingest): it runs in the background
+
+
+def _regroup_lock(gallery: FaceGallery) -> FileLock:
+    """One regroup of a gallery at a time, across threads and processes (the page's job,
+    ``facesearch people regroup``): a lock file beside the people database."""
+    key = hashlib.sha1(gallery.name.encode()).hexdigest()[:16]
+    return FileLock(str(_db(gallery)) + f".regroup-{key}.lock", timeout=0)
+
+
+def _decisions(gallery: FaceGallery, st: PeopleStore) -> tuple:
+    """Everything a regroup's result rests on besides the vectors: the gallery's version
+    (faces added, erased, renamed) and every row of the people database (each face's
+    person and pin, the people and their names, the "not this person" pairs)."""
+    return (gallery.version(), tuple(st.faces()), frozenset(st.rejected()), tuple(sorted(st.persons().items())))
+
+
+def regroup(gallery: FaceGallery, params: Params = DEFAULT, progress=None) -> GroupingReport:
     """Group the whole library again (after new parameters, or to let early faces find
     each other). Every user decision stays: pinned faces stay with their person (and
     that person's name), user-made people are never merged, "not this person" holds.
-    People the user never touched keep their id when most of their faces stay together."""
-    with _change(gallery, "regroup") as st:
-        ids, x, mds, index, known, photos, ok, forbid = _state(gallery, st)
-        init = np.array([known[f].person if f in known and known[f].pinned and known[f].person is not None else -1
-                         for f in ids], np.int64)
-        before = set(int(v) for v in init if v >= 0)
-        out = group(x, photos, ok, params, init, forbid)
-        return _write(gallery, st, ids, x, mds, index, known, ok, out, before, placed_from=np.arange(len(ids)),
-                      reuse=True)
+    People the user never touched keep their id when most of their faces stay together.
+
+    Decisions made while it runs are **kept, by re-running**: the grouping is computed
+    on a snapshot without holding the gallery's write lock, so names, merges, moves and
+    ingests go through meanwhile; the result is written (under the lock) only when
+    nothing changed since the snapshot (:func:`_decisions`). Otherwise the snapshot is
+    taken again and the grouping re-run on it, at most ``REGROUP_TRIES`` times; the last
+    try holds the lock from snapshot to write, so a decision made then waits for it (or,
+    after the lock's wait, is refused with GalleryBusyError: never silently lost). The
+    report's ``reruns`` says how many times it started over.
+
+    Only one regroup of a gallery runs at a time (any thread or process): a second one
+    is refused with ConfigError. ``progress(stage)``, optional, is told each stage as a
+    sentence ("reading the library", "grouping N faces", ...)."""
+    say = progress or (lambda stage: None)
+    who = require_admin(gallery.actor, "regroup")
+    lock = _regroup_lock(gallery)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"a regroup of gallery {gallery.name} is already running; wait for it to finish") from None
+    try:
+        with audit.operation(gallery.settings, who, "people", change="regroup") as op:
+            op.always = True
+            st = open_store(gallery)
+            try:
+                for attempt in range(REGROUP_TRIES + 1):
+                    last = attempt == REGROUP_TRIES
+                    with gallery.writer(REGROUP_LOCK_WAIT) if last else contextlib.nullcontext():
+                        say("reading the library" if not attempt else
+                            "people changed meanwhile: grouping again, with their changes")
+                        before_state = _decisions(gallery, st)
+                        ids, x, mds, index, known, photos, ok, forbid = _state(gallery, st)
+                        init = np.array([known[f].person if f in known and known[f].pinned
+                                         and known[f].person is not None else -1 for f in ids], np.int64)
+                        before = set(int(v) for v in init if v >= 0)
+                        say(f"grouping {len(ids):,} faces")
+                        out = group(x, photos, ok, params, init, forbid)
+                        say("writing the people")
+                        with contextlib.nullcontext() if last else gallery.writer(REGROUP_LOCK_WAIT):
+                            if last or _decisions(gallery, st) == before_state:
+                                rep = _write(gallery, st, ids, x, mds, index, known, ok, out, before,
+                                             placed_from=np.arange(len(ids)), reuse=True)
+                                return replace(rep, reruns=attempt)
+                raise AssertionError("unreachable: the last try always writes")
+            finally:
+                st.close()
+    finally:
+        lock.release()
 
 
 def _write(gallery, st, ids, x, mds, index, known, ok, labels, keep: set[int], placed_from, reuse=False):
@@ -448,3 +513,55 @@ def _write(gallery, st, ids, x, mds, index, known, ok, labels, keep: set[int], p
     people = st.counts()
     return GroupingReport(len(ids), placed, len(people), len([l for l in new_labels if mapping[l] not in old_people]),
                           int((labels < 0).sum()))
+
+
+# -- regroup in the background (the page) ---------------------------------------------------
+@dataclass
+class RegroupJob(BackgroundJob):
+    """:func:`regroup` in a background thread (:class:`facesearch.jobs.BackgroundJob`):
+    ``stage`` while ``running``, then ``report`` (a GroupingReport) or ``error``."""
+
+    gallery: FaceGallery | None = None
+    params: Params = DEFAULT
+    stage: str = "starting"
+    report: GroupingReport | None = field(default=None, kw_only=True)
+
+    kind = "regroup"
+
+    def _work(self) -> GroupingReport:
+        return regroup(self.gallery, self.params, progress=self._stage)
+
+    def _stage(self, stage: str) -> None:
+        self.stage = stage
+
+
+_jobs: dict[str, RegroupJob] = {}
+_jobs_lock = threading.Lock()
+
+
+def _job_key(gallery: FaceGallery) -> str:
+    return f"{gallery.settings.home}|{gallery.name}"
+
+
+def start_regroup(gallery: FaceGallery, params: Params = DEFAULT) -> RegroupJob:
+    """Start :func:`regroup` in the background and return its job (admin only). Refused
+    with ConfigError while a regroup of this gallery runs (this process's job, checked
+    here; another process's, when the job starts: its ``error`` says so)."""
+    require_admin(gallery.actor, "regroup")
+    key = _job_key(gallery)
+    with _jobs_lock:
+        running = _jobs.get(key)
+        if running is not None and running.running:
+            raise ConfigError(f"a regroup of this gallery is already running ({running.stage}); wait for it to "
+                              "finish")
+        job = RegroupJob("Regrouping the library", gallery=gallery, params=params)
+        _jobs[key] = job
+        job.start()
+    return job
+
+
+def running_regroup(gallery: FaceGallery) -> RegroupJob | None:
+    """The regroup of this gallery running in this process (any session's), or None."""
+    with _jobs_lock:
+        job = _jobs.get(_job_key(gallery))
+    return job if job is not None and job.running else None
