@@ -353,14 +353,14 @@ def _join_chunk(x, photos, labels, new, params: Params, forbid, g: Groups, reach
         # at least margin farther (over every person, whatever they hold: a clash with
         # the second one still counts as a rival, which only makes the rule stricter).
         cos = dots / norms[None, :].astype(np.float32)  # (len(new), people)
-        if cos.shape[1] > 1:
-            two = -np.partition(-cos, 1, axis=1)[:, :2]  # the two largest cosines per face
-            best, second = two[:, 0], two[:, 1]
-        else:
-            best, second = cos[:, 0], np.full(len(new), -np.inf, np.float32)
-        clear = (best >= 1.0 - params.reach) & (best - second >= params.margin)
-        hit |= clear[:, None] & (cos >= best[:, None])
+        rows = np.arange(len(new))
+        top = cos.argmax(axis=1)
+        best = cos[rows, top]
+        cos[rows, top] = -np.inf
+        second = cos.max(axis=1)
         del cos
+        clear = np.flatnonzero((best >= 1.0 - params.reach) & (best - second >= params.margin))
+        hit[clear, top[clear]] = True
     jj, rr = np.nonzero(hit)
     del hit
     if jj.size == 0:
