@@ -179,12 +179,16 @@ def folder_section(act: common.Active, busy: bool = False) -> None:
 
 
 def zip_section(act: common.Active, busy: bool = False) -> None:
-    st.caption("A zip of identity folders (`NAME/photo.jpg`), unpacked on the server then ingested.")
-    up = st.file_uploader("Zip of identity folders", type=["zip"], key="ingest_zip")
+    st.caption("A zip of identity folders (`NAME/photo.jpg`) or of a photo library (photos without names: "
+               "every face is kept and grouped into people, see the People page), unpacked on the server then "
+               "ingested.")
+    up = st.file_uploader("Zip of photos", type=["zip"], key="ingest_zip")
+    kinds = {"auto": "Tell from the layout", "folders": "Identity folders", "photos": "A photo library (no names)"}
+    fmt = st.radio("The zip holds", list(kinds), format_func=kinds.get, key="ingest_zip_format", horizontal=True)
     if st.button("Ingest zip", key="ingest_zip_go", type="primary", disabled=up is None or busy):
         with common.user_errors():
             root = extract_zip(up.getvalue(), act.settings.home)
-            st.session_state["ingest_job"] = start_ingest(act, root, fmt="auto", what=f"Ingested {up.name}")
+            st.session_state["ingest_job"] = start_ingest(act, root, fmt=fmt, what=f"Ingested {up.name}")
         st.rerun()
 
 

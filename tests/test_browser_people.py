@@ -243,3 +243,47 @@ def test_waiting_faces_become_a_person_kept_by_a_background_regroup(page, people
     assert "Two *waiting*" in page.inner_text("body")
     _open(page, new)
     assert _shown_faces(page, every_face) == set(two), "the regroup undid the new person"
+
+
+def _people_count(page, url: str) -> int:
+    open_page(page, url + "/People")
+    found = page.get_by_text(re.compile(r"\d+ people, most faces first")).first
+    found.wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    return int(re.search(r"(\d+) people, most faces first", found.inner_text()).group(1))
+
+
+def test_a_zip_of_a_photo_library_uploaded_on_home_becomes_people(page, people_dashboard, tmp_path):
+    """A zip of one folder of photos of someone not in the library: as "a photo library"
+    (its folder is no name: auto-detection would call it an identity folder), every face
+    is kept unnamed and the photos found one new person."""
+    import zipfile
+
+    from conftest import celeba_split
+
+    url, found, lib = people_dashboard
+    gallery, _ = celeba_split(n_identities=N_IDS + 1, n_gallery=N_PHOTOS, n_probe=0)
+    known = set(found["truth"].values())
+    photos = [im for im in gallery if im.identity not in known]
+    assert len(photos) == N_PHOTOS
+    z = tmp_path / "holiday *photos* <b>.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for im in photos:
+            zf.write(im.path, f"trip/{im.path.name}")
+    open_page(page, url)
+    before = _people_count(page, url)
+
+    open_page(page, url)
+    page.get_by_role("tab", name="Upload a zip").click()
+    _key(page, "ingest_zip").locator('input[type="file"]').set_input_files(str(z))
+    wait_idle(page)
+    _key(page, "ingest_zip_format").get_by_text("A photo library (no names)").click()
+    wait_idle(page)
+    _click(page, "ingest_zip_go")
+    done = page.get_by_text(re.compile(r"Ingested holiday \*photos\* <b>\.zip: .*faces? added")).first
+    done.wait_for(timeout=MODEL_WAIT_MS)
+    added = int(re.search(r"(\d+) faces? added", done.inner_text()).group(1))
+    assert added >= N_PHOTOS
+    no_exception(page)
+    shot(page, "people_zip.png")
+    assert _people_count(page, url) == before + 1
