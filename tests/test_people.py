@@ -301,6 +301,31 @@ def test_people_command(tmp_path):
     assert photos and all("others" in ph for ph in photos)
 
 
+def test_grouping_scores_on_a_hand_made_grouping():
+    """The grouping metric on a case worked by hand: identities X (a, b, c) and Y (d, e);
+    people {a, b}, {c, d}, e waiting (a person of one face)."""
+    from facesearch.evaluation.clustering import grouping_scores
+
+    true = {"a": "X", "b": "X", "c": "X", "d": "Y", "e": "Y"}
+    m = grouping_scores({"a": 1, "b": 1, "c": 2, "d": 2, "z": 7}, true)  # z is not judged
+    # Pairs in one person: ab, cd (1 right); pairs of one identity: ab, ac, bc, de.
+    assert m["precision"] == pytest.approx(1 / 2) and m["recall"] == pytest.approx(1 / 4)
+    assert m["f"] == pytest.approx(1 / 3)
+    # BCubed precision: a 1, b 1, c 1/2, d 1/2, e 1; recall: a 2/3, b 2/3, c 1/3, d 1/2, e 1/2.
+    assert m["bcubed_p"] == pytest.approx(4 / 5) and m["bcubed_r"] == pytest.approx(8 / 15)
+    assert m["bcubed_f"] == pytest.approx(0.64)
+    assert (m["people"], m["true"], m["big"], m["mixing"]) == (2, 2, 0, 0)
+    # Mixing counts people of 3+ judged faces only: {c, d, f} mixes X and Y, {g, h, i} does not.
+    true.update(f="X", g="Z", h="Z", i="Z")
+    m = grouping_scores({"a": 1, "b": 1, "c": 2, "d": 2, "f": 2, "g": 3, "h": 3, "i": 3}, true)
+    assert (m["people"], m["true"], m["big"], m["mixing"]) == (3, 3, 2, 0.5)
+    # A perfect grouping scores 1 throughout; nothing grouped: no precision lost, no recall.
+    perfect = grouping_scores({k: ord(v) for k, v in true.items()}, true)
+    assert all(perfect[k] == pytest.approx(1) for k in ("precision", "recall", "f", "bcubed_f"))
+    alone = grouping_scores({}, true)
+    assert alone["precision"] == 1 and alone["recall"] == 0 and alone["bcubed_p"] == 1 and alone["people"] == 0
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_celeba_library_people_against_identities(tmp_path):
