@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import streamlit as st
 
@@ -172,6 +172,22 @@ class Active:
         g = self.info()
         return None if g is None else FaceGallery(g["model"], g["dim"], g["detector"], self.settings, create=False,
                                                   actor=actor, memory_index=True)
+
+
+J = TypeVar("J")
+
+
+def job_finished(job: J | None, progress: Callable[[J], None]) -> bool:
+    """For a page polling a background job (facesearch.jobs.BackgroundJob): True once
+    ``job`` has finished (the caller then shows its report or error); while it runs,
+    ``progress(job)`` (a fragment that refreshes itself) and False; False when there is
+    none."""
+    if job is None:
+        return False
+    if not job.running:
+        return True
+    progress(job)
+    return False
 
 
 def sidebar() -> Active:

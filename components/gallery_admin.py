@@ -64,12 +64,7 @@ def job_panel(job: IngestJob | None) -> bool:
     """Progress and a Stop button for a running ingest, refreshed every second without
     rerunning the page. Returns True once ``job`` has finished (the caller then collects
     its report); False while it runs or when there is none."""
-    if job is None:
-        return False
-    if not job.running:
-        return True
-    _job_progress(job)
-    return False
+    return common.job_finished(job, _job_progress)
 
 
 @st.fragment(run_every=1.0)

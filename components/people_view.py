@@ -18,6 +18,7 @@ import streamlit as st
 
 from facesearch.people.service import Person, PersonFace, PersonView, PhotoView, RegroupJob
 
+from .common import job_finished
 from .text import md_escape
 
 UNNAMED = "Unnamed"
@@ -103,12 +104,7 @@ def regroup_panel(job: RegroupJob | None) -> bool:
     """A running regroup's stage, refreshed every second without rerunning the page (the
     grid stays usable meanwhile). Returns True once ``job`` has finished (the caller
     then shows its report or error); False while it runs or when there is none."""
-    if job is None:
-        return False
-    if not job.running:
-        return True
-    _regroup_progress(job)
-    return False
+    return job_finished(job, _regroup_progress)
 
 
 @st.fragment(run_every=1.0)
