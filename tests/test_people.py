@@ -270,6 +270,18 @@ def test_regroup_job_runs_in_the_background_one_at_a_time(library):
     # Finished: a new one may start; its failure is a sentence in ``error``, not an exception.
     again = S.start_regroup(g)
     assert again.wait(300) and again.error is None and again.report.reruns == 0
+    # Another process regrouping (it holds the regroup lock): refused at once, with a sentence.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
+                               "l = FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(120)",
+                               S._regroup_lock(g).lock_file], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="another process"):
+            S.start_regroup(g)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert S.start_regroup(g).wait(300)
 
 
 def test_visitor_cannot_change_people(library):

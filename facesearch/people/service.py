@@ -545,8 +545,10 @@ def _job_key(gallery: FaceGallery) -> str:
 
 def start_regroup(gallery: FaceGallery, params: Params = DEFAULT) -> RegroupJob:
     """Start :func:`regroup` in the background and return its job (admin only). Refused
-    with ConfigError while a regroup of this gallery runs (this process's job, checked
-    here; another process's, when the job starts: its ``error`` says so)."""
+    with ConfigError while a regroup of this gallery runs: this process's job, or
+    another process's (``facesearch people regroup``) holding the regroup lock now; one
+    that takes the lock between this check and the job's start makes the job's ``error``
+    say so."""
     require_admin(gallery.actor, "regroup")
     key = _job_key(gallery)
     with _jobs_lock:
@@ -554,6 +556,13 @@ def start_regroup(gallery: FaceGallery, params: Params = DEFAULT) -> RegroupJob:
         if running is not None and running.running:
             raise ConfigError(f"a regroup of this gallery is already running ({running.stage}); wait for it to "
                               "finish")
+        probe = _regroup_lock(gallery)
+        try:
+            probe.acquire()
+        except Timeout:
+            raise ConfigError("a regroup of this gallery is already running in another process (the command "
+                              "line?); wait for it to finish") from None
+        probe.release()
         job = RegroupJob("Regrouping the library", gallery=gallery, params=params)
         _jobs[key] = job
         job.start()
