@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Sequence
+from typing import Collection, Sequence
 
 import streamlit as st
 
@@ -136,26 +136,39 @@ def rename_controls(person: Person) -> str | None:
     return None
 
 
-def faces_grid(faces: Sequence[PersonFace], gallery, *, selectable: bool, key: str) -> list[str]:
+def faces_grid(faces: Sequence[PersonFace], gallery, *, selectable: bool, key: str,
+               ticked: Collection[str] = ()) -> list[str]:
     """Faces (a person's, or the waiting ones) by thumbnail and photo file name,
     ``FACES_PAGE`` at a time (a page number when there are more; ``key`` names it).
-    Returns the ticked face ids of the page shown."""
-    chosen = []
+
+    ``ticked``: the face ids ticked so far, on any page (what this returned last time:
+    a page's boxes are not drawn while another page is shown, so their ticks live here).
+    Returns every ticked face id among ``faces``: this page's boxes and the other pages'
+    ticks."""
+    shown = faces
     pages = max(1, -(-len(faces) // FACES_PAGE))
     if pages > 1:
         page = st.number_input(f"Page (of {pages}, {FACES_PAGE} faces each)", min_value=1, max_value=pages, value=1,
                                step=1, key=f"people_page_{key}")
-        faces = faces[(int(page) - 1) * FACES_PAGE:int(page) * FACES_PAGE]
-    for start in range(0, len(faces), COLS):
+        shown = faces[(int(page) - 1) * FACES_PAGE:int(page) * FACES_PAGE]
+    here = {f.face_id for f in shown}
+    chosen = [f.face_id for f in faces if f.face_id in set(ticked) and f.face_id not in here]
+    if chosen:
+        st.caption(f"{len(chosen)} face{'s' if len(chosen) != 1 else ''} ticked on other pages.")
+    for start in range(0, len(shown), COLS):
         cols = st.columns(COLS)
-        for col, f in zip(cols, faces[start:start + COLS]):
+        for col, f in zip(cols, shown[start:start + COLS]):
             with col:
                 t = _thumb(gallery, f.face_id)
                 if t:
                     st.image(t, width=96)
                 if selectable:
+                    box = f"people_face_{f.face_id}"
+                    # A box drawn on the last run keeps its own state; one coming back
+                    # from another page starts as it was left (``ticked``).
+                    start_ticked = f.face_id in ticked and box not in st.session_state
                     # A checkbox's label is Markdown: the file name escaped.
-                    if st.checkbox(md_escape(_file(f.path)), key=f"people_face_{f.face_id}"):
+                    if st.checkbox(md_escape(_file(f.path)), value=start_ticked, key=box):
                         chosen.append(f.face_id)
                 else:
                     st.text(_file(f.path))

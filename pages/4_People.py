@@ -24,6 +24,8 @@ def done(message: str, open_person: int | None = None, untick: list[str] = ()) -
     checkboxes ``untick`` cleared."""
     st.session_state["people_msg"] = message
     st.session_state["people_untick"] = list(untick)
+    for k in [k for k in st.session_state if str(k).startswith("people_ticked_")]:
+        del st.session_state[k]  # the ticks kept across pages of faces (faces_grid)
     if open_person is not None:
         st.session_state["people_person"] = open_person
     st.rerun()
@@ -90,7 +92,10 @@ if view is not None:
                 p = S.name_person(gallery, view.person.id, new_name)
             done(f"Named person #{p.id} {md_escape(p.name)}.", p.id)
     st.markdown(f"**Faces** ({len(view.faces)})")
-    chosen = V.faces_grid(view.faces, gallery, selectable=me.admin, key=f"person_{view.person.id}")
+    kept = f"people_ticked_person_{view.person.id}"
+    chosen = V.faces_grid(view.faces, gallery, selectable=me.admin, key=f"person_{view.person.id}",
+                          ticked=st.session_state.get(kept, ()))
+    st.session_state[kept] = chosen
     if me.admin:
         move = V.move_controls(view.person, everyone, chosen)
         if move is not None:
@@ -118,7 +123,9 @@ elif st.session_state.get("people_waiting"):
     st.subheader(f"Waiting faces ({len(faces)})")
     st.caption("Faces in no person yet: too few faces like them so far, or taken out of a person. "
                + ("Tick some to make a new person of them or to move them to someone." if me.admin else ""))
-    chosen = V.faces_grid(faces, gallery, selectable=me.admin, key="waiting")
+    chosen = V.faces_grid(faces, gallery, selectable=me.admin, key="waiting",
+                          ticked=st.session_state.get("people_ticked_waiting", ()))
+    st.session_state["people_ticked_waiting"] = chosen
     if me.admin and faces:
         move = V.move_controls(None, everyone, chosen)
         if move is not None:

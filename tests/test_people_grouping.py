@@ -101,3 +101,4 @@ def test_the_detectors_clear_score_is_data():
     with pytest.raises(UnknownDetectorError) as e:
         clear_score("nope")
     assert "yunet" in str(e.value)
+

@@ -560,8 +560,8 @@ def start_regroup(gallery: FaceGallery, params: Params = DEFAULT) -> RegroupJob:
         try:
             probe.acquire()
         except Timeout:
-            raise ConfigError("a regroup of this gallery is already running in another process (the command "
-                              "line?); wait for it to finish") from None
+            raise ConfigError("a regroup of this gallery is already running elsewhere (the command line?); wait "
+                              "for it to finish") from None
         probe.release()
         job = RegroupJob("Regrouping the library", gallery=gallery, params=params)
         _jobs[key] = job
