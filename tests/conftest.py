@@ -55,6 +55,20 @@ def session_home(tmp_path_factory) -> Path:
         yield home
 
 
+@pytest.fixture(autouse=True)
+def _pytest_stays_main():
+    """Streamlit's script runner (every AppTest) installs the script it runs as
+    ``sys.modules["__main__"]`` and leaves it there. A worker process that a later test
+    spawns re-runs the parent's ``__main__`` on start (multiprocessing's spawn), so it
+    would run that script again: put pytest's own back after each test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def settings(session_home):
     from facesearch.settings import Settings
