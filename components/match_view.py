@@ -161,9 +161,14 @@ def render_match(name: str, result: MatchResult, img: np.ndarray, k: int, galler
         render_face(i, fm, gallery, k)
 
 
-def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict) -> list[MatchResult]:
-    """Match each photo (or recall it from ``memo``, which keeps only these photos) and render
-    it; a bad photo gets its own error and the others still run. Returns the results shown."""
+def show_each(photos: Sequence[Photo], k: int, act: common.Active, memo: dict, search: Callable,
+              render: Callable, tag: tuple = ()) -> list:
+    """The Match page's loop over its photos, one for every mode: each photo searched by
+    ``search(name, data, gallery) -> (result, annotated image (h, w, 3) uint8)``, or
+    recalled from ``memo`` (which keeps only these photos) under a key holding everything
+    that changes the answer (``tag``: the mode; the photo, model, detector, k, gallery size
+    and verdict rule), then shown by ``render(name, result, image, k, gallery)``. A bad
+    photo gets its own error and the others still run. Returns the results shown."""
     if not photos:
         memo.clear()
         return []
@@ -171,28 +176,34 @@ def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict
     with common.user_errors():
         rule = gallery_rule(gallery, act.model, act.settings) if gallery is not None else None
         said = (rule.threshold, rule.possible, rule.calibration) if rule is not None else None
-        keys = [(_sha1(data), act.model, act.detector, k, n, said) for _, data in photos]
+        keys = [(*tag, _sha1(data), act.model, act.detector, k, n, said) for _, data in photos]
     for stale in set(memo) - set(keys):
         del memo[stale]
     shown = []
     for (name, data), key in zip(photos, keys):
-        def run(name=name, data=data) -> tuple[MatchResult, np.ndarray]:
-            common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
-            with st.spinner(f"Finding faces in {md_escape(name)}…"):
-                res = match(data, name, model=act.model, detector=act.detector, k=k, settings=act.settings,
-                            gallery=gallery)
-            img = _annotated(res)
-            res.analysis.image = None  # kept between reruns: the faces and the photo as shown, not its pixels
-            return res, img
-
         try:
-            result, img = _recall(memo, key, run)
+            result, img = _recall(memo, key, lambda name=name, data=data: search(name, data, gallery))
         except FaceSearchError as exc:
             common.show_error(exc)
             continue
-        render_match(name, result, img, k, gallery)
+        render(name, result, img, k, gallery)
         shown.append(result)
     return shown
+
+
+def show_matches(photos: Sequence[Photo], k: int, act: common.Active, memo: dict) -> list[MatchResult]:
+    """Match each photo (or recall it from ``memo``, which keeps only these photos) and render
+    it; a bad photo gets its own error and the others still run. Returns the results shown."""
+    def search(name: str, data: bytes, gallery) -> tuple[MatchResult, np.ndarray]:
+        common.pipeline()  # loads the model once per process, under the "Loading face models" spinner
+        with st.spinner(f"Finding faces in {md_escape(name)}…"):
+            res = match(data, name, model=act.model, detector=act.detector, k=k, settings=act.settings,
+                        gallery=gallery)
+        img = _annotated(res)
+        res.analysis.image = None  # kept between reruns: the faces and the photo as shown, not its pixels
+        return res, img
+
+    return show_each(photos, k, act, memo, search, render_match)
 
 
 def show_verify(a: Photo, b: Photo, act: common.Active, memo: dict) -> None:

@@ -16,10 +16,9 @@ import streamlit as st
 
 from facesearch.errors import FaceSearchError
 from facesearch.kinship.search import POSSIBLE, RelativeFamily, RelativesResult, find_relatives
-from facesearch.search.identify import gallery_rule
 
 from . import common
-from .match_view import Photo, _annotated, _display_width, _recall, _sha1, render_face
+from .match_view import Photo, _annotated, _display_width, render_face, show_each
 from .text import md_escape
 
 MODE = "Find relatives"
@@ -89,32 +88,13 @@ def show_relatives(photos: Sequence[Photo], k: int, act: common.Active, memo: di
     """Search each photo's faces and families (or recall them from ``memo``, which keeps
     only these photos) and render them; a bad photo or a gallery without families gets
     its error and the others still run. Returns the results shown."""
-    if not photos:
-        memo.clear()
-        return []
-    n, gallery = act.size(), act.open()
-    with common.user_errors():
-        rule = gallery_rule(gallery, act.model, act.settings) if gallery is not None else None
-        said = (rule.threshold, rule.possible, rule.calibration) if rule is not None else None
-        keys = [(MODE, _sha1(data), act.model, act.detector, k, n, said) for _, data in photos]
-    for stale in set(memo) - set(keys):
-        del memo[stale]
-    shown = []
-    for (name, data), key in zip(photos, keys):
-        def run(name=name, data=data) -> tuple[RelativesResult, np.ndarray]:
-            common.pipeline()
-            with st.spinner(f"Finding faces and families in {md_escape(name)}…"):
-                res = find_relatives(data, name, model=act.model, detector=act.detector, k=k,
-                                     settings=act.settings, gallery=gallery)
-            img = _annotated(res.match)
-            res.match.analysis.image = None  # kept between reruns without its pixels
-            return res, img
+    def search(name: str, data: bytes, gallery) -> tuple[RelativesResult, np.ndarray]:
+        common.pipeline()
+        with st.spinner(f"Finding faces and families in {md_escape(name)}…"):
+            res = find_relatives(data, name, model=act.model, detector=act.detector, k=k,
+                                 settings=act.settings, gallery=gallery)
+        img = _annotated(res.match)
+        res.match.analysis.image = None  # kept between reruns without its pixels
+        return res, img
 
-        try:
-            result, img = _recall(memo, key, run)
-        except FaceSearchError as exc:
-            common.show_error(exc)
-            continue
-        render_relatives(name, result, img, k, gallery)
-        shown.append(result)
-    return shown
+    return show_each(photos, k, act, memo, search, render_relatives, tag=(MODE,))
